@@ -1,0 +1,120 @@
+"""Experiments: expand the config's named experiments and grids into parameter sets with keys.
+
+A key is a readable, canonical rendering of an experiment's parameters
+(``num_epoch~3_data_size~50_...``): identical parameter sets get the same key, so they share
+artifacts, and a changed parameter gives a new key, so only that experiment's jobs run.
+"""
+
+from __future__ import annotations
+
+import itertools
+import warnings
+from dataclasses import dataclass
+
+# The order of the key's fields; also the columns the tables show per experiment.
+EXPERIMENT_PARAMS = (
+    "num_epoch",
+    "data_size",
+    "support_ratio",
+    "beta",
+    "lora_r",
+    "lora_alpha",
+    "learning_rate",
+    "strategy",
+    "seed",
+)
+# The subset that decides the preference pairs (so experiments differing only in training share them).
+DATA_PARAMS = ("data_size", "support_ratio", "strategy")
+
+INT_PARAMS = {"num_epoch", "data_size", "lora_r", "lora_alpha", "seed"}
+FLOAT_PARAMS = {"support_ratio", "beta", "learning_rate"}
+
+
+class ConfigError(ValueError):
+    """A config or input file that the study cannot run with; the message names the field."""
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    params: dict
+
+    @property
+    def key(self) -> str:
+        return params_key(self.params, EXPERIMENT_PARAMS)
+
+    @property
+    def data_key(self) -> str:
+        return params_key(self.params, DATA_PARAMS)
+
+
+def format_value(value) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def params_key(params: dict, names) -> str:
+    return "_".join(f"{name}~{format_value(params[name])}" for name in names)
+
+
+def normalise(params: dict, where: str) -> dict:
+    """Canonical types, so that 1 and 1.0 give one key."""
+    out = {}
+    for name in EXPERIMENT_PARAMS:
+        value = params[name]
+        if name in INT_PARAMS:
+            if isinstance(value, bool) or float(value) != int(value):
+                raise ConfigError(f"{where}.{name}: must be a whole number, got {value!r}")
+            value = int(value)
+        elif name in FLOAT_PARAMS:
+            value = float(value)
+        out[name] = value
+    return out
+
+
+def expand(config: dict) -> list[Experiment]:
+    """All experiments of a validated config, named experiments first, then grids in order.
+
+    A grid ``{name: g, beta: [0.1, 0.5], lora_r: [8, 16]}`` gives one experiment per combination,
+    named ``g_beta~0.1_lora_r~8`` and so on (the swept values, in the key's order).
+    """
+    defaults = config["defaults"]
+    experiments: list[Experiment] = []
+    for index, entry in enumerate(config.get("experiments", [])):
+        where = f"experiments[{index}] ({entry['name']})"
+        params = {**defaults, **{k: v for k, v in entry.items() if k != "name"}}
+        experiments.append(Experiment(entry["name"], normalise(params, where)))
+    for index, grid in enumerate(config.get("grids", [])):
+        swept = [name for name in EXPERIMENT_PARAMS if name in grid]
+        fixed = {k: v for k, v in grid.items() if k not in EXPERIMENT_PARAMS and k != "name"}
+        if fixed:
+            raise ConfigError(f"grids[{index}]: unknown keys {sorted(fixed)}")
+        values = [grid[name] if isinstance(grid[name], list) else [grid[name]] for name in swept]
+        for combination in itertools.product(*values):
+            point = dict(zip(swept, combination))
+            where = f"grids[{index}] ({grid['name']})"
+            params = normalise({**defaults, **point}, where)
+            suffix = params_key(params, [n for n in swept if isinstance(grid[n], list)])
+            name = f"{grid['name']}_{suffix}" if suffix else grid["name"]
+            experiments.append(Experiment(name, params))
+    check(experiments)
+    return experiments
+
+
+def check(experiments: list[Experiment]) -> None:
+    if not experiments:
+        raise ConfigError("experiments/grids: the config declares no experiment")
+    seen: dict[str, Experiment] = {}
+    by_key: dict[str, str] = {}
+    for experiment in experiments:
+        if experiment.name in seen:
+            raise ConfigError(f"experiments: duplicate experiment name {experiment.name!r}")
+        seen[experiment.name] = experiment
+        if experiment.key in by_key:
+            warnings.warn(
+                f"experiments {by_key[experiment.key]!r} and {experiment.name!r} have identical "
+                "parameters: they share one run",
+                stacklevel=2,
+            )
+        by_key.setdefault(experiment.key, experiment.name)

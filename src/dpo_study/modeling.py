@@ -1,0 +1,77 @@
+"""Loading the base model and tokenizer named by a model manifest, on whatever device is there."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import torch
+
+log = logging.getLogger(__name__)
+
+
+def read_manifest(path: str | Path) -> dict:
+    return json.loads(Path(path).read_text())
+
+
+def device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def dtype_for(settings: dict):
+    """bf16 on a GPU (the homework's 4-bit base computes in bf16 too), fp32 on the CPU."""
+    return torch.bfloat16 if device() == "cuda" else torch.float32
+
+
+def load_tokenizer(manifest: dict, settings: dict):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(
+        manifest["path"], trust_remote_code=settings.get("trust_remote_code", False)
+    )
+    if tokenizer.pad_token is None:
+        # Llama-3 ships no pad token; its reserved right-pad token (or EOS) is what fine-tuning uses.
+        pad = "<|finetune_right_pad_id|>"
+        tokenizer.pad_token = pad if pad in tokenizer.get_vocab() else tokenizer.eos_token
+    return tokenizer
+
+
+def quantization_config(settings: dict):
+    if not (settings.get("load_in_4bit") and device() == "cuda"):
+        return None
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_compute_dtype=torch.bfloat16,
+        bnb_4bit_use_double_quant=True,
+    )
+
+
+def load_model(manifest: dict, settings: dict):
+    """The base model: safetensors only, remote code only when the config allows it."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(
+        manifest["path"],
+        dtype=dtype_for(settings),
+        quantization_config=quantization_config(settings),
+        trust_remote_code=settings.get("trust_remote_code", False),
+        use_safetensors=True,
+        device_map={"": device()} if device() == "cuda" else None,
+    )
+    return model
+
+
+def end_of_turn_ids(tokenizer, model) -> list[int]:
+    """Token ids that end an answer: the model's EOS ids and the chat template's <|eot_id|>."""
+    ids = model.generation_config.eos_token_id
+    ids = [ids] if isinstance(ids, int) else list(ids or [])
+    eot = tokenizer.convert_tokens_to_ids("<|eot_id|>")
+    if isinstance(eot, int) and eot != tokenizer.unk_token_id and eot not in ids:
+        ids.append(eot)
+    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids:
+        ids.append(tokenizer.eos_token_id)
+    return ids
