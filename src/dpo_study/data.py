@@ -104,12 +104,12 @@ def read_jsonl(path: str | Path) -> list[dict]:
         return [json.loads(line) for line in handle if line.strip()]
 
 
-def write_pairs(train: str, pairs: str, data_size: int, support_ratio: float, strategy: str,
-                system_prompt: str, seed: int = 42) -> None:
-    """Stage: the preference pairs of one data parameter set, as JSONL."""
+def write_pairs(train: str, pairs: str, data: dict, system_prompt: str) -> None:
+    """Stage: the preference pairs of one data parameter set (data_size, support_ratio, strategy)."""
     rows = load_rows(train, "train")
-    context = strategies.StrategyContext(seed=seed)
-    write_jsonl(build_pairs(rows, data_size, support_ratio, strategy, system_prompt, context), pairs)
+    context = strategies.StrategyContext(seed=data.get("seed", 42))
+    built = build_pairs(rows, data["data_size"], data["support_ratio"], data["strategy"], system_prompt, context)
+    write_jsonl(built, pairs)
 
 
 def prompt_records(test_rows: list[dict], probe_rows: list[dict], system_prompt: str) -> list[dict]:

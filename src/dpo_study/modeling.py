@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import re
 from pathlib import Path
 
 import torch
@@ -75,3 +77,52 @@ def end_of_turn_ids(tokenizer, model) -> list[int]:
     if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids:
         ids.append(tokenizer.eos_token_id)
     return ids
+
+
+def model_slug(name: str) -> str:
+    """A folder name for a model id or path: ``unsloth/llama-3-8b-Instruct`` -> ``unsloth--llama-3-8b-Instruct``."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "--", name.strip("/")).strip("-") or "model"
+
+
+def hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
+
+
+def check_model_name(name: str) -> None:
+    """Fail before any job when a model cannot be found: a missing local folder, or offline and not cached."""
+    from dpo_study.experiments import ConfigError
+
+    if name == "demo" or Path(name).is_dir():
+        return
+    looks_local = name.startswith((".", "/", "~")) or name.count("/") != 1
+    if looks_local:
+        raise ConfigError(f"model.name: {name!r} is neither a local model folder nor a Hugging Face id (owner/name)")
+    if hub_offline():
+        from huggingface_hub import snapshot_download
+
+        try:
+            snapshot_download(name, local_files_only=True)
+        except Exception:
+            raise ConfigError(
+                f"model.name: {name!r} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set"
+            ) from None
+
+
+def resolve_model(manifest: str, name: str) -> None:
+    """Stage: find (download once, if online) a model and record where it is, for the other stages."""
+    record = {"name": name}
+    if Path(name).is_dir():
+        record["path"] = str(Path(name).resolve())
+    else:
+        from huggingface_hub import snapshot_download
+
+        # Weights as safetensors only: no pickled checkpoints are fetched or loaded.
+        record["path"] = snapshot_download(
+            name,
+            allow_patterns=["*.json", "*.safetensors", "tokenizer*", "*.model", "*.txt"],
+            local_files_only=hub_offline(),
+            token=os.environ.get("HF_TOKEN"),
+        )
+        record["revision"] = Path(record["path"]).name
+    Path(manifest).parent.mkdir(parents=True, exist_ok=True)
+    Path(manifest).write_text(json.dumps(record, indent=2) + "\n")

@@ -1,0 +1,20 @@
+# DPO Study: LoRA-DPO alignment studies, from preference data to comparison tables.
+# Configure with config/config.yaml (the HW7 study) or config/demo.yaml (embedded demo model).
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/model.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/generate.smk"
+include: "workflow/rules/judge.smk"
+include: "workflow/rules/tables.smk"
+
+
+rule all:
+    input:
+        all_outputs(),
+    default_target: True

@@ -1,0 +1,151 @@
+"""LoRA-DPO training of one experiment with TRL's DPOTrainer.
+
+The reference model is the base model with the adapter switched off (``ref_model=None`` with a PEFT
+config), so one copy of the weights serves both. The same code runs on the CPU (TRL 1.16) and on a
+GPU (TRL 1.15, optionally 4-bit): only the precision and the optimizer come from the device/config.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+from transformers import TrainerCallback
+
+from dpo_study.data import read_jsonl
+from dpo_study.modeling import device, load_model, load_tokenizer, read_manifest
+
+log = logging.getLogger(__name__)
+
+STEP_COLUMNS = [
+    "step", "epoch", "loss", "rewards/chosen", "rewards/rejected", "rewards/margins",
+    "rewards/accuracies", "grad_norm", "learning_rate", "num_tokens",
+]
+
+
+class StepLog(TrainerCallback):
+    """Keeps every training log line (one per optimizer step with ``logging_steps=1``)."""
+
+    def __init__(self):
+        self.rows: list[dict] = []
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and "loss" in logs:
+            self.rows.append({"step": state.global_step, **logs})
+
+
+def dpo_config(experiment: dict, training: dict, output_dir: str):
+    from trl import DPOConfig
+
+    on_gpu = device() == "cuda"
+    return DPOConfig(
+        output_dir=output_dir,
+        num_train_epochs=experiment["num_epoch"],
+        learning_rate=experiment["learning_rate"],
+        beta=experiment["beta"],
+        seed=experiment["seed"],
+        data_seed=experiment["seed"],
+        per_device_train_batch_size=training["per_device_train_batch_size"],
+        gradient_accumulation_steps=training["gradient_accumulation_steps"],
+        # TRL reads a warmup_steps below 1 as a fraction of the total steps.
+        warmup_steps=training["warmup_ratio"],
+        lr_scheduler_type=training["lr_scheduler_type"],
+        optim=training["optim"] if on_gpu else training["cpu_optim"],
+        weight_decay=training["weight_decay"],
+        max_length=training["max_length"],
+        loss_type=training["loss_type"],
+        loss_weights=training.get("loss_weights"),
+        gradient_checkpointing=training["gradient_checkpointing"] and on_gpu,
+        bf16=on_gpu,
+        use_cpu=not on_gpu,
+        logging_steps=1,
+        save_strategy="no",
+        report_to=[],
+        disable_tqdm=False,
+        dataloader_num_workers=0,
+    )
+
+
+def lora_config(experiment: dict, training: dict):
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=experiment["lora_r"],
+        lora_alpha=experiment["lora_alpha"],
+        lora_dropout=training["lora_dropout"],
+        target_modules=list(training["target_modules"]),
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+
+
+def peak_memory_gib() -> float:
+    if device() == "cuda":
+        return torch.cuda.max_memory_allocated() / 2**30
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+
+
+def train_adapter(
+    model: str,
+    pairs: str,
+    adapter: str,
+    train_log: str,
+    summary: str,
+    experiment: dict,
+    training: dict,
+    model_settings: dict,
+    threads: int = 1,
+) -> None:
+    """Stage: train one experiment's LoRA adapter; write it, its per-step log and a summary."""
+    from datasets import Dataset
+    from trl import DPOTrainer
+
+    torch.set_num_threads(threads)
+    manifest = read_manifest(model)
+    tokenizer = load_tokenizer(manifest, model_settings)
+    base = load_model(manifest, model_settings)
+    rows = [{k: r[k] for k in ("prompt", "chosen", "rejected")} for r in read_jsonl(pairs)]
+    steps = StepLog()
+    with tempfile.TemporaryDirectory(prefix="dpo-") as scratch:
+        trainer = DPOTrainer(
+            model=base,
+            ref_model=None,
+            args=dpo_config(experiment, training, scratch),
+            train_dataset=Dataset.from_list(rows),
+            processing_class=tokenizer,
+            peft_config=lora_config(experiment, training),
+            callbacks=[steps],
+        )
+        start = time.perf_counter()
+        result = trainer.train()
+        seconds = time.perf_counter() - start
+        trainer.model.save_pretrained(adapter, safe_serialization=True)
+
+    table = pd.DataFrame(steps.rows)
+    table = table.reindex(columns=[c for c in STEP_COLUMNS if c in table.columns]
+                          + [c for c in table.columns if c not in STEP_COLUMNS])
+    Path(train_log).parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(train_log, index=False)
+    last = table.iloc[-1] if len(table) else {}
+    tokens = float(last.get("num_tokens", 0) or 0)
+    report = {
+        "train_loss": float(result.training_loss),
+        "final_loss": float(last.get("loss", float("nan"))),
+        "rewards_margins": float(last.get("rewards/margins", float("nan"))),
+        "rewards_accuracies": float(last.get("rewards/accuracies", float("nan"))),
+        "steps": int(result.global_step),
+        "pairs": len(rows),
+        "train_seconds": round(seconds, 2),
+        "tokens": int(tokens),
+        "tokens_per_second": round(tokens / seconds, 1) if seconds > 0 else None,
+        "peak_memory_gib": round(peak_memory_gib(), 3),
+        "device": device(),
+    }
+    Path(summary).write_text(json.dumps(report, indent=2) + "\n")
+    log.info("trained %d steps in %.1f s: %s", report["steps"], seconds, report)

@@ -1,0 +1,30 @@
+rule prepare_pairs:
+    input:
+        train=config["data"]["train"],
+    output:
+        pairs=f"{RESULTS}/pairs/{{data_key}}.jsonl",
+    params:
+        data=data_params,
+        system_prompt=config["data"]["system_prompt"],
+    log:
+        f"{RESULTS}/logs/prepare_pairs/{{data_key}}.log",
+    conda:
+        ENV
+    script:
+        "../scripts/prepare_pairs.py"
+
+
+rule prepare_prompts:
+    input:
+        test=config["data"]["test"],
+        probes=config["data"]["probes"],
+    output:
+        prompts=f"{RESULTS}/prompts.jsonl",
+    params:
+        system_prompt=config["data"]["system_prompt"],
+    log:
+        f"{RESULTS}/logs/prepare_prompts.log",
+    conda:
+        ENV
+    script:
+        "../scripts/prepare_prompts.py"

@@ -1,0 +1,39 @@
+rule generate_base:
+    input:
+        model=MODEL_MANIFEST,
+        prompts=f"{RESULTS}/prompts.jsonl",
+    output:
+        responses=f"{MODEL_RESULTS}/base/responses.jsonl",
+    params:
+        generation=config["generation"],
+        model_settings=model_settings(),
+    log:
+        f"{RESULTS}/logs/generate_base.log",
+    threads: 2
+    resources:
+        gpu=1,
+    conda:
+        ENV
+    script:
+        "../scripts/generate_responses.py"
+
+
+rule generate_aligned:
+    input:
+        model=MODEL_MANIFEST,
+        prompts=f"{RESULTS}/prompts.jsonl",
+        adapter=f"{MODEL_RESULTS}/runs/{{key}}/adapter",
+    output:
+        responses=f"{MODEL_RESULTS}/runs/{{key}}/responses.jsonl",
+    params:
+        generation=config["generation"],
+        model_settings=model_settings(),
+    log:
+        f"{RESULTS}/logs/generate_aligned/{{key}}.log",
+    threads: 2
+    resources:
+        gpu=1,
+    conda:
+        ENV
+    script:
+        "../scripts/generate_responses.py"

@@ -1,0 +1,21 @@
+rule train_adapter:
+    input:
+        model=MODEL_MANIFEST,
+        pairs=pairs_file,
+    output:
+        adapter=directory(f"{MODEL_RESULTS}/runs/{{key}}/adapter"),
+        train_log=f"{MODEL_RESULTS}/runs/{{key}}/train_log.csv",
+        summary=f"{MODEL_RESULTS}/runs/{{key}}/train_summary.json",
+    params:
+        experiment=experiment_params,
+        training=training_settings(),
+        model_settings=model_settings(),
+    log:
+        f"{RESULTS}/logs/train_adapter/{{key}}.log",
+    threads: 2
+    resources:
+        gpu=1,
+    conda:
+        ENV
+    script:
+        "../scripts/train_adapter.py"
