@@ -1,0 +1,47 @@
+"""Run the real workflow with the snakemake command line in a scratch working directory."""
+
+import os
+import re
+import subprocess
+import sys
+
+import yaml
+
+from conftest import REPO
+
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+
+def workdir_with_config(path, overrides: dict, base="demo.yaml", name="study.yaml"):
+    """A working directory whose config is ``config/<base>`` updated by ``overrides`` (top-level keys)."""
+    path.mkdir(parents=True, exist_ok=True)
+    for name in ("data", "config"):
+        link = path / name
+        if not link.exists():
+            link.symlink_to(REPO / name)
+    config = yaml.safe_load((REPO / "config" / base).read_text())
+    config.update(overrides)
+    config_file = path / name
+    config_file.write_text(yaml.safe_dump(config, sort_keys=False))
+    return config_file
+
+
+def snakemake(workdir, config_file, *args, check=True, timeout=1800):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    command = [*SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--configfile", str(config_file),
+               "--cores", "2", "--resources", "gpu=1", *args]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"snakemake failed ({result.returncode}):\n{result.stdout[-5000:]}\n{result.stderr[-5000:]}")
+    return result
+
+
+def scheduled_jobs(dry_run_output: str) -> dict[str, int]:
+    """The dry run's job-stats table as {rule: count}."""
+    counts = {}
+    table = dry_run_output.split("Job stats:")[-1]
+    for line in table.splitlines():
+        match = re.match(r"^(\w+)\s+(\d+)$", line.strip())
+        if match and match.group(1) != "total":
+            counts[match.group(1)] = int(match.group(2))
+    return counts

@@ -1,0 +1,93 @@
+"""End to end on the embedded demo model, through the snakemake command line (about 4 minutes)."""
+
+import json
+import re
+
+import pandas as pd
+import pytest
+
+from conftest import REPO
+from snakemake_helpers import scheduled_jobs, snakemake, workdir_with_config
+
+pytestmark = pytest.mark.slow
+
+# Measured on the demo model (seed 1): support rate after DPO on the 10 test prompts is 0.9 with
+# support_ratio 1 and 0.0 with support_ratio 0 (base model: 0.3). The test asks for half of that gap.
+MIN_Q1_MARGIN = 0.5
+
+EXPERIMENTS = [{"name": "ratio_0", "support_ratio": 0}, {"name": "ratio_1", "support_ratio": 1}]
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("study")
+    config = workdir_with_config(workdir, {"experiments": EXPERIMENTS, "questions": []})
+    snakemake(workdir, config)
+    return workdir, config
+
+
+def experiments_table(workdir):
+    return pd.read_csv(workdir / "results/tables/experiments.csv").set_index("experiment")
+
+
+def test_support_ratio_1_moves_stance_towards_support(study):
+    workdir, _ = study
+    table = experiments_table(workdir)
+    margin = table.loc["ratio_1", "support_rate_after"] - table.loc["ratio_0", "support_rate_after"]
+    assert margin >= MIN_Q1_MARGIN, table
+    assert table.loc["ratio_1", "support_rate_after"] > table.loc["ratio_1", "support_rate_before"]
+    assert table.loc["ratio_0", "support_rate_after"] < table.loc["ratio_0", "support_rate_before"]
+
+
+def test_demo_model_is_readable_and_not_pre_aligned(study):
+    workdir, _ = study
+    base = pd.read_csv(workdir / "results/demo/base/stances.csv", dtype={"id": str})
+    test = base[base["set"] == "test"]
+    assert 0.2 <= (test["stance"] == "support").mean() <= 0.8
+    train = json.loads((REPO / "data/train.json").read_text())
+    vocabulary = {w.lower() for r in train for t in (r["support"], r["oppose"]) for w in re.findall(r"[\w'-]+", t)}
+    for answer, score in zip(test["response"], test["support_score"]):
+        words = re.findall(r"[\w'-]+", answer)
+        known = sum(w.lower() in vocabulary for w in words) / max(len(words), 1)
+        assert len(words) >= 6 and answer.endswith((".", "!")) and known >= 0.9, answer
+        assert abs(score - 0.5) >= 0.2, (answer, score)  # the judge sees a clear stance
+
+
+def test_tables_and_submissions(study):
+    workdir, _ = study
+    table = experiments_table(workdir)
+    assert list(table.reset_index().columns[:10]) == [
+        "experiment", "num_epoch", "data_size", "support_ratio", "beta", "lora_r", "lora_alpha",
+        "learning_rate", "strategy", "seed"]
+    assert (table["rewards_accuracies"] >= 0).all() and (table["train_seconds"] > 0).all()
+    responses = pd.read_csv(workdir / "results/tables/responses.csv")
+    assert len(responses) == 2 * len(pd.read_json(workdir / "results/prompts.jsonl", lines=True))
+    submission = json.loads((workdir / "results/submissions/ratio_1.json").read_text())
+    assert (submission["num_epoch"], submission["data_size"], submission["support_ratio"]) == (3, 50, 1)
+    assert [r["id"] for r in submission["results"]] == list(range(51, 61))
+    assert set(submission["results"][0]) == {"id", "prompt", "original_response", "aligned_response"}
+    run = next((workdir / "results/demo/runs").iterdir())
+    assert (run / "adapter/adapter_model.safetensors").is_file()
+    log = pd.read_csv(run / "train_log.csv")
+    for column in ["loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies",
+                   "grad_norm", "learning_rate"]:
+        assert column in log.columns
+    assert len(log) == json.loads((run / "train_summary.json").read_text())["steps"]
+
+
+def test_no_change_schedules_nothing(study):
+    workdir, config = study
+    result = snakemake(workdir, config, "-n")
+    assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_changing_one_beta_reruns_only_that_experiment(study):
+    workdir, _ = study
+    changed = workdir_with_config(
+        workdir, {"experiments": [EXPERIMENTS[0], {**EXPERIMENTS[1], "beta": 0.2}], "questions": []},
+        name="changed.yaml",
+    )
+    result = snakemake(workdir, changed, "-n")
+    jobs = scheduled_jobs(result.stdout)
+    assert jobs == {"train_adapter": 1, "generate_aligned": 1, "judge_responses": 1, "submission": 1,
+                    "tables": 1, "all": 1}
