@@ -118,7 +118,7 @@ def read_responses(path: str) -> pd.DataFrame:
 def metric_columns(experiments: pd.DataFrame) -> list[str]:
     """Numeric (or boolean) columns that are not parameters: the metrics, including any added later."""
     return [c for c in experiments.columns if c not in EXPERIMENT_PARAMS and c != "experiment"
-            and (pd.api.types.is_numeric_dtype(experiments[c]) or pd.api.types.is_bool_dtype(experiments[c]))]
+            and pd.api.types.is_numeric_dtype(experiments[c])]
 
 
 def with_groups(experiments: pd.DataFrame) -> pd.DataFrame:
@@ -134,9 +134,10 @@ def with_groups(experiments: pd.DataFrame) -> pd.DataFrame:
         first = members["experiment"].iloc[0]
         run_names = members.drop_duplicates(subset=list(EXPERIMENT_PARAMS))["experiment"]
         stripped = {re.sub(r"_?seed~\d+", "", n) for n in run_names}
-        several_seeds = members["seed"].nunique() > 1
-        label = stripped.pop() if several_seeds and len(stripped) == 1 else first
-        if not label or label in names.values():
+        label = stripped.pop() if members["seed"].nunique() > 1 and len(stripped) == 1 else first
+        # A common name must not be another experiment's or group's name.
+        others = set(table["experiment"]) - set(members["experiment"])
+        if not label or label in others or label in names.values():
             label = first
         names.update(dict.fromkeys(members["experiment"], label))
     table["group"] = table["experiment"].map(names)
@@ -196,9 +197,8 @@ def category_metrics(responses: pd.DataFrame) -> pd.DataFrame:
     """
     paired = [c.removeprefix("aligned_") for c in responses.columns
               if c.startswith("aligned_") and "original_" + c.removeprefix("aligned_") in responses.columns]
-    numeric = [m for m in paired if all(
-        pd.api.types.is_numeric_dtype(responses[f"{side}_{m}"]) or pd.api.types.is_bool_dtype(responses[f"{side}_{m}"])
-        for side in ("original", "aligned"))]
+    numeric = [m for m in paired
+               if all(pd.api.types.is_numeric_dtype(responses[f"{side}_{m}"]) for side in ("original", "aligned"))]
     has_stance = "stance" in paired
     labels = set(responses["original_stance"]) | set(responses["aligned_stance"]) if has_stance else set()
     rows = []
@@ -458,7 +458,7 @@ def sweep_page(param: str, table: pd.DataFrame) -> str:
 
 
 def summary_page(summary: pd.DataFrame) -> str:
-    shown_params = varying_params(summary) or ["num_epoch"]
+    shown_params = varying_params(summary) or GROUP_PARAMS
     metrics = ordered_metrics([*outcome_metrics(summary),
                                *[m for m in summary_metrics(summary) if not m.endswith("_before")]])
     header = ["experiment", "seeds", *shown_params, *[metric_label(m) for m in metrics]]

@@ -43,7 +43,9 @@ for e in EXPERIMENTS:
         )
 checked(check_model_name, config["model"]["name"])
 PROBE_CATEGORIES = list(
-    dict.fromkeys(r["category"] for f in config["data"]["probes"] for r in load_rows(f, "probes"))
+    dict.fromkeys(
+        r["category"] for f in config["data"]["probes"] for r in load_rows(f, "probes")
+    )
 )
 checked(check_questions, config["questions"], BY_NAME, PROBE_CATEGORIES)
 

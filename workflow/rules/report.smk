@@ -35,12 +35,12 @@ rule question_tables:
             category="Questions",
             labels={"question": "{question}"},
         ),
-    params:
-        questions=config["questions"],
     log:
         f"{RESULTS}/logs/report/question_tables.log",
     conda:
         ENV
+    params:
+        questions=config["questions"],
     script:
         "../scripts/write_question_tables.py"
 
@@ -95,12 +95,12 @@ rule training_curves:
             category="Training curves",
             labels={"experiment": "{experiment}"},
         ),
-    params:
-        experiments=experiment_records(),
     log:
         f"{RESULTS}/logs/report/training_curves.log",
     conda:
         ENV
+    params:
+        experiments=experiment_records(),
     script:
         "../scripts/plot_training_curves.py"
 
@@ -173,11 +173,11 @@ rule findings:
             caption="../report/findings.rst",
             category="Findings",
         ),
-    params:
-        questions=config["questions"],
     log:
         f"{RESULTS}/logs/report/findings.log",
     conda:
         ENV
+    params:
+        questions=config["questions"],
     script:
         "../scripts/write_findings.py"
