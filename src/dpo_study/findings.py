@@ -56,7 +56,8 @@ def evidence(difference: float, a: Estimate, b: Estimate, prompts: int | None = 
         step = 1 / prompts
         in_prompts = abs(difference) / step
         if in_prompts < 0.5:
-            return f"The two rates are equal to within half a prompt of {prompts} ({fmt(difference, signed=True)})."
+            return (f"The difference of {fmt(difference, signed=True)} is less than half a prompt of {prompts}: "
+                    "no difference to read.")
         if in_prompts <= 1.0 + 1e-9 and (a.n == 1 or b.n == 1):
             return (f"A difference of {fmt(abs(difference))} is one prompt of {prompts}, the smallest step a rate "
                     f"over {prompts} prompts can take: too small to read as an effect.")
@@ -104,7 +105,9 @@ def overview(experiments: pd.DataFrame, responses: pd.DataFrame, summary: pd.Dat
     probes = int((responses["category"] != TEST_CATEGORY).sum() / max(responses["experiment"].nunique(), 1))
     section.add(
         f"The study has {plural(len(experiments), 'experiment')} in {plural(len(summary), 'seed group')} "
-        f"(experiments that differ only in seed); seeds per group range from {int(seeds.min())} to {int(seeds.max())}.",
+        f"(experiments that differ only in seed); "
+        + (f"each group has {plural(int(seeds.max()), 'seed')}." if seeds.min() == seeds.max()
+           else f"seeds per group range from {int(seeds.min())} to {int(seeds.max())}."),
         f"Each model answered {test_prompts(responses)} test prompts and {probes} probes in "
         f"{plural(len(probe_categories), 'probe category')}"
         + (f" ({', '.join(probe_categories)})." if probe_categories else "."),
@@ -184,17 +187,21 @@ def sweep_sentences(summary: pd.DataFrame, param: str, prompts: int) -> list[lis
     return paragraphs
 
 
-def largest_effects(summary: pd.DataFrame, params: list[str]) -> str:
+def largest_effects(summary: pd.DataFrame, params: list[str]) -> list[str]:
     spans = {}
     for param in params:
         for _, line in sweep_lines(summary, param):
             means = line["support_rate_after"]
             spans[param] = max(spans.get(param, 0.0), float(means.max() - means.min()))
     if len(spans) < 2:
-        return ""
+        return []
     ranked = sorted(spans.items(), key=lambda item: -item[1])
-    return ("Ranked by how far they move the support rate (largest minus smallest along a sweep): "
-            + ", ".join(f"{p} {fmt(s)}" for p, s in ranked) + ".")
+    sentences = ["Ranked by how far they move the support rate (largest minus smallest along a sweep): "
+                 + ", ".join(f"{p} {fmt(s)}" for p, s in ranked) + "."]
+    if int(summary["seed_count"].max()) == 1:
+        sentences.append(f"The ranking compares single-seed runs ({plural(len(summary), 'seed group')} of 1 seed "
+                         "each), so neighbouring places may swap with another seed.")
+    return sentences
 
 
 def hyperparameter_section(summary: pd.DataFrame, prompts: int) -> Section:
@@ -206,7 +213,7 @@ def hyperparameter_section(summary: pd.DataFrame, prompts: int) -> Section:
     for param in params:
         for paragraph in sweep_sentences(summary, param, prompts):
             section.add(*paragraph)
-    section.add(largest_effects(summary, swept_params(summary)))
+    section.add(*largest_effects(summary, swept_params(summary)))
     return section
 
 

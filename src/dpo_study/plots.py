@@ -139,25 +139,30 @@ def plot_length_vs_epochs(experiments: str, length_plot: str) -> None:
     summary = group_summary(read_experiments(experiments))
     figure, axis = plt.subplots(figsize=(6.4, 4.4))
     lines = sweep_lines(summary, "num_epoch") if "num_epoch" in varying_params(summary) else []
+    base = summary["mean_chars_before"].mean()
+    highest = base
     if lines:
         for label, line in lines:
             means, spreads, _ = error_bars(line, "mean_chars_after")
             axis.errorbar(line["num_epoch"], means, yerr=spreads, marker="o", capsize=4, label=label)
+            highest = max(highest, *(m + s for m, s in zip(means, spreads)))
         title = "Answer length vs epochs"
     else:
         for _, group in summary.iterrows():
             e = estimate(group, "mean_chars_after")
-            axis.errorbar([group["num_epoch"]], [e.mean], yerr=[0 if math.isnan(e.sd) else e.sd],
-                          marker="o", capsize=4, linestyle="none", label=group["group"])
+            spread = 0 if math.isnan(e.sd) else e.sd
+            axis.errorbar([group["num_epoch"]], [e.mean], yerr=[spread], marker="o", capsize=4, linestyle="none",
+                          label=group["group"])
+            highest = max(highest, e.mean + spread)
         title = "Answer length per experiment (num_epoch not swept: no trend to show)"
-    axis.axhline(summary["mean_chars_before"].mean(), color="grey", linestyle="--", label="base model (before DPO)")
+    axis.axhline(base, color="grey", linestyle="--", label="base model (before DPO)")
     axis.set_xlabel(PARAM_LABELS["num_epoch"])
     value_axis(axis, list(summary["num_epoch"]))
     axis.set_ylabel("mean answer length on the test prompts\n(characters)")
-    axis.set_ylim(bottom=0)
+    axis.set_ylim(0, highest * 1.35)  # from zero, with room for the legend above the points
     axis.set_title(title)
     axis.grid(alpha=0.3)
-    axis.legend(fontsize="small")
+    axis.legend(fontsize="small", loc="upper left")
     save(figure, length_plot)
 
 

@@ -46,14 +46,21 @@ METRIC_ORDER = ["support_rate", "neutral_rate", "mean_chars", "chars", "support_
 RATE_METRICS = {"support_rate", "neutral_rate", "stance_changed"}
 
 
+def base_metric(metric: str) -> str:
+    """The measured quantity of a column: ``support_rate_after`` -> ``support_rate``."""
+    return metric.removesuffix("_after").removesuffix("_before")
+
+
 def metric_label(metric: str) -> str:
-    return METRIC_LABELS.get(metric.removesuffix("_after"), metric.replace("_", " "))
+    name = base_metric(metric)
+    return METRIC_LABELS.get(name, name.replace("_", " "))
 
 
 def ordered_metrics(metrics) -> list[str]:
+    """Known metrics first, in METRIC_ORDER; the others after them, in their given order."""
     metrics = list(dict.fromkeys(metrics))
-    first = [m for m in METRIC_ORDER if m in metrics]
-    return first + [m for m in metrics if m not in first]
+    rank = {name: index for index, name in enumerate(METRIC_ORDER)}
+    return sorted(metrics, key=lambda m: rank.get(base_metric(m), len(rank)))
 
 
 # ---- numbers --------------------------------------------------------------------------
@@ -382,7 +389,7 @@ th, td { border: 1px solid #cbd2d9; padding: 0.3em 0.6em; vertical-align: top; t
 th { background: #e4e7eb; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 tr.changed td { background: #fff3c4; }
-td.text { max-width: 32em; }
+td.text { min-width: 14em; max-width: 32em; }
 p.note { color: #52606d; font-size: 0.9em; }
 """
 
@@ -447,6 +454,7 @@ def sweep_page(param: str, table: pd.DataFrame) -> str:
     for metric, rows in table.groupby("metric", sort=False):
         cells = rows.assign(cell=[str(Estimate(m, s, n)) for m, s, n in zip(rows["mean"], rows["sd"], rows["n"])])
         pivot = cells.pivot_table(index="value", columns="setting", values="cell", aggfunc="first", sort=True)
+        pivot = pivot[list(dict.fromkeys(rows["setting"]))]  # the lines' order (numeric), not alphabetical
         header = [param, *pivot.columns]
         body_rows = [[fmt(v) if isinstance(v, float) else v, *["–" if pd.isna(c) else c for c in row]]
                      for v, row in zip(pivot.index, pivot.itertuples(index=False))]
@@ -464,10 +472,9 @@ def summary_page(summary: pd.DataFrame) -> str:
     header = ["experiment", "seeds", *shown_params, *[metric_label(m) for m in metrics]]
     rows = [[g["group"], g["seeds"], *[g[p] for p in shown_params], *[str(estimate(g, m)) for m in metrics]]
             for _, g in summary.iterrows()]
-    before = [f"{metric_label(m)} of the base model: {fmt(summary[m].mean())}"
-              for m in summary_metrics(summary) if m.endswith("_before")]
+    before = [f"{metric_label(m)} {fmt(summary[m].mean())}" for m in summary_metrics(summary) if m.endswith("_before")]
     body = html_table(header, rows, numeric=set(range(2 + len(shown_params), len(header))))
-    body += note("Before DPO — " + "; ".join(before) + ".") if before else ""
+    body += note("The base model before DPO: " + "; ".join(before) + ".") if before else ""
     body += seeds_note(summary[f"{metrics[0]}_n"]) if metrics else ""
     return html_page("Experiments", body)
 
