@@ -197,6 +197,11 @@ def test_findings_tell_an_effect_from_seed_noise():
     assert "cannot be told from seed noise" in noisy
     one_seed = findings.evidence(12.0, report.Estimate(80, math.nan, 1), report.Estimate(92, math.nan, 1))
     assert one_seed.startswith("With 1 seed on each side") and "+12" in one_seed
+    tiny = findings.size_evidence(0.3, 91.1, report.Estimate(91.3, math.nan, 1), report.Estimate(91.6, math.nan, 1),
+                                  "characters")
+    assert tiny == "A difference of 0.3 characters is 0.329% of the base model's 91.1: too small to read as an effect."
+    assert findings.size_evidence(12.0, 80, report.Estimate(80, math.nan, 1), report.Estimate(92, math.nan, 1),
+                                  "characters") == ""
 
 
 def test_findings_files(study, tmp_path):

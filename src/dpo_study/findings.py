@@ -25,6 +25,9 @@ from dpo_study.report import (
 
 # A difference at least this many standard errors from zero is called distinguishable from seed noise.
 NOISE_SE = 2.0
+# Without seeds to measure noise, a change of a continuous metric below this share of the base
+# model's value is called too small to read.
+TINY_SHARE = 0.02
 EXAMPLE_CHARS = 160
 
 
@@ -76,6 +79,16 @@ def evidence(difference: float, a: Estimate, b: Estimate, prompts: int | None = 
     return (f"With {plural(seeds, 'seed')} on {'each side' if a.n == b.n else 'one side'}, the seed-to-seed "
             f"spread is unknown: the difference of {fmt(difference, signed=True)} is one measurement, "
             "not an established effect.")
+
+
+def size_evidence(difference: float, base: float, a: Estimate, b: Estimate, unit: str) -> str:
+    """For a continuous metric: seed noise where there are seeds, else whether the change is tiny."""
+    if a.n > 1 and b.n > 1:
+        return evidence(difference, a, b)
+    if base and abs(difference) < TINY_SHARE * abs(base):
+        return (f"A difference of {fmt(abs(difference))} {unit} is {fmt(100 * abs(difference) / abs(base))}% of the "
+                f"base model's {fmt(base)}: too small to read as an effect.")
+    return ""
 
 
 def range_evidence(values: list[Estimate], prompts: int | None) -> str:
@@ -161,8 +174,7 @@ def question_sentences(name: str, category: str, rows: pd.DataFrame, a: str, b: 
         sentences.append(
             f"Mean answer length there is {la} characters for {a} and {lb} for {b} "
             f"({fmt(length['difference'], signed=True)}; base model {fmt(length['base'])}).")
-        if la.n > 1 and lb.n > 1:
-            sentences.append(evidence(length["difference"], la, lb))
+        sentences.append(size_evidence(length["difference"], length["base"], la, lb, "characters"))
     if with_training and "rewards_margins" in by_metric:
         margin = by_metric["rewards_margins"]
         sentences.append(
