@@ -39,8 +39,8 @@ QUESTIONS = [
 def response_rows(name: str, supporting: int, chars: int) -> list[dict]:
     rows = []
     for index in range(TEST_PROMPTS):
-        rows.append({"id": str(51 + index), "set": "test", "category": "test", "supported_before": index < BASE_SUPPORTING,
-                     "supported_after": index < supporting})
+        rows.append({"id": str(51 + index), "set": "test", "category": "test",
+                     "supported_before": index < BASE_SUPPORTING, "supported_after": index < supporting})
     probe_support = 2 if supporting >= 5 else 0  # probes follow the test prompts' direction
     for category, ids in PROBES.items():
         for index, probe_id in enumerate(ids):

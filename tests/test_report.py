@@ -76,7 +76,8 @@ def test_category_question_has_one_block_per_prompt_category(tables):
 @pytest.mark.parametrize(
     ("question", "message"),
     [
-        ({"name": "Q1", "a": "nope", "b": "homework_default"}, r"questions\[0\] \(Q1\)\.a: 'nope' is not an experiment"),
+        ({"name": "Q1", "a": "nope", "b": "homework_default"},
+         r"questions\[0\] \(Q1\)\.a: 'nope' is not an experiment"),
         ({"name": "Q1", "a": "homework_default", "b": "x"}, r"\.b: 'x' is not an experiment"),
         ({"name": "Q4", "a": "homework_default", "b": "q1_seed~1", "categories": ["test", "chinese"]},
          r"\.categories: \['chinese'\] are not prompt categories"),
@@ -212,5 +213,5 @@ def test_findings_files(study, tmp_path):
                             st.QUESTIONS, [str(judge)])
     text = (tmp_path / "findings.md").read_text()
     assert text.startswith("# Findings") and "## 4. Robustness on probes" in text
-    assert "5-fold cross-validated accuracy on the training data's own answers is 0.967" in text
+    assert "5-fold cross-validated accuracy on the training data's own support and oppose answers is 0.967" in text
     assert "<h2>1. Hyperparameter impact</h2>" in (tmp_path / "findings.html").read_text()

@@ -18,8 +18,8 @@ import pandas as pd
 
 from dpo_study.experiments import DATA_PARAMS
 from dpo_study.report import (
-    RATE_METRICS, TEST_CATEGORY, Estimate, category_metrics, difference_se, estimate, fmt, group_of,
-    group_summary, metric_label, prompt_categories, question_categories, question_table, question_title,
+    TEST_CATEGORY, Estimate, category_metrics, count_test_prompts, difference_se, estimate, fmt, group_of,
+    group_summary, prompt_categories, question_categories, question_table, question_title,
     read_experiments, read_responses, runs, side_estimate, stance_shift, sweep_lines, swept_params,
 )
 
@@ -106,10 +106,6 @@ def quote(text: str) -> str:
     return "“" + (text if len(text) <= EXAMPLE_CHARS else text[: EXAMPLE_CHARS - 1] + "…") + "”"
 
 
-def test_prompts(responses: pd.DataFrame) -> int:
-    return int((responses["category"] == TEST_CATEGORY).sum() / max(responses["experiment"].nunique(), 1))
-
-
 def overview(experiments: pd.DataFrame, responses: pd.DataFrame, summary: pd.DataFrame,
              judges: list[dict]) -> Section:
     section = Section("Study")
@@ -121,18 +117,18 @@ def overview(experiments: pd.DataFrame, responses: pd.DataFrame, summary: pd.Dat
         f"(experiments that differ only in seed); "
         + (f"each group has {plural(int(seeds.max()), 'seed')}." if seeds.min() == seeds.max()
            else f"seeds per group range from {int(seeds.min())} to {int(seeds.max())}."),
-        f"Each model answered {test_prompts(responses)} test prompts and {probes} probes in "
+        f"Each model answered {count_test_prompts(responses)} test prompts and {probes} probes in "
         f"{plural(len(probe_categories), 'probe category')}"
         + (f" ({', '.join(probe_categories)})." if probe_categories else "."),
-        f"The base model supports on {fmt(summary['support_rate_before'].mean())} of the test prompts before DPO, "
-        f"with a mean answer length of {fmt(summary['mean_chars_before'].mean())} characters.",
+        f"Before DPO the base model's support rate on the test prompts is {fmt(summary['support_rate_before'].mean())} "
+        f"and its mean answer length {fmt(summary['mean_chars_before'].mean())} characters.",
     )
     for judge in judges:
         if "cv_accuracy" in judge:
             section.add(
                 f"Stances come from the {judge.get('judge', 'stance')} judge, whose {judge.get('cv_folds', '')}-fold "
-                f"cross-validated accuracy on the training data's own answers is {fmt(judge['cv_accuracy'])}; "
-                "its accuracy on generated answers is not measured here.")
+                f"cross-validated accuracy on the training data's own support and oppose answers is "
+                f"{fmt(judge['cv_accuracy'])}.")
     if int(seeds.max()) == 1:
         section.add("Every group has 1 seed, so no finding below can be told apart from seed-to-seed noise; "
                     "list several seeds (a grid over seed) to measure it.")
@@ -306,7 +302,8 @@ def robustness_section(experiments: pd.DataFrame, responses: pd.DataFrame) -> Se
         low, high = rows.loc[rows["shift"].idxmin()], rows.loc[rows["shift"].idxmax()]
         sentences = [
             f"{category} ({plural(prompts, 'prompt')}): DPO shifts the support rate by "
-            f"{fmt(low['shift'], signed=True)} ({low['group']}) to {fmt(high['shift'], signed=True)} ({high['group']}); "
+            f"{fmt(low['shift'], signed=True)} ({low['group']}) to "
+            f"{fmt(high['shift'], signed=True)} ({high['group']}); "
             f"on the test prompts the same experiments shift by {fmt(test.loc[low['group'], 'shift'], signed=True)} "
             f"and {fmt(test.loc[high['group'], 'shift'], signed=True)}.",
         ]
@@ -349,7 +346,7 @@ def html_document(sections: list[Section]) -> str:
 def findings(experiments: pd.DataFrame, responses: pd.DataFrame, questions: list[dict],
              judges: list[dict]) -> list[Section]:
     summary = group_summary(experiments)
-    prompts = test_prompts(responses)
+    prompts = count_test_prompts(responses)
     return [
         overview(experiments, responses, summary, judges),
         questions_section(questions, experiments, responses),

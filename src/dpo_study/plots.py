@@ -18,8 +18,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from dpo_study.report import (  # noqa: E402
-    TEST_CATEGORY, estimate, fmt, group_summary, read_experiments, read_responses, runs, stance_shift, sweep_lines,
-    swept_params, varying_params,
+    TEST_CATEGORY, count_test_prompts, estimate, fmt, group_summary, read_experiments, read_responses, runs,
+    stance_shift, sweep_lines, swept_params, varying_params,
 )
 
 DPI = 120
@@ -45,13 +45,6 @@ def save(figure, path: str | Path) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=DPI, bbox_inches="tight")
     plt.close(figure)
-
-
-def test_prompt_count(responses_path: str | None, experiments: pd.DataFrame) -> int | None:
-    if responses_path is None:
-        return None
-    responses = read_responses(responses_path)
-    return int((responses["category"] == TEST_CATEGORY).sum() / max(responses["experiment"].nunique(), 1))
 
 
 def value_axis(axis, values: list) -> None:
@@ -108,7 +101,7 @@ def plot_sweeps(experiments: str, responses: str, sweeps_dir: str) -> None:
     """Stage: per swept parameter, ``support_rate_vs_<param>.png`` with one line per other setting."""
     table = read_experiments(experiments)
     summary = group_summary(table)
-    prompts = test_prompt_count(responses, table)
+    prompts = count_test_prompts(read_responses(responses))
     Path(sweeps_dir).mkdir(parents=True, exist_ok=True)
     for param in swept_params(summary):
         figure, axis = plt.subplots(figsize=(6.4, 4.4))
@@ -122,8 +115,7 @@ def plot_sweeps(experiments: str, responses: str, sweeps_dir: str) -> None:
                      label="base model (before DPO)")
         axis.set_ylim(-0.05, 1.05)
         axis.set_xlabel(PARAM_LABELS.get(param, param))
-        axis.set_ylabel(f"support rate after DPO\n(share of {prompts} test prompts)" if prompts
-                        else "support rate after DPO (share of test prompts)")
+        axis.set_ylabel(f"support rate after DPO\n(share of {prompts} test prompts)")
         spread = f"mean ± s.d. over up to {most_seeds} seeds" if most_seeds > 1 else "one seed per point"
         axis.set_title(f"Support rate vs {param} ({spread})")
         axis.grid(alpha=0.3)

@@ -42,8 +42,6 @@ METRIC_LABELS = {
 # Shown first, in this order; other metrics follow in their table order.
 METRIC_ORDER = ["support_rate", "neutral_rate", "mean_chars", "chars", "support_score", "stance_changed",
                 "train_loss", "rewards_margins", "rewards_accuracies"]
-# Shares of a set of prompts: with n prompts they move in steps of 1/n.
-RATE_METRICS = {"support_rate", "neutral_rate", "stance_changed"}
 
 
 def base_metric(metric: str) -> str:
@@ -226,6 +224,11 @@ def category_metrics(responses: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["experiment", "category", "prompts", "metric", "before", "after"])
 
 
+def count_test_prompts(responses: pd.DataFrame) -> int:
+    """How many test prompts each model answered."""
+    return int((responses["category"] == TEST_CATEGORY).sum() / max(responses["experiment"].nunique(), 1))
+
+
 def prompt_categories(responses: pd.DataFrame) -> list[str]:
     """The prompt categories in file order, the test set first."""
     categories = list(dict.fromkeys(responses["category"]))
@@ -301,7 +304,7 @@ def question_table(question: dict, experiments: pd.DataFrame, responses: pd.Data
         for metric in ordered_metrics(m.removesuffix("_after") for m in metrics if not m.endswith("_before")):
             after = metric if metric in metrics else f"{metric}_after"
             before = f"{metric}_before" if f"{metric}_before" in metrics else None
-            prompts = int((responses["category"] == TEST_CATEGORY).sum() / responses["experiment"].nunique())
+            prompts = count_test_prompts(responses)
             row = {"category": TEST_CATEGORY if before else "", "prompts": prompts if before else None,
                    "metric": metric, "base": float(table[before].mean()) if before else math.nan}
             rows.append({**row, **{side: Estimate.of(table.loc[table["group"] == g, after])
