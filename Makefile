@@ -3,9 +3,12 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: demo test install
+.PHONY: demo report test install
 demo: $(VENV)/.installed
 	$(BIN)/snakemake --cores all --resources gpu=1 --configfile config/demo.yaml all
+
+report: demo
+	$(BIN)/snakemake --configfile config/demo.yaml --report results/report.html
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest

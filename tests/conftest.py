@@ -22,3 +22,27 @@ def write_json(tmp_path):
         return path
 
     return write
+
+
+# The demo study that the slow tests share (tests/test_pipeline.py, tests/test_report_pipeline.py):
+# one snakemake run on the demo model. ratio_1 has a second seed, so the report shows a seed group.
+DEMO_EXPERIMENTS = [
+    {"name": "ratio_0", "support_ratio": 0},
+    {"name": "ratio_1", "support_ratio": 1},
+    {"name": "ratio_1_seed7", "support_ratio": 1, "seed": 7},
+]
+DEMO_QUESTIONS = [
+    {"name": "Q1", "title": "support_ratio 0 vs 1", "a": "ratio_0", "b": "ratio_1"},
+    {"name": "Q4", "title": "probe categories", "a": "ratio_0", "b": "ratio_1", "categories": "all"},
+]
+
+
+@pytest.fixture(scope="session")
+def demo_study(tmp_path_factory):
+    """(working directory, config file) of the finished demo study."""
+    from snakemake_helpers import snakemake, workdir_with_config
+
+    workdir = tmp_path_factory.mktemp("study")
+    config = workdir_with_config(workdir, {"experiments": DEMO_EXPERIMENTS, "questions": DEMO_QUESTIONS})
+    snakemake(workdir, config)
+    return workdir, config

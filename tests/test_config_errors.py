@@ -20,6 +20,9 @@ from snakemake_helpers import snakemake, workdir_with_config
         ({"experiments": [{"name": "a", "learning_rat": 0.1}]}, "learning_rat"),
         ({"data": {"train": "data/missing.json"}}, "missing.json"),
         ({"model": {"name": "./no/such/model"}}, "model.name"),
+        ({"questions": [{"name": "Q1", "a": "homework_default", "b": "nope"}]}, "questions[0] (Q1).b: 'nope'"),
+        ({"questions": [{"name": "Q4", "a": "homework_default", "b": "q1_support_ratio_1", "categories": ["chinese"]}]},
+         "questions[0] (Q4).categories: ['chinese']"),
     ],
 )
 def test_rejected_before_any_job(tmp_path, overrides, message):

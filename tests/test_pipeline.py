@@ -6,7 +6,7 @@ import re
 import pandas as pd
 import pytest
 
-from conftest import REPO
+from conftest import DEMO_EXPERIMENTS, DEMO_QUESTIONS, REPO
 from snakemake_helpers import scheduled_jobs, snakemake, workdir_with_config
 
 pytestmark = pytest.mark.slow
@@ -15,15 +15,12 @@ pytestmark = pytest.mark.slow
 # support_ratio 1 and 0.0 with support_ratio 0 (base model: 0.3). The test asks for half of that gap.
 MIN_Q1_MARGIN = 0.5
 
-EXPERIMENTS = [{"name": "ratio_0", "support_ratio": 0}, {"name": "ratio_1", "support_ratio": 1}]
+EXPERIMENTS = DEMO_EXPERIMENTS
 
 
-@pytest.fixture(scope="module")
-def study(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("study")
-    config = workdir_with_config(workdir, {"experiments": EXPERIMENTS, "questions": []})
-    snakemake(workdir, config)
-    return workdir, config
+@pytest.fixture
+def study(demo_study):
+    return demo_study
 
 
 def experiments_table(workdir):
@@ -61,7 +58,7 @@ def test_tables_and_submissions(study):
         "learning_rate", "strategy", "seed"]
     assert (table["rewards_accuracies"] >= 0).all() and (table["train_seconds"] > 0).all()
     responses = pd.read_csv(workdir / "results/tables/responses.csv")
-    assert len(responses) == 2 * len(pd.read_json(workdir / "results/prompts.jsonl", lines=True))
+    assert len(responses) == len(EXPERIMENTS) * len(pd.read_json(workdir / "results/prompts.jsonl", lines=True))
     submission = json.loads((workdir / "results/submissions/ratio_1.json").read_text())
     assert (submission["num_epoch"], submission["data_size"], submission["support_ratio"]) == (3, 50, 1)
     assert [r["id"] for r in submission["results"]] == list(range(51, 61))
@@ -84,10 +81,15 @@ def test_no_change_schedules_nothing(study):
 def test_changing_one_beta_reruns_only_that_experiment(study):
     workdir, _ = study
     changed = workdir_with_config(
-        workdir, {"experiments": [EXPERIMENTS[0], {**EXPERIMENTS[1], "beta": 0.2}], "questions": []},
+        workdir,
+        {"experiments": [EXPERIMENTS[0], {**EXPERIMENTS[1], "beta": 0.2}, *EXPERIMENTS[2:]],
+         "questions": DEMO_QUESTIONS},
         name="changed.yaml",
     )
     result = snakemake(workdir, changed, "-n")
     jobs = scheduled_jobs(result.stdout)
+    # One experiment's jobs, then everything that reads all experiments: the tables and the report.
+    report_jobs = ["summary_table", "question_tables", "sweep_tables", "response_tables", "training_curves",
+                   "sweep_plots", "length_plot", "stance_heatmap", "findings"]
     assert jobs == {"train_adapter": 1, "generate_aligned": 1, "judge_responses": 1, "submission": 1,
-                    "tables": 1, "all": 1}
+                    "tables": 1, **dict.fromkeys(report_jobs, 1), "all": 1}

@@ -14,6 +14,7 @@ sys.path.insert(0, SRC)
 from dpo_study.experiments import ConfigError, expand
 from dpo_study.data import load_rows
 from dpo_study.modeling import check_model_name, model_slug
+from dpo_study.report import check_questions
 
 
 validate(config, workflow.source_path("../schemas/config.schema.yaml"))
@@ -41,6 +42,12 @@ for e in EXPERIMENTS:
             f"is larger than the {len(TRAIN_ROWS)} rows of {config['data']['train']}"
         )
 checked(check_model_name, config["model"]["name"])
+PROBE_CATEGORIES = list(
+    dict.fromkeys(
+        r["category"] for f in config["data"]["probes"] for r in load_rows(f, "probes")
+    )
+)
+checked(check_questions, config["questions"], BY_NAME, PROBE_CATEGORIES)
 
 RESULTS = config["results"]
 MODEL = config["model"]["name"]
@@ -110,9 +117,32 @@ def all_stances():
     return [f"{run_dir(e.key)}/stances.csv" for e in EXPERIMENTS]
 
 
+def all_train_logs():
+    return [f"{run_dir(e.key)}/train_log.csv" for e in EXPERIMENTS]
+
+
+def judge_accuracy_files():
+    return [f"{RESULTS}/judge/ngram_accuracy.json"]
+
+
+def report_outputs():
+    return [
+        f"{RESULTS}/findings.md",
+        f"{RESULTS}/report/experiments_summary.html",
+        f"{RESULTS}/report/questions",
+        f"{RESULTS}/report/sweeps",
+        f"{RESULTS}/report/responses",
+        f"{RESULTS}/report/plots/training",
+        f"{RESULTS}/report/plots/sweeps",
+        f"{RESULTS}/report/plots/length_vs_epochs.png",
+        f"{RESULTS}/report/plots/stance_shift_heatmap.png",
+    ]
+
+
 def all_outputs():
     return [
         f"{RESULTS}/tables/experiments.csv",
         f"{RESULTS}/tables/responses.csv",
         *[f"{RESULTS}/submissions/{e.name}.json" for e in EXPERIMENTS],
+        *report_outputs(),
     ]
