@@ -20,6 +20,11 @@ from snakemake_helpers import snakemake, workdir_with_config
         ({"experiments": [{"name": "a", "learning_rat": 0.1}]}, "learning_rat"),
         ({"data": {"train": "data/missing.json"}}, "missing.json"),
         ({"model": {"name": "./no/such/model"}}, "model.name"),
+        ({"experiments": [{"name": "a", "strategy": "mix"}]}, "'mix' needs weights: set mix_weights"),
+        ({"mix_weights": {"mix": 1}}, "mix_weights"),
+        ({"experiments": [{"name": "a", "strategy": "balanced", "data_size": 10}]},
+         "experiment 'a', field strategy: 'balanced' balances the stances of rows marked 'ambiguous: true'"),
+        ({"data": {"probes": ["config/probes.yaml", "config/probes.yaml"]}}, "field 'id': also used in"),
     ],
 )
 def test_rejected_before_any_job(tmp_path, overrides, message):
