@@ -176,3 +176,20 @@ def test_bundled_data_marks_ambiguous_rows_within_the_homework_size():
     ambiguous = [row["id"] for row in rows if row.get("ambiguous")]
     assert len(ambiguous) >= 4 and any(i <= 50 for i in ambiguous) and any(i > 50 for i in ambiguous)
     check_strategies([experiment("default", strategy="balanced", data_size=50)], rows, "data/train.json")
+
+
+@pytest.mark.parametrize(
+    ("mix_weights", "strategies_used", "base_train_jobs"),
+    [({"swap": 1, "hedge": 1}, ["swap", "mix", "balanced"], 0),
+     ({"swap": 1, "on_policy": 1}, ["swap", "mix"], 1),
+     ({"swap": 1}, ["on_policy", "hedge"], 1)],
+)
+def test_only_strategies_that_need_them_generate_base_answers_to_training_prompts(
+        tmp_path, mix_weights, strategies_used, base_train_jobs):
+    from snakemake_helpers import scheduled_jobs, snakemake, workdir_with_config
+
+    experiments = [{"name": name, "strategy": name} for name in strategies_used]
+    config = workdir_with_config(tmp_path, {"experiments": experiments, "questions": [], "mix_weights": mix_weights})
+    jobs = scheduled_jobs(snakemake(tmp_path, config, "-n").stdout)
+    assert jobs["prepare_pairs"] == len(strategies_used)
+    assert jobs.get("generate_base_train", 0) == jobs.get("prepare_train_prompts", 0) == base_train_jobs
