@@ -101,7 +101,7 @@ def build_pairs(
         raise ConfigError(f"support_ratio: {support_ratio} is outside [0, 1]")
     build = strategies.get(strategy)
     context = context or strategies.StrategyContext()
-    context.rows = rows[:data_size]
+    context.select(rows[:data_size])
     n_support = split_counts(data_size, support_ratio)
     pairs = []
     for index, row in enumerate(context.rows):

@@ -31,25 +31,37 @@ STANCES = ("support", "oppose")
 class StrategyContext:
     """What a strategy may use besides the row.
 
-    ``rows``: the selected rows in order (positions pick templates; ``balanced`` counts ambiguous
-    rows); ``base_responses``: the base model's answer per row id (``on_policy``); ``mix_weights``
-    and ``rng`` (seeded by ``seed``): ``mix``'s draw. ``picked`` records, per row id, which strategy
-    ``mix`` used for it.
+    ``rows``: the selected rows in order, set by ``select`` (positions pick templates; ``balanced``
+    counts ambiguous rows); ``base_responses``: the base model's answer per row id (``on_policy``);
+    ``mix_weights`` and ``rng`` (seeded by ``seed``): ``mix``'s draw. ``picked`` records, per row
+    id, which strategy ``mix`` used for it.
     """
 
     seed: int = 42
-    rows: list[dict] = field(default_factory=list)
     base_responses: dict[str, str] = field(default_factory=dict)
     mix_weights: dict[str, float] = field(default_factory=dict)
+    rows: list[dict] = field(init=False, default_factory=list)
     rng: random.Random = field(init=False)
-    picked: dict[str, str] = field(default_factory=dict)
+    picked: dict[str, str] = field(init=False, default_factory=dict)
+    _position: dict = field(init=False, default_factory=dict)
+    _ambiguous_rank: dict = field(init=False, default_factory=dict)
 
     def __post_init__(self):
         self.rng = random.Random(self.seed)
 
+    def select(self, rows: list[dict]) -> None:
+        self.rows = rows
+        self._position = {row["id"]: index for index, row in enumerate(rows)}
+        ambiguous = [row["id"] for row in rows if row.get("ambiguous")]
+        self._ambiguous_rank = {row_id: rank for rank, row_id in enumerate(ambiguous)}
+
     def position(self, row: dict) -> int:
         """The row's index among the selected rows."""
-        return [r["id"] for r in self.rows].index(row["id"])
+        return self._position[row["id"]]
+
+    def ambiguous_rank(self, row: dict) -> int:
+        """The row's index among the selected rows marked ambiguous."""
+        return self._ambiguous_rank[row["id"]]
 
 
 StrategyFn = Callable[[dict, str, StrategyContext], tuple[str, str]]
@@ -203,8 +215,7 @@ def balanced(row: dict, preferred: str, context: StrategyContext) -> tuple[str, 
     ``support_ratio`` says, so those prompts push neither way; other rows are exactly ``swap``.
     Rejected: the other stance's answer (from the data)."""
     if row.get("ambiguous"):
-        ambiguous_ids = [r["id"] for r in context.rows if r.get("ambiguous")]
-        preferred = STANCES[ambiguous_ids.index(row["id"]) % 2]
+        preferred = STANCES[context.ambiguous_rank(row) % 2]
     return swap(row, preferred, context)
 
 
