@@ -21,8 +21,13 @@ from snakemake_helpers import snakemake, workdir_with_config
         ({"data": {"train": "data/missing.json"}}, "missing.json"),
         ({"model": {"name": "./no/such/model"}}, "model.name"),
         ({"questions": [{"name": "Q1", "a": "homework_default", "b": "nope"}]}, "questions[0] (Q1).b: 'nope'"),
-        ({"questions": [{"name": "Q4", "a": "homework_default", "b": "q1_support_ratio_1", "categories": ["chinese"]}]},
-         "questions[0] (Q4).categories: ['chinese']"),
+        ({"questions": [{"name": "Q4", "a": "homework_default", "b": "q1_support_ratio_1", "categories": ["no_such_category"]}]},
+         "questions[0] (Q4).categories: ['no_such_category']"),
+        ({"experiments": [{"name": "a", "strategy": "mix"}]}, "'mix' needs weights: set mix_weights"),
+        ({"mix_weights": {"mix": 1}}, "mix_weights"),
+        ({"experiments": [{"name": "a", "strategy": "balanced", "data_size": 10}]},
+         "experiment 'a', field strategy: 'balanced' balances the stances of rows marked 'ambiguous: true'"),
+        ({"data": {"probes": ["config/probes.yaml", "config/probes.yaml"]}}, "field 'id': also used in"),
     ],
 )
 def test_rejected_before_any_job(tmp_path, overrides, message):

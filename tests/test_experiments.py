@@ -40,3 +40,43 @@ def test_identical_parameters_under_two_names_warn():
 def test_no_experiments_is_an_error():
     with pytest.raises(ConfigError, match="no experiment"):
         expand({"defaults": DEFAULTS})
+
+
+def data_keys(config_extra, *entries):
+    return [e.data_key for e in expand({"defaults": DEFAULTS, **config_extra, "experiments": list(entries)})]
+
+
+def test_seed_is_part_of_the_data_key_only_for_seeded_strategies():
+    a, b = data_keys({}, {"name": "a", "seed": 1}, {"name": "b", "seed": 2})
+    assert a == b == "data_size~50_support_ratio~0_strategy~swap"  # swap pairs do not depend on the seed
+    a, b = data_keys({"mix_weights": {"swap": 1, "hedge": 1}},
+                     {"name": "a", "strategy": "mix", "seed": 1}, {"name": "b", "strategy": "mix", "seed": 2})
+    assert a == "data_size~50_support_ratio~0_strategy~mix_seed~1_mix_weights~hedge=1,swap=1"
+    assert b == "data_size~50_support_ratio~0_strategy~mix_seed~2_mix_weights~hedge=1,swap=1"
+
+
+def test_mix_weights_key_mix_experiments_only():
+    plain = expand({"defaults": DEFAULTS, "experiments": [{"name": "s"}]})[0]
+    with_mix = expand({"defaults": DEFAULTS, "mix_weights": {"swap": 1, "hedge": 3},
+                       "experiments": [{"name": "s"}, {"name": "m", "strategy": "mix"}]})
+    assert with_mix[0].key == plain.key and with_mix[0].data_key == plain.data_key  # swap runs stay cached
+    assert with_mix[1].key.endswith("strategy~mix_seed~42_mix_weights~hedge=3,swap=1")
+    other = expand({"defaults": DEFAULTS, "mix_weights": {"swap": 1, "hedge": 2},
+                    "experiments": [{"name": "m", "strategy": "mix"}]})[0]
+    assert other.key != with_mix[1].key and other.data_key != with_mix[1].data_key
+    same = expand({"defaults": DEFAULTS, "mix_weights": {"hedge": 3.0, "swap": 1.0},
+                   "experiments": [{"name": "m", "strategy": "mix"}]})[0]
+    assert same.key == with_mix[1].key
+
+
+def test_mix_without_weights_is_an_error():
+    with pytest.raises(ConfigError, match=r"experiments\[0\] \(m\)\.strategy: 'mix' needs weights: set mix_weights"):
+        expand({"defaults": DEFAULTS, "experiments": [{"name": "m", "strategy": "mix"}]})
+    with pytest.raises(ConfigError, match=r"grids\[0\] \(g\)\.strategy: 'mix'"):
+        expand({"defaults": DEFAULTS, "grids": [{"name": "g", "strategy": ["swap", "mix"]}]})
+
+
+def test_strategy_is_a_sweep_dimension():
+    experiments = expand({"defaults": DEFAULTS, "grids": [{"name": "g", "strategy": ["swap", "hedge", "on_policy"]}]})
+    assert [e.name for e in experiments] == ["g_strategy~swap", "g_strategy~hedge", "g_strategy~on_policy"]
+    assert len({e.data_key for e in experiments}) == 3

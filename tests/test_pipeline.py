@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from conftest import DEMO_EXPERIMENTS, DEMO_QUESTIONS, REPO
+from dpo_study.data import read_jsonl
 from snakemake_helpers import scheduled_jobs, snakemake, workdir_with_config
 
 pytestmark = pytest.mark.slow
@@ -93,3 +94,37 @@ def test_changing_one_beta_reruns_only_that_experiment(study):
                    "sweep_plots", "length_plot", "stance_heatmap", "findings"]
     assert jobs == {"train_adapter": 1, "generate_aligned": 1, "judge_responses": 1, "submission": 1,
                     "tables": 1, **dict.fromkeys(report_jobs, 1), "all": 1}
+
+
+def test_changing_the_seed_of_a_swap_experiment_keeps_its_pairs(study):
+    workdir, _ = study
+    changed = workdir_with_config(
+        workdir, {"experiments": [EXPERIMENTS[0], {**EXPERIMENTS[1], "seed": 8}, *EXPERIMENTS[2:]]}, name="seed.yaml"
+    )
+    jobs = scheduled_jobs(snakemake(workdir, changed, "-n").stdout)
+    assert jobs["train_adapter"] == 1 and "prepare_pairs" not in jobs
+
+
+def test_on_policy_rejects_the_demo_models_own_answers(study):
+    workdir, _ = study
+    base_answers = workdir / "results/demo/base/train_responses.jsonl"
+    assert not base_answers.exists()  # the swap study did not need them
+    # Short answers, so that the demo model's (otherwise memorised) answers differ from the data's.
+    config = workdir_with_config(
+        workdir, {"experiments": [{"name": "on_policy", "strategy": "on_policy"}], "questions": [],
+                  "generation": {"max_new_tokens": 12}}, name="on_policy.yaml",
+    )
+    pairs = "results/pairs/data_size~50_support_ratio~0_strategy~on_policy.jsonl"
+    snakemake(workdir, config, pairs)
+    train = json.loads((REPO / "data/train.json").read_text())
+    answers = read_jsonl(base_answers)
+    assert [a["id"] for a in answers] == [str(row["id"]) for row in train]
+    assert all(a["new_tokens"] <= 12 and a["response"] for a in answers)
+    by_id = {a["id"]: a["response"] for a in answers}
+    built = read_jsonl(workdir / pairs)
+    assert len(built) == 50
+    for pair, row in zip(built, train):
+        chosen, rejected = pair["chosen"][0]["content"], pair["rejected"][0]["content"]
+        assert chosen == row["oppose"]
+        assert rejected == (by_id[str(row["id"])] if by_id[str(row["id"])] != chosen else row["support"])
+    assert sum(p["rejected"][0]["content"] not in (row["support"], row["oppose"]) for p, row in zip(built, train)) >= 40

@@ -34,18 +34,44 @@ def load_rows(path: str | Path, kind: str) -> list[dict]:
     except (json.JSONDecodeError, yaml.YAMLError) as error:
         raise ConfigError(f"{path}: not valid {'YAML' if path.suffix != '.json' else 'JSON'}: {error}") from None
     validator = jsonschema.Draft202012Validator(_schema(kind))
-    for error in sorted(validator.iter_errors(rows), key=lambda e: list(e.absolute_path)):
+    for error in sorted(validator.iter_errors(rows), key=lambda e: [(isinstance(p, str), p) for p in e.absolute_path]):
         where = list(error.absolute_path)
         if where and isinstance(where[0], int) and isinstance(rows, list):
             row = rows[where[0]]
             row_id = row.get("id") if isinstance(row, dict) else None
-            field = ".".join(map(str, where[1:])) or error.validator_value if error.validator == "required" else ".".join(map(str, where[1:]))
-            raise ConfigError(f"{path}: row {where[0]} (id {row_id!r}), field {field!r}: {error.message}")
+            raise ConfigError(f"{path}: row {where[0]} (id {row_id!r}), field {error_field(error)!r}: {error.message}")
         raise ConfigError(f"{path}: {error.message}")
-    ids = [row["id"] for row in rows]
-    duplicates = sorted({str(i) for i in ids if ids.count(i) > 1})
-    if duplicates:
-        raise ConfigError(f"{path}: field 'id': duplicate ids {duplicates}")
+    first_row = {}
+    for index, row in enumerate(rows):
+        if row["id"] in first_row:
+            raise ConfigError(f"{path}: row {index} (id {row['id']!r}), field 'id': duplicate id, "
+                              f"already used by row {first_row[row['id']]}")
+        first_row[row["id"]] = index
+    return rows
+
+
+def error_field(error: jsonschema.ValidationError) -> str:
+    """The field a row's validation error is about, also when the field is missing or unknown."""
+    inside = ".".join(map(str, list(error.absolute_path)[1:]))
+    if inside or not isinstance(error.instance, dict):
+        return inside
+    if error.validator == "required":
+        return next(f for f in error.validator_value if f not in error.instance)
+    if error.validator == "additionalProperties":
+        known = error.schema.get("properties", {})
+        return ", ".join(sorted(f for f in error.instance if f not in known))
+    return ""
+
+
+def load_probes(paths: list[str]) -> list[dict]:
+    """All probe files' rows in order; an id may appear once across all files."""
+    rows, origin = [], {}
+    for path in paths:
+        for row in load_rows(path, "probes"):
+            if row["id"] in origin:
+                raise ConfigError(f"{path}: probe id {row['id']!r}, field 'id': also used in {origin[row['id']]}")
+            origin[row["id"]] = path
+            rows.append(row)
     return rows
 
 
@@ -62,7 +88,11 @@ def build_pairs(
     system_prompt: str = DEFAULT_SYSTEM_PROMPT,
     context: strategies.StrategyContext | None = None,
 ) -> list[dict]:
-    """Conversational preference pairs with the homework's semantics (no shuffle)."""
+    """Conversational preference pairs with the homework's semantics (no shuffle).
+
+    Each pair records ``preferred`` (the stance of its chosen answer: the homework's rule, except
+    where ``balanced`` overrides it) and ``strategy`` (for ``mix``, the one drawn for that row).
+    """
     if not 1 <= data_size <= len(rows):
         raise ConfigError(
             f"data_size: {data_size} is outside 1..{len(rows)} (the training file has {len(rows)} rows)"
@@ -71,15 +101,17 @@ def build_pairs(
         raise ConfigError(f"support_ratio: {support_ratio} is outside [0, 1]")
     build = strategies.get(strategy)
     context = context or strategies.StrategyContext()
+    context.select(rows[:data_size])
     n_support = split_counts(data_size, support_ratio)
     pairs = []
-    for index, row in enumerate(rows[:data_size]):
+    for index, row in enumerate(context.rows):
         preferred = "support" if index < n_support else "oppose"
         chosen, rejected = build(row, preferred, context)
         pairs.append(
             {
                 "id": row["id"],
-                "preferred": preferred,
+                "preferred": next((s for s in strategies.STANCES if row[s] == chosen), preferred),
+                "strategy": context.picked.get(str(row["id"]), strategy),
                 "prompt": [
                     {"role": "system", "content": system_prompt},
                     {"role": "user", "content": row["prompt"]},
@@ -104,26 +136,49 @@ def read_jsonl(path: str | Path) -> list[dict]:
         return [json.loads(line) for line in handle if line.strip()]
 
 
-def write_pairs(train: str, pairs: str, data: dict, system_prompt: str) -> None:
-    """Stage: the preference pairs of one data parameter set (data_size, support_ratio, strategy)."""
+def write_pairs(train: str, pairs: str, data: dict, system_prompt: str, base_responses: str | None = None) -> None:
+    """Stage: the preference pairs of one data parameter set (``Experiment.data_params``: data_size,
+    support_ratio, strategy, and seed / mix_weights where they matter); ``base_responses``: the base
+    model's answers to the training prompts, for strategies that reject them."""
     rows = load_rows(train, "train")
-    context = strategies.StrategyContext(seed=data.get("seed", 42))
+    context = strategies.StrategyContext(
+        seed=data.get("seed", 0),
+        mix_weights=data.get("mix_weights", {}),
+        base_responses={r["id"]: r["response"] for r in read_jsonl(base_responses)} if base_responses else {},
+    )
     built = build_pairs(rows, data["data_size"], data["support_ratio"], data["strategy"], system_prompt, context)
     write_jsonl(built, pairs)
 
 
+def check_strategies(experiments: list, rows: list[dict], path: str) -> None:
+    """Strategy and data combinations that cannot work, found before any job runs."""
+    for experiment in experiments:
+        params = experiment.params
+        selected = rows[: params["data_size"]]
+        n_ambiguous = sum(bool(row.get("ambiguous")) for row in selected)
+        names = strategies.components(params["strategy"], params.get("mix_weights"))
+        where = f"experiment {experiment.name!r}"
+        if any(strategies.get(name).needs_ambiguous_rows for name in names) and n_ambiguous == 0:
+            raise ConfigError(
+                f"{where}, field strategy: {params['strategy']!r} balances the stances of rows marked "
+                f"'ambiguous: true', but none of the first {params['data_size']} rows of {path} is marked"
+            )
+        if params["strategy"] == "balanced" and n_ambiguous == len(selected) and params["support_ratio"] != 0:
+            raise ConfigError(
+                f"{where}, field support_ratio: has no effect with strategy 'balanced' when all of the first "
+                f"{params['data_size']} rows of {path} are ambiguous; leave it at 0"
+            )
+
+
+def prompt_record(row: dict, set_name: str, category: str, system_prompt: str) -> dict:
+    return {"id": str(row["id"]), "set": set_name, "category": category, "system": row.get("system", system_prompt),
+            "prompt": row["prompt"], "language": row.get("language")}
+
+
 def prompt_records(test_rows: list[dict], probe_rows: list[dict], system_prompt: str) -> list[dict]:
     """The prompts every model answers: the test set, then the probes."""
-    records = [
-        {"id": str(row["id"]), "set": "test", "category": "test", "system": system_prompt,
-         "prompt": row["prompt"]}
-        for row in test_rows
-    ]
-    for row in probe_rows:
-        records.append(
-            {"id": row["id"], "set": "probe", "category": row["category"],
-             "system": row.get("system", system_prompt), "prompt": row["prompt"]}
-        )
+    records = [prompt_record(row, "test", "test", system_prompt) for row in test_rows]
+    records += [prompt_record(row, "probe", row["category"], system_prompt) for row in probe_rows]
     ids = [r["id"] for r in records]
     clash = sorted({i for i in ids if ids.count(i) > 1})
     if clash:
@@ -133,5 +188,9 @@ def prompt_records(test_rows: list[dict], probe_rows: list[dict], system_prompt:
 
 def write_prompts(test: str, prompts: str, system_prompt: str, probes: list[str] = ()) -> None:
     """Stage: the combined prompt set (test prompts and probes) as JSONL."""
-    probe_rows = [row for path in probes for row in load_rows(path, "probes")]
-    write_jsonl(prompt_records(load_rows(test, "test"), probe_rows, system_prompt), prompts)
+    write_jsonl(prompt_records(load_rows(test, "test"), load_probes(probes), system_prompt), prompts)
+
+
+def write_train_prompts(train: str, prompts: str, system_prompt: str) -> None:
+    """Stage: the training prompts as a prompt set, for the base model's own answers (``on_policy``)."""
+    write_jsonl([prompt_record(row, "train", "train", system_prompt) for row in load_rows(train, "train")], prompts)

@@ -11,6 +11,8 @@ import itertools
 import warnings
 from dataclasses import dataclass
 
+from dpo_study import strategies
+
 # The order of the key's fields; also the columns the tables show per experiment.
 EXPERIMENT_PARAMS = (
     "num_epoch",
@@ -23,7 +25,8 @@ EXPERIMENT_PARAMS = (
     "strategy",
     "seed",
 )
-# The subset that decides the preference pairs (so experiments differing only in training share them).
+# The subset that decides the preference pairs (so experiments differing only in training share them);
+# ``seed`` joins it for seeded strategies, and ``mix_weights`` for ``mix`` (see Experiment.data_params).
 DATA_PARAMS = ("data_size", "support_ratio", "strategy")
 
 INT_PARAMS = {"num_epoch", "data_size", "lora_r", "lora_alpha", "seed"}
@@ -41,16 +44,29 @@ class Experiment:
 
     @property
     def key(self) -> str:
-        return params_key(self.params, EXPERIMENT_PARAMS)
+        return params_key(self.params, [n for n in (*EXPERIMENT_PARAMS, "mix_weights") if n in self.params])
+
+    @property
+    def data_params(self) -> dict:
+        """What decides the pairs, and nothing else, so that pairs are shared (and re-made) exactly."""
+        out = {name: self.params[name] for name in DATA_PARAMS}
+        if strategies.get(self.params["strategy"]).seeded:
+            out["seed"] = self.params["seed"]
+        if "mix_weights" in self.params:
+            out["mix_weights"] = self.params["mix_weights"]
+        return out
 
     @property
     def data_key(self) -> str:
-        return params_key(self.params, DATA_PARAMS)
+        params = self.data_params
+        return params_key(params, params)
 
 
 def format_value(value) -> str:
     if isinstance(value, float):
         return f"{value:g}"
+    if isinstance(value, dict):  # mix_weights: hedge=1,swap=3 (no regex-special characters)
+        return ",".join(f"{k}={format_value(v)}" for k, v in sorted(value.items()))
     return str(value)
 
 
@@ -73,6 +89,15 @@ def normalise(params: dict, where: str) -> dict:
     return out
 
 
+def with_mix_weights(params: dict, mix_weights: dict, where: str) -> dict:
+    """``mix`` experiments carry the study's weights, so that their keys change with them."""
+    if params["strategy"] != "mix":
+        return params
+    if not mix_weights:
+        raise ConfigError(f"{where}.strategy: 'mix' needs weights: set mix_weights, e.g. {{swap: 1, hedge: 1}}")
+    return {**params, "mix_weights": {name: float(w) for name, w in sorted(mix_weights.items())}}
+
+
 def expand(config: dict) -> list[Experiment]:
     """All experiments of a validated config, named experiments first, then grids in order.
 
@@ -80,11 +105,12 @@ def expand(config: dict) -> list[Experiment]:
     named ``g_beta~0.1_lora_r~8`` and so on (the swept values, in the key's order).
     """
     defaults = config["defaults"]
+    mix_weights = config.get("mix_weights") or {}
     experiments: list[Experiment] = []
     for index, entry in enumerate(config.get("experiments", [])):
         where = f"experiments[{index}] ({entry['name']})"
         params = {**defaults, **{k: v for k, v in entry.items() if k != "name"}}
-        experiments.append(Experiment(entry["name"], normalise(params, where)))
+        experiments.append(Experiment(entry["name"], with_mix_weights(normalise(params, where), mix_weights, where)))
     for index, grid in enumerate(config.get("grids", [])):
         swept = [name for name in EXPERIMENT_PARAMS if name in grid]
         fixed = {k: v for k, v in grid.items() if k not in EXPERIMENT_PARAMS and k != "name"}
@@ -94,7 +120,7 @@ def expand(config: dict) -> list[Experiment]:
         for combination in itertools.product(*values):
             point = dict(zip(swept, combination))
             where = f"grids[{index}] ({grid['name']})"
-            params = normalise({**defaults, **point}, where)
+            params = with_mix_weights(normalise({**defaults, **point}, where), mix_weights, where)
             suffix = params_key(params, [n for n in swept if isinstance(grid[n], list)])
             name = f"{grid['name']}_{suffix}" if suffix else grid["name"]
             experiments.append(Experiment(name, params))

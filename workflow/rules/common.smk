@@ -12,7 +12,8 @@ os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (SRC, os.environ.get("PYTH
 sys.path.insert(0, SRC)
 
 from dpo_study.experiments import ConfigError, expand
-from dpo_study.data import load_rows
+from dpo_study.data import check_strategies, load_probes, load_rows
+from dpo_study.strategies import needs_base_responses
 from dpo_study.modeling import check_model_name, model_slug
 from dpo_study.report import check_questions
 
@@ -33,14 +34,14 @@ RUNS = {e.key: e for e in EXPERIMENTS}  # identical parameter sets share one run
 BY_NAME = {e.name: e for e in EXPERIMENTS}
 TRAIN_ROWS = checked(load_rows, config["data"]["train"], "train")
 checked(load_rows, config["data"]["test"], "test")
-for probe_file in config["data"]["probes"]:
-    checked(load_rows, probe_file, "probes")
+checked(load_probes, config["data"]["probes"])
 for e in EXPERIMENTS:
     if e.params["data_size"] > len(TRAIN_ROWS):
         raise WorkflowError(
             f"Invalid study input: experiment {e.name!r}, field data_size: {e.params['data_size']} "
             f"is larger than the {len(TRAIN_ROWS)} rows of {config['data']['train']}"
         )
+checked(check_strategies, EXPERIMENTS, TRAIN_ROWS, config["data"]["train"])
 checked(check_model_name, config["model"]["name"])
 PROBE_CATEGORIES = list(
     dict.fromkeys(
@@ -86,11 +87,20 @@ def pairs_file(wildcards):
 
 
 def data_params(wildcards):
-    """num_epoch etc. do not shape the pairs: only data_size, support_ratio, strategy (and seed)."""
+    """num_epoch etc. do not shape the pairs: see Experiment.data_params."""
     for e in EXPERIMENTS:
         if e.data_key == wildcards.data_key:
-            return {n: e.params[n] for n in ("data_size", "support_ratio", "strategy")}
+            return e.data_params
     raise WorkflowError(f"no experiment uses the data parameters {wildcards.data_key}")
+
+
+def pairs_inputs(wildcards):
+    """The base model's answers to the training prompts only for strategies that reject them."""
+    data = data_params(wildcards)
+    inputs = {"train": config["data"]["train"]}
+    if needs_base_responses(data["strategy"], data.get("mix_weights")):
+        inputs["base_responses"] = f"{MODEL_RESULTS}/base/train_responses.jsonl"
+    return inputs
 
 
 def run_dir(key):

@@ -1,6 +1,6 @@
 rule prepare_pairs:
     input:
-        train=config["data"]["train"],
+        unpack(pairs_inputs),
     output:
         pairs=f"{RESULTS}/pairs/{{data_key}}.jsonl",
     params:
@@ -28,3 +28,18 @@ rule prepare_prompts:
         ENV
     script:
         "../scripts/prepare_prompts.py"
+
+
+rule prepare_train_prompts:
+    input:
+        train=config["data"]["train"],
+    output:
+        prompts=f"{RESULTS}/train_prompts.jsonl",
+    params:
+        system_prompt=config["data"]["system_prompt"],
+    log:
+        f"{RESULTS}/logs/prepare_train_prompts.log",
+    conda:
+        ENV
+    script:
+        "../scripts/prepare_train_prompts.py"

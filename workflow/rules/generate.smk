@@ -37,3 +37,14 @@ rule generate_aligned:
         ENV
     script:
         "../scripts/generate_responses.py"
+
+
+# The base model's own answers to the training prompts, for strategies that reject them (on_policy).
+use rule generate_base as generate_base_train with:
+    input:
+        model=MODEL_MANIFEST,
+        prompts=f"{RESULTS}/train_prompts.jsonl",
+    output:
+        responses=f"{MODEL_RESULTS}/base/train_responses.jsonl",
+    log:
+        f"{RESULTS}/logs/generate_base_train.log",
