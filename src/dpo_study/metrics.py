@@ -35,6 +35,11 @@ HEDGE_MARKERS = [
     "一方面", "另一方面", "取決於", "視情況", "看情況", "見仁見智", "或許", "也許", "有人認為",
     "有些人", "因人而異", "很難說", "利弊", "優缺點", "平衡",
 ]
+# Longest first, whole words for Latin ones: "另一方面" is one marker, not also "一方面".
+HEDGE_PATTERN = re.compile(
+    "|".join(rf"\b{re.escape(m)}\b" if m.isascii() else re.escape(m) for m in sorted(HEDGE_MARKERS, key=len, reverse=True)),
+    re.IGNORECASE,
+)
 REFUSAL_PATTERNS = re.compile(
     r"\b(?:i can(?:not|'t)|i am unable|i'm unable|i won't|i will not|i'm not able|i am not able|"
     r"i must decline|i'm sorry|i am sorry|sorry, but|as an ai)\b"
@@ -124,8 +129,8 @@ def expected_script(prompt: str, system: str = "", language: str | None = None) 
 
 
 def hedge_count(text: str) -> int:
-    lowered = (text or "").lower()
-    return sum(lowered.count(marker) for marker in HEDGE_MARKERS)
+    """Occurrences of hedging markers, none counted inside another."""
+    return len(HEDGE_PATTERN.findall(text or ""))
 
 
 def is_refusal(text: str) -> bool:
