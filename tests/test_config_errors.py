@@ -20,6 +20,11 @@ from snakemake_helpers import snakemake, workdir_with_config
         ({"experiments": [{"name": "a", "learning_rat": 0.1}]}, "learning_rat"),
         ({"data": {"train": "data/missing.json"}}, "missing.json"),
         ({"model": {"name": "./no/such/model"}}, "model.name"),
+        ({"judge": {"use": ["ngram", "oracle"]}}, "oracle"),
+        ({"judge": {"use": ["ngram"], "primary": "embedding"}}, "judge.primary"),
+        ({"judge": {"llm": {"backend": "endpoint"}}}, "['llm']['url']"),
+        ({"judge": {"llm": {"backend": "endpoint", "url": "http://h", "api_key_env": "sk-123"}}}, "api_key_env"),
+        ({"judge": {"holdout": "data/missing_holdout.json"}}, "missing_holdout.json"),
     ],
 )
 def test_rejected_before_any_job(tmp_path, overrides, message):
