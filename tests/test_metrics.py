@@ -121,3 +121,14 @@ def test_defects_follow_their_definitions():
     assert list(flags["too_long"]) == [False, False, True, False, False]  # no limit stated: not too long
     assert list(flags["one_sided_on_balance"]) == [False, False, False, True, False]  # the last hedges
     assert list(flags["collapsed"]) == [False, False, False, False, True]  # empty
+
+
+def test_a_probe_language_reaches_the_language_match():
+    from dpo_study.data import prompt_records
+
+    records = prompt_records([{"id": 51, "prompt": "Is AI art ethical?"}],
+                             [{"id": "zh1", "category": "chinese", "prompt": "Is AI art ethical? Answer in Chinese.",
+                               "language": "zh-Hant"}], SYSTEM_EN)
+    assert "language" not in records[0] and records[1]["language"] == "zh-Hant"
+    answers = pd.DataFrame(records).assign(response=["It is fine.", "It is fine."])
+    assert list(metrics.response_metrics(answers)["language_match"]) == [True, False]

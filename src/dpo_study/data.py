@@ -122,7 +122,9 @@ def prompt_records(test_rows: list[dict], probe_rows: list[dict], system_prompt:
     for row in probe_rows:
         records.append(
             {"id": row["id"], "set": "probe", "category": row["category"],
-             "system": row.get("system", system_prompt), "prompt": row["prompt"]}
+             "system": row.get("system", system_prompt), "prompt": row["prompt"],
+             # the language the answer should be in, where the probe says (for the language-match measure)
+             **({"language": row["language"]} if "language" in row else {})}
         )
     ids = [r["id"] for r in records]
     clash = sorted({i for i in ids if ids.count(i) > 1})

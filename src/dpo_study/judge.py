@@ -389,7 +389,7 @@ def train_judge(
 
 
 def judge_responses(responses: str, judges: list[str], stances: str, names: list[str], primary: str,
-                    threads: int = 1) -> None:
+                    model: str | None = None, threads: int = 1) -> None:
     """Stage: per response, every judge's label and score (``<judge>_stance``, ``<judge>_score``), and the
     primary judge's as ``stance``, ``support_score`` (P(support)) and ``stance_score`` (P(support) - P(oppose))."""
     import torch
@@ -399,7 +399,10 @@ def judge_responses(responses: str, judges: list[str], stances: str, names: list
     table = pd.DataFrame(rows)
     texts, prompts = list(table["response"].fillna("")), list(table["prompt"])
     for name, path in zip(names, judges, strict=True):
-        columns = stance_columns(joblib.load(path).probabilities(texts, prompts))
+        judge = joblib.load(path)
+        if judge.uses_base_model:
+            judge.model = model  # the study's model manifest, as this job's input names it
+        columns = stance_columns(judge.probabilities(texts, prompts))
         table[f"{name}_stance"] = columns["stance"].to_numpy()
         table[f"{name}_score"] = columns["stance_score"].to_numpy()
         if name == primary:
