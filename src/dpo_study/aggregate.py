@@ -105,7 +105,7 @@ def generalisation_table(responses: pd.DataFrame) -> pd.DataFrame:
                 "prompts": int(in_category.sum()),
                 "stance_shift": category_shift,
                 "test_stance_shift": test_shift,
-                "transfer": category_shift / test_shift if abs(test_shift) >= MIN_TEST_SHIFT else float("nan"),
+                "transfer": category_shift / test_shift + 0.0 if abs(test_shift) >= MIN_TEST_SHIFT else float("nan"),
                 "support_rate_shift": mean(group["aligned_stance"] == "support") - mean(group["original_stance"] == "support"),
                 "label_changed_rate": mean(group["aligned_stance"] != group["original_stance"]),
             })
