@@ -66,10 +66,12 @@ def side_by_side(base: pd.DataFrame, aligned: pd.DataFrame, experiment: str, rew
     return merged[[*RESPONSE_COLUMNS, *PROMPT_COLUMNS, *answer_columns]]
 
 
-def write_table(table: pd.DataFrame, csv_path: str, md_path: str) -> None:
+def write_table(table: pd.DataFrame, csv_path: str, md_path: str, md_columns: list[str] | None = None) -> None:
+    """The table as CSV, and as markdown (only ``md_columns`` where a full table is too wide to read)."""
     Path(csv_path).parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(csv_path, index=False)
-    Path(md_path).write_text(table.to_markdown(index=False, floatfmt=".4g") + "\n")
+    readable = table[md_columns] if md_columns else table
+    Path(md_path).write_text(readable.to_markdown(index=False, floatfmt=".4g") + "\n")
 
 
 def read_stances(path: str) -> pd.DataFrame:
@@ -122,7 +124,7 @@ def write_tables(
         )
         responses.append(side_by_side(base, aligned, experiment["name"], answer_rewards))
     write_table(pd.DataFrame(rows)[EXPERIMENT_COLUMNS], experiments_csv, experiments_md)
-    write_table(pd.concat(responses, ignore_index=True), responses_csv, responses_md)
+    write_table(pd.concat(responses, ignore_index=True), responses_csv, responses_md, md_columns=RESPONSE_COLUMNS)
 
 
 def write_submission(base_responses: str, aligned_responses: str, submission: str, experiment: dict) -> None:
