@@ -43,6 +43,7 @@ from dpo_study.metrics import script
 log = logging.getLogger(__name__)
 
 LABELS = ("support", "oppose", "neutral")
+DEFAULT_TOPIC = "AI-generated art in the Studio Ghibli style"  # also the schema's judge.llm.topic default
 JUDGES: dict[str, type[Judge]] = {}
 
 
@@ -198,7 +199,7 @@ class LLMJudge(Judge):
 
     @property
     def topic(self) -> str:
-        return self.settings.get("topic", "AI-generated art in the Studio Ghibli style")
+        return self.settings.get("topic", DEFAULT_TOPIC)
 
     def probabilities(self, texts, prompts=None):
         prompts = prompts if prompts is not None else [None] * len(texts)
