@@ -109,6 +109,8 @@ def test_judges_report_their_own_accuracy(study):
 
 def test_per_response_measures_and_summaries(study):
     workdir, _ = study
+    header = (workdir / "results/tables/responses.csv").read_text().splitlines()[0].split(",")
+    assert len(header) == len(set(header)), sorted(c for c in header if header.count(c) > 1)
     responses = pd.read_csv(workdir / "results/tables/responses.csv", dtype={"id": str})
     for side in ("original", "aligned"):
         assert (responses[f"{side}_chars"] == responses[f"{side}_response"].fillna("").str.len()).all()

@@ -47,7 +47,10 @@ def measured(stances: pd.DataFrame) -> pd.DataFrame:
 
 
 def judge_columns(table: pd.DataFrame) -> list[str]:
-    return [c for c in table.columns if c.endswith(("_stance", "_score")) and c not in ("support_score", "stance_score")]
+    """Each judge's ``<judge>_stance`` and ``<judge>_score``, as judge_responses writes them."""
+    judges = [c.removesuffix("_stance") for c in table.columns
+              if c.endswith("_stance") and f"{c.removesuffix('_stance')}_score" in table.columns]
+    return [f"{judge}_{part}" for judge in judges for part in ("stance", "score")]
 
 
 def side_by_side(base: pd.DataFrame, aligned: pd.DataFrame, experiment: str, rewards: pd.DataFrame) -> pd.DataFrame:
