@@ -46,3 +46,16 @@ def demo_study(tmp_path_factory):
     config = workdir_with_config(workdir, {"experiments": DEMO_EXPERIMENTS, "questions": DEMO_QUESTIONS})
     snakemake(workdir, config)
     return workdir, config
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory):
+    """A barely trained demo-architecture model (Llama-3 chat template and special tokens) and its manifest."""
+    from dpo_study.demo_model import build_demo_model
+
+    folder = tmp_path_factory.mktemp("tiny_model")
+    manifest = folder / "model.json"
+    build_demo_model(str(REPO / "data/train.json"), str(REPO / "data/test.json"), str(folder / "model"), str(manifest),
+                     seed=0, steps=2, batch_size=2, learning_rate=1e-3, vocab_size=400, hidden_size=32, num_layers=1,
+                     num_heads=2, intermediate_size=64, system_prompt="Be brief.")
+    return str(manifest)

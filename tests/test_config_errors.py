@@ -28,6 +28,11 @@ from snakemake_helpers import snakemake, workdir_with_config
         ({"experiments": [{"name": "a", "strategy": "balanced", "data_size": 10}]},
          "experiment 'a', field strategy: 'balanced' balances the stances of rows marked 'ambiguous: true'"),
         ({"data": {"probes": ["config/probes.yaml", "config/probes.yaml"]}}, "field 'id': also used in"),
+        ({"judge": {"use": ["ngram", "oracle"]}}, "oracle"),
+        ({"judge": {"use": ["ngram"], "primary": "embedding"}}, "judge.primary"),
+        ({"judge": {"llm": {"backend": "endpoint"}}}, "['llm']['url']"),
+        ({"judge": {"llm": {"backend": "endpoint", "url": "http://h", "api_key_env": "sk-123"}}}, "api_key_env"),
+        ({"judge": {"holdout": "data/missing_holdout.json"}}, "missing_holdout.json"),
     ],
 )
 def test_rejected_before_any_job(tmp_path, overrides, message):

@@ -51,8 +51,7 @@ def test_longer_answer_probes_change_the_system_prompt():
 def test_prompt_records_carry_system_and_language():
     records = prompt_records([{"id": 51, "prompt": "q?"}], load_rows(SUITE, "probes"), "Be short.")
     by_id = {r["id"]: r for r in records}
-    assert by_id["51"] == {"id": "51", "set": "test", "category": "test", "system": "Be short.", "prompt": "q?",
-                           "language": None}
+    assert by_id["51"] == {"id": "51", "set": "test", "category": "test", "system": "Be short.", "prompt": "q?"}
     assert by_id["zh_01"]["language"] == "zh-Hant" and by_id["zh_01"]["system"] != "Be short."
     assert by_id["everyday_01"]["system"] == "Be short."
 

@@ -171,8 +171,11 @@ def check_strategies(experiments: list, rows: list[dict], path: str) -> None:
 
 
 def prompt_record(row: dict, set_name: str, category: str, system_prompt: str) -> dict:
-    return {"id": str(row["id"]), "set": set_name, "category": category, "system": row.get("system", system_prompt),
-            "prompt": row["prompt"], "language": row.get("language")}
+    record = {"id": str(row["id"]), "set": set_name, "category": category,
+              "system": row.get("system", system_prompt), "prompt": row["prompt"]}
+    if "language" in row:  # the language the answer should be in (the language-match measure)
+        record["language"] = row["language"]
+    return record
 
 
 def prompt_records(test_rows: list[dict], probe_rows: list[dict], system_prompt: str) -> list[dict]:

@@ -129,6 +129,10 @@ def overview(experiments: pd.DataFrame, responses: pd.DataFrame, summary: pd.Dat
                 f"Stances come from the {judge.get('judge', 'stance')} judge, whose {judge.get('cv_folds', '')}-fold "
                 f"cross-validated accuracy on the training data's own support and oppose answers is "
                 f"{fmt(judge['cv_accuracy'])}.")
+        if "holdout" in judge:
+            section.add(
+                f"On the labelled hold-out texts (support, oppose and neutral) the {judge['judge']} judge agrees "
+                f"with the labels on {fmt(judge['holdout']['accuracy'])} of them.")
     if int(seeds.max()) == 1:
         section.add("Every group has 1 seed, so no finding below can be told apart from seed-to-seed noise; "
                     "list several seeds (a grid over seed) to measure it.")

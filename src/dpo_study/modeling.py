@@ -126,3 +126,25 @@ def resolve_model(manifest: str, name: str) -> None:
         record["revision"] = Path(record["path"]).name
     Path(manifest).parent.mkdir(parents=True, exist_ok=True)
     Path(manifest).write_text(json.dumps(record, indent=2) + "\n")
+
+
+def sequence_logprobs(model, sequences: list[list[int]], starts: list[int], batch_size: int = 8) -> list[float]:
+    """Per token-id sequence, the sum of log P(token | tokens before it) over its tokens from ``starts[i]`` on.
+
+    Right padding, so every sequence's positions are the same as when it is scored alone.
+    """
+    totals = []
+    for first in range(0, len(sequences), batch_size):
+        batch, batch_starts = sequences[first : first + batch_size], starts[first : first + batch_size]
+        width = max(len(s) for s in batch)
+        ids = torch.zeros((len(batch), width), dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, sequence in enumerate(batch):
+            ids[row, : len(sequence)] = torch.tensor(sequence)
+            mask[row, : len(sequence)] = 1
+        with torch.inference_mode():
+            logits = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device)).logits.float()
+        logprobs = torch.log_softmax(logits[:, :-1], -1).gather(-1, ids[:, 1:, None].to(logits.device))[..., 0]
+        for row, (sequence, start) in enumerate(zip(batch, batch_starts)):
+            totals.append(logprobs[row, start - 1 : len(sequence) - 1].sum().item())
+    return totals

@@ -49,6 +49,12 @@ PROBE_CATEGORIES = list(
     )
 )
 checked(check_questions, config["questions"], BY_NAME, PROBE_CATEGORIES)
+checked(load_rows, config["judge"]["texts"], "judge_texts")
+checked(load_rows, config["judge"]["holdout"], "judge_texts")
+JUDGES = config["judge"]["use"]
+PRIMARY_JUDGE = config["judge"]["primary"] or JUDGES[0]
+if PRIMARY_JUDGE not in JUDGES:
+    raise WorkflowError(f"Invalid study input: judge.primary: {PRIMARY_JUDGE!r} is not one of judge.use {JUDGES}")
 
 RESULTS = config["results"]
 MODEL = config["model"]["name"]
@@ -62,6 +68,7 @@ wildcard_constraints:
     key="|".join(RUNS) or "none",
     data_key="[^/]+",
     experiment="|".join(BY_NAME),
+    judge="|".join(JUDGES),
 
 
 # ---- input functions and params -------------------------------------------------------
@@ -127,12 +134,40 @@ def all_stances():
     return [f"{run_dir(e.key)}/stances.csv" for e in EXPERIMENTS]
 
 
+def all_rewards():
+    return [f"{run_dir(e.key)}/rewards.csv" for e in EXPERIMENTS]
+
+
+def judge_runs_model(name):
+    """Judges that run the study's base model need its manifest (and a GPU on a GPU study)."""
+    return name == "llm" and config["judge"]["llm"]["backend"] == "base_model"
+
+
+def judge_settings(wildcards):
+    settings = dict(config["judge"].get(wildcards.judge, {}))
+    if judge_runs_model(wildcards.judge):
+        settings["model_settings"] = model_settings()
+    return settings
+
+
+def judge_model_input(wildcards):
+    return {"model": MODEL_MANIFEST} if judge_runs_model(wildcards.judge) else {}
+
+
+def judges_model_input(wildcards):
+    return {"model": MODEL_MANIFEST} if any(judge_runs_model(j) for j in JUDGES) else {}
+
+
+def judge_files():
+    return [f"{RESULTS}/judge/{name}.joblib" for name in JUDGES]
+
+
+def judge_accuracies():
+    return [f"{RESULTS}/judge/{name}_accuracy.json" for name in JUDGES]
+
+
 def all_train_logs():
     return [f"{run_dir(e.key)}/train_log.csv" for e in EXPERIMENTS]
-
-
-def judge_accuracy_files():
-    return [f"{RESULTS}/judge/ngram_accuracy.json"]
 
 
 def report_outputs():
@@ -153,6 +188,10 @@ def all_outputs():
     return [
         f"{RESULTS}/tables/experiments.csv",
         f"{RESULTS}/tables/responses.csv",
+        f"{RESULTS}/tables/categories.csv",
+        f"{RESULTS}/tables/defects.csv",
+        f"{RESULTS}/tables/generalisation.csv",
+        f"{RESULTS}/tables/judges.csv",
         *[f"{RESULTS}/submissions/{e.name}.json" for e in EXPERIMENTS],
         *report_outputs(),
     ]

@@ -1,18 +1,26 @@
 rule train_judge:
     input:
+        unpack(judge_model_input),
         train=config["data"]["train"],
+        texts=config["judge"]["texts"],
+        holdout=config["judge"]["holdout"],
     output:
-        judge=f"{RESULTS}/judge/ngram.joblib",
+        judge=f"{RESULTS}/judge/{{judge}}.joblib",
         accuracy=report(
-            f"{RESULTS}/judge/ngram_accuracy.json",
+            f"{RESULTS}/judge/{{judge}}_accuracy.json",
             caption="../report/judge_accuracy.rst",
             category="Judges",
         ),
     params:
+        name=lambda wildcards: wildcards.judge,
+        settings=judge_settings,
         cv_folds=config["judge"]["cv_folds"],
         seed=config["judge"]["seed"],
     log:
-        f"{RESULTS}/logs/train_judge.log",
+        f"{RESULTS}/logs/train_judge/{{judge}}.log",
+    threads: 2
+    resources:
+        gpu=lambda wildcards: int(judge_runs_model(wildcards.judge)),
     conda:
         ENV
     script:
@@ -21,14 +29,21 @@ rule train_judge:
 
 rule judge_responses:
     input:
+        unpack(judges_model_input),
         responses="{folder}/responses.jsonl",
-        judge=f"{RESULTS}/judge/ngram.joblib",
+        judges=judge_files(),
     output:
         stances="{folder}/stances.csv",
+    params:
+        names=JUDGES,
+        primary=PRIMARY_JUDGE,
     log:
         "{folder}/judge_responses.log",
     wildcard_constraints:
         folder=f"{MODEL_RESULTS}/(base|runs/[^/]+)",
+    threads: 2
+    resources:
+        gpu=int(any(judge_runs_model(j) for j in JUDGES)),
     conda:
         ENV
     script:

@@ -165,7 +165,7 @@ rule findings:
     input:
         experiments=f"{RESULTS}/tables/experiments.csv",
         responses=f"{RESULTS}/tables/responses.csv",
-        judge_accuracy=judge_accuracy_files(),
+        judge_accuracy=judge_accuracies(),
     output:
         findings_md=f"{RESULTS}/findings.md",
         findings_html=report(

@@ -3,6 +3,7 @@ rule tables:
         base_stances=f"{MODEL_RESULTS}/base/stances.csv",
         summaries=all_summaries(),
         stances=all_stances(),
+        rewards=all_rewards(),
     output:
         experiments_csv=report(
             f"{RESULTS}/tables/experiments.csv",
