@@ -15,10 +15,10 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 def workdir_with_config(path, overrides: dict, base="demo.yaml", name="study.yaml"):
     """A working directory whose config is ``config/<base>`` updated by ``overrides`` (top-level keys)."""
     path.mkdir(parents=True, exist_ok=True)
-    for name in ("data", "config"):
-        link = path / name
+    for folder in ("data", "config"):
+        link = path / folder
         if not link.exists():
-            link.symlink_to(REPO / name)
+            link.symlink_to(REPO / folder)
     config = yaml.safe_load((REPO / "config" / base).read_text())
     config.update(overrides)
     config_file = path / name

@@ -6,10 +6,9 @@ import json
 from importlib import resources
 from pathlib import Path
 
-import jsonschema
 import yaml
 
-from dpo_study import strategies
+from dpo_study import atomic, strategies, validation
 from dpo_study.experiments import ConfigError
 
 DEFAULT_SYSTEM_PROMPT = "Your entire response must be 100 characters or less."
@@ -26,26 +25,17 @@ def load_rows(path: str | Path, kind: str) -> list[dict]:
     if not path.is_file():
         raise ConfigError(f"{kind} file {str(path)!r} does not exist")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark is harmless
     except UnicodeDecodeError as error:
-        raise ConfigError(f"{path}: not UTF-8 text ({error})") from None
+        raise ConfigError(f"{path}: not UTF-8 text (byte {error.start}: {error.reason}); save it as UTF-8") from None
     try:
         rows = yaml.safe_load(text) if path.suffix in (".yaml", ".yml") else json.loads(text)
     except (json.JSONDecodeError, yaml.YAMLError) as error:
-        raise ConfigError(f"{path}: not valid {'YAML' if path.suffix != '.json' else 'JSON'}: {error}") from None
-    validator = jsonschema.Draft202012Validator(_schema(kind))
-    for error in sorted(validator.iter_errors(rows), key=lambda e: list(e.absolute_path)):
-        where = list(error.absolute_path)
-        if where and isinstance(where[0], int) and isinstance(rows, list):
-            row = rows[where[0]]
-            row_id = row.get("id") if isinstance(row, dict) else None
-            field = ".".join(map(str, where[1:])) or error.validator_value if error.validator == "required" else ".".join(map(str, where[1:]))
-            raise ConfigError(f"{path}: row {where[0]} (id {row_id!r}), field {field!r}: {error.message}")
-        raise ConfigError(f"{path}: {error.message}")
-    ids = [row["id"] for row in rows]
-    duplicates = sorted({str(i) for i in ids if ids.count(i) > 1})
-    if duplicates:
-        raise ConfigError(f"{path}: field 'id': duplicate ids {duplicates}")
+        kind_of_text = "YAML" if path.suffix in (".yaml", ".yml") else "JSON"
+        raise ConfigError(f"{path}: not valid {kind_of_text}: {error}") from None
+    validation.check_rows(rows, _schema(kind), path)
+    if kind == "train":
+        validation.check_pair_texts(rows, path)
     return rows
 
 
@@ -92,9 +82,7 @@ def build_pairs(
 
 
 def write_jsonl(rows: list[dict], path: str | Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as handle:
+    with atomic.atomic_path(path) as temp, temp.open("w", encoding="utf-8") as handle:
         for row in rows:
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
 

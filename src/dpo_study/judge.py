@@ -7,9 +7,7 @@ works on Chinese text too. Its cross-validated accuracy is written beside it.
 
 from __future__ import annotations
 
-import json
 import logging
-from pathlib import Path
 
 import joblib
 import pandas as pd
@@ -18,6 +16,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, cross_val_score
 from sklearn.pipeline import make_pipeline
 
+from dpo_study import atomic
 from dpo_study.data import load_rows, read_jsonl
 
 log = logging.getLogger(__name__)
@@ -42,11 +41,11 @@ def train_judge(train: str, judge: str, accuracy: str, cv_folds: int = 5, seed: 
     folds = StratifiedKFold(n_splits=cv_folds, shuffle=True, random_state=seed)
     scores = cross_val_score(make_ngram_judge(seed), texts, labels, cv=folds)
     model = make_ngram_judge(seed).fit(texts, labels)
-    Path(judge).parent.mkdir(parents=True, exist_ok=True)
-    joblib.dump(model, judge)
+    with atomic.atomic_path(judge) as temp:
+        joblib.dump(model, temp)
     report = {"judge": "ngram", "cv_folds": cv_folds, "cv_accuracy": round(float(scores.mean()), 4),
               "cv_accuracy_std": round(float(scores.std()), 4), "examples": len(texts)}
-    Path(accuracy).write_text(json.dumps(report, indent=2) + "\n")
+    atomic.write_json(accuracy, report)
     log.info("n-gram judge: %d-fold CV accuracy %.3f", cv_folds, scores.mean())
 
 
@@ -64,5 +63,5 @@ def judge_responses(responses: str, judge: str, stances: str) -> None:
     table["support_score"] = [round(s, 4) for s in scores]
     table["stance"] = ["support" if s >= 0.5 else "oppose" for s in scores]
     table["chars"] = table["response"].str.len()
-    Path(stances).parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(stances, index=False)
+    with atomic.atomic_path(stances) as temp:
+        table.to_csv(temp, index=False)

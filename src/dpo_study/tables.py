@@ -7,17 +7,25 @@ from pathlib import Path
 
 import pandas as pd
 
+from dpo_study import atomic
 from dpo_study.data import read_jsonl
 from dpo_study.experiments import EXPERIMENT_PARAMS
+from dpo_study.provenance import LIBRARIES
 
+# Answers cut at max_new_tokens (no end of turn), over all prompts; then where the numbers come from.
+TRUNCATION_COLUMNS = ["hit_max_new_tokens_before", "hit_max_new_tokens_after"]
+PROVENANCE_COLUMNS = ["config_hash", "git_commit", *(f"{name}_version" for name in ("python", *LIBRARIES))]
 EXPERIMENT_COLUMNS = [
     "experiment", *EXPERIMENT_PARAMS, "train_loss", "rewards_margins", "rewards_accuracies",
     "train_seconds", "support_rate_before", "support_rate_after", "mean_chars_before", "mean_chars_after",
+    *TRUNCATION_COLUMNS, *PROVENANCE_COLUMNS,
 ]
+# Columns that differ between two runs of the same study (the rest must not, on one machine).
+TIMING_COLUMNS = ["train_seconds"]
 RESPONSE_COLUMNS = [
     "experiment", "id", "set", "category", "prompt", "original_response", "aligned_response",
     "original_stance", "aligned_stance", "original_support_score", "aligned_support_score",
-    "original_chars", "aligned_chars",
+    "original_chars", "aligned_chars", "original_hit_max_new_tokens", "aligned_hit_max_new_tokens",
 ]
 
 
@@ -26,7 +34,7 @@ def support_rate(stances: pd.DataFrame) -> float:
 
 
 def side_by_side(base: pd.DataFrame, aligned: pd.DataFrame, experiment: str) -> pd.DataFrame:
-    keep = ["id", "response", "stance", "support_score", "chars"]
+    keep = ["id", "response", "stance", "support_score", "chars", "hit_max_new_tokens"]
     merged = base[["id", "set", "category", "prompt", *keep[1:]]].merge(
         aligned[keep], on="id", suffixes=("_original", "_aligned"), validate="one_to_one"
     )
@@ -38,9 +46,9 @@ def side_by_side(base: pd.DataFrame, aligned: pd.DataFrame, experiment: str) -> 
 
 
 def write_table(table: pd.DataFrame, csv_path: str, md_path: str) -> None:
-    Path(csv_path).parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(csv_path, index=False)
-    Path(md_path).write_text(table.to_markdown(index=False, floatfmt=".4g") + "\n")
+    with atomic.atomic_path(csv_path) as temp:
+        table.to_csv(temp, index=False)
+    atomic.write_text(md_path, table.to_markdown(index=False, floatfmt=".4g") + "\n")
 
 
 def read_stances(path: str) -> pd.DataFrame:
@@ -77,6 +85,9 @@ def write_tables(
                 "support_rate_after": support_rate(aligned_test),
                 "mean_chars_before": float(base_test["chars"].mean()),
                 "mean_chars_after": float(aligned_test["chars"].mean()),
+                "hit_max_new_tokens_before": int(base["hit_max_new_tokens"].sum()),
+                "hit_max_new_tokens_after": int(aligned["hit_max_new_tokens"].sum()),
+                **summary["provenance"],
             }
         )
         responses.append(side_by_side(base, aligned, experiment["name"]))
@@ -98,5 +109,4 @@ def write_submission(base_responses: str, aligned_responses: str, submission: st
         )
     document = {name: experiment[name] for name in ("num_epoch", "data_size", "support_ratio")}
     document["results"] = results
-    Path(submission).parent.mkdir(parents=True, exist_ok=True)
-    Path(submission).write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+    atomic.write_json(submission, document)

@@ -1,39 +1,65 @@
 import os
 import sys
+import warnings
 from pathlib import Path
 
-from snakemake.utils import min_version, validate
+from snakemake.logging import logger
+from snakemake.utils import min_version
 
 min_version("9.0")
 
 # The stage code lives in src/; put it first on the path of every job, in any environment.
+# (Set here, not read from the user: no envvars: directive applies.)
 SRC = str(Path(workflow.basedir, "src").resolve())
-os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH")) if p)
+os.environ.update(
+    PYTHONPATH=os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH")) if p)
+)
 sys.path.insert(0, SRC)
 
 from dpo_study.experiments import ConfigError, expand
 from dpo_study.data import load_rows
 from dpo_study.modeling import check_model_name, model_slug
-
-
-validate(config, workflow.source_path("../schemas/config.schema.yaml"))
+from dpo_study.provenance import experiment_config_hash
+from dpo_study.validation import (
+    check_prompt_ids,
+    check_questions,
+    check_results_folder,
+    validate_config,
+)
 
 
 def checked(check, *args):
     """Run an input check at parse time; a ConfigError stops the run before any job."""
-    try:
-        return check(*args)
-    except ConfigError as error:
-        raise WorkflowError(f"Invalid study input: {error}") from None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            result = check(*args)
+        except ConfigError as error:
+            raise WorkflowError(f"Invalid study input:\n{error}") from None
+    for warning in caught:
+        logger.warning(f"Warning: {warning.message}")
+    return result
 
 
+# The --configfile files first (the last one wins), so that errors name the file to fix.
+checked(
+    validate_config,
+    config,
+    workflow.source_path("../schemas/config.schema.yaml"),
+    [*reversed(workflow.overwrite_configfiles), *workflow.configfiles],
+)
+checked(check_results_folder, config["results"])
 EXPERIMENTS = checked(expand, config)
 RUNS = {e.key: e for e in EXPERIMENTS}  # identical parameter sets share one run
 BY_NAME = {e.name: e for e in EXPERIMENTS}
+checked(check_questions, config["questions"], BY_NAME)
 TRAIN_ROWS = checked(load_rows, config["data"]["train"], "train")
-checked(load_rows, config["data"]["test"], "test")
+PROMPT_FILES = {
+    config["data"]["test"]: checked(load_rows, config["data"]["test"], "test")
+}
 for probe_file in config["data"]["probes"]:
-    checked(load_rows, probe_file, "probes")
+    PROMPT_FILES[probe_file] = checked(load_rows, probe_file, "probes")
+checked(check_prompt_ids, PROMPT_FILES)
 for e in EXPERIMENTS:
     if e.params["data_size"] > len(TRAIN_ROWS):
         raise WorkflowError(
@@ -90,6 +116,11 @@ def run_dir(key):
     return f"{MODEL_RESULTS}/runs/{key}"
 
 
+def checkpoint_dir(wildcards):
+    """Not an output on purpose: it must survive a failed or killed job, for the rerun to resume."""
+    return f"{run_dir(wildcards.key)}/checkpoints"
+
+
 def named_experiment_params(wildcards):
     return BY_NAME[wildcards.experiment].params
 
@@ -99,7 +130,14 @@ def aligned_responses(wildcards):
 
 
 def experiment_records():
-    return [{"name": e.name, **e.params} for e in EXPERIMENTS]
+    return [
+        {
+            "name": e.name,
+            **e.params,
+            "config_hash": experiment_config_hash(e.params, config),
+        }
+        for e in EXPERIMENTS
+    ]
 
 
 def all_summaries():

@@ -8,13 +8,13 @@ rule train_judge:
             caption="../report/judge_accuracy.rst",
             category="Judges",
         ),
-    params:
-        cv_folds=config["judge"]["cv_folds"],
-        seed=config["judge"]["seed"],
     log:
         f"{RESULTS}/logs/train_judge.log",
     conda:
         ENV
+    params:
+        cv_folds=config["judge"]["cv_folds"],
+        seed=config["judge"]["seed"],
     script:
         "../scripts/train_judge.py"
 
