@@ -22,3 +22,18 @@ def write_json(tmp_path):
         return path
 
     return write
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory):
+    """The manifest of a demo-architecture model small enough to build in seconds (not fluent)."""
+    from dpo_study.data import DEFAULT_SYSTEM_PROMPT
+    from dpo_study.demo_model import build_demo_model
+
+    folder = tmp_path_factory.mktemp("tiny_model")
+    build_demo_model(
+        str(REPO / "data/train.json"), str(REPO / "data/test.json"), str(folder / "model"), str(folder / "model.json"),
+        seed=1, steps=5, batch_size=8, learning_rate=0.003, vocab_size=400, hidden_size=32, num_layers=1,
+        num_heads=2, intermediate_size=64, system_prompt=DEFAULT_SYSTEM_PROMPT,
+    )
+    return folder / "model.json"

@@ -30,9 +30,12 @@ def load_rows(path: str | Path, kind: str) -> list[dict]:
         raise ConfigError(f"{path}: not UTF-8 text (byte {error.start}: {error.reason}); save it as UTF-8") from None
     try:
         rows = yaml.safe_load(text) if path.suffix in (".yaml", ".yml") else json.loads(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as error:
-        kind_of_text = "YAML" if path.suffix in (".yaml", ".yml") else "JSON"
-        raise ConfigError(f"{path}: not valid {kind_of_text}: {error}") from None
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"{path}: not valid JSON: {error}") from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{path}: not valid YAML{where}: {getattr(error, 'problem', None) or error}") from None
     validation.check_rows(rows, _schema(kind), path)
     if kind == "train":
         validation.check_pair_texts(rows, path)

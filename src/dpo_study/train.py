@@ -69,6 +69,7 @@ def dpo_config(experiment: dict, training: dict, output_dir: str):
         bf16=on_gpu,
         use_cpu=not on_gpu,
         logging_steps=1,
+        logging_nan_inf_filter=False,  # a NaN loss must reach the log (and train_guards), not be averaged away
         save_strategy="steps" if training["checkpoint_steps"] else "no",
         save_steps=max(training["checkpoint_steps"], 1),
         save_total_limit=1,
@@ -122,6 +123,7 @@ def train_adapter(
     resume = train_guards.resume_point(
         checkpoints, train_guards.fingerprint(model, pairs, experiment, training, model_settings)
     )
+    resumed_from_step = train_guards.checkpoint_step(Path(resume)) if resume else 0
     trainer = DPOTrainer(
         model=base,
         ref_model=None,
@@ -157,7 +159,7 @@ def train_adapter(
         "tokens_per_second": round(tokens / seconds, 1) if seconds > 0 else None,
         "peak_memory_gib": round(peak_memory_gib(), 3),
         "device": device(),
-        "resumed_from_step": train_guards.checkpoint_step(Path(resume)) if resume else 0,
+        "resumed_from_step": resumed_from_step,
         "provenance": provenance.record(),
     }
     atomic.write_json(summary, report)

@@ -66,7 +66,10 @@ def expected(schema: dict) -> str:
             return "a list of rows, each with the fields " + ", ".join(items["required"])
         words = "a non-empty list" if schema.get("minItems") == 1 else "a list"
         return words + (f", each item {expected(items)}" if items else "")
-    words = " or ".join(TYPE_NAMES.get(t, t) for t in types) or "a value"
+    names = [TYPE_NAMES.get(t, t) for t in types]
+    if schema.get("minLength") == 1:
+        names = ["non-empty text" if n == "text" else n for n in names]
+    words = " or ".join(names) or "a value"
     bounds = [
         f"{sign} {render(schema[key])}"
         for key, sign in (("minimum", "≥"), ("exclusiveMinimum", ">"), ("maximum", "≤"), ("exclusiveMaximum", "<"))
@@ -74,8 +77,6 @@ def expected(schema: dict) -> str:
     ]
     if bounds:
         words += " " + " and ".join(bounds)
-    if schema.get("minLength") == 1:
-        words = "non-empty " + words
     if "description" in schema and "pattern" in schema:
         words += f" ({schema['description']})"
     elif "pattern" in schema:
@@ -200,16 +201,17 @@ def validate_config(config: dict, schema_file: str | Path, config_files=()) -> N
         raise ConfigError("\n".join(describe_config_error(e, config, config_files) for e in errors))
 
 
-def check_results_folder(results: str) -> None:
+def check_results_folder(results: str, config_files=()) -> None:
     """Outputs stay inside the working directory: no absolute path, no '..' that leaves it."""
+    where = f"{source_of(['results'], config_files)}: results = {render(results)}"
     path = PurePosixPath(results)
     if path.is_absolute() or Path(results).is_absolute():
-        raise ConfigError(f"results = {render(results)}: must be a folder inside the working directory, not an absolute path")
+        raise ConfigError(f"{where}: must be a folder inside the working directory, not an absolute path")
     depth = 0
     for part in path.parts:
         depth += -1 if part == ".." else (0 if part == "." else 1)
         if depth < 0:
-            raise ConfigError(f"results = {render(results)}: must stay inside the working directory ('..' leaves it)")
+            raise ConfigError(f"{where}: must stay inside the working directory ('..' leaves it)")
 
 
 def check_questions(questions: list[dict], experiment_names) -> None:
@@ -235,8 +237,7 @@ def describe_row_error(error: ValidationError, path: Path, rows) -> str:
     if not parts or not isinstance(rows, list):
         return f"{path}: {problem(error, 'field')}"
     row = rows[parts[0]]
-    row_id = row.get("id") if isinstance(row, dict) else None
-    where = f"row {parts[0]} (id {render(row_id)})"
+    where = f"row {parts[0]}" + (f" (id {render(row['id'])})" if isinstance(row, dict) and "id" in row else "")
     if len(parts) > 1:
         where += f", field {'.'.join(map(str, parts[1:]))!r} = {render(error.instance)}"
     return f"{path}: {where}: {problem(error, 'field')}"

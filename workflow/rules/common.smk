@@ -42,13 +42,14 @@ def checked(check, *args):
 
 
 # The --configfile files first (the last one wins), so that errors name the file to fix.
+CONFIG_FILES = [*reversed(workflow.overwrite_configfiles), *workflow.configfiles]
 checked(
     validate_config,
     config,
     workflow.source_path("../schemas/config.schema.yaml"),
-    [*reversed(workflow.overwrite_configfiles), *workflow.configfiles],
+    CONFIG_FILES,
 )
-checked(check_results_folder, config["results"])
+checked(check_results_folder, config["results"], CONFIG_FILES)
 EXPERIMENTS = checked(expand, config)
 RUNS = {e.key: e for e in EXPERIMENTS}  # identical parameter sets share one run
 BY_NAME = {e.name: e for e in EXPERIMENTS}
