@@ -26,12 +26,19 @@ def workdir_with_config(path, overrides: dict, base="demo.yaml", name="study.yam
     return config_file
 
 
-def snakemake(workdir, config_file, *args, check=True, timeout=1800, env=None):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", **(env or {})}
+def snakemake_command(workdir, config_file, *args) -> list[str]:
     # args (targets too) before the options that take several values and would swallow them
-    command = [*SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(workdir), *args,
-               "--configfile", str(config_file), "--cores", "2", "--resources", "gpu=1"]
-    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout)
+    return [*SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(workdir), *args,
+            "--configfile", str(config_file), "--cores", "2", "--resources", "gpu=1"]
+
+
+def snakemake_env(env=None) -> dict:
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", **(env or {})}
+
+
+def snakemake(workdir, config_file, *args, check=True, timeout=1800, env=None):
+    command = snakemake_command(workdir, config_file, *args)
+    result = subprocess.run(command, capture_output=True, text=True, env=snakemake_env(env), timeout=timeout)
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake failed ({result.returncode}):\n{result.stdout[-5000:]}\n{result.stderr[-5000:]}")
     return result
