@@ -50,12 +50,14 @@ def demo_study(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory):
-    """A barely trained demo-architecture model (Llama-3 chat template and special tokens) and its manifest."""
+    """The manifest of a demo-architecture model small enough to build in seconds (not fluent)."""
+    from dpo_study.data import DEFAULT_SYSTEM_PROMPT
     from dpo_study.demo_model import build_demo_model
 
     folder = tmp_path_factory.mktemp("tiny_model")
-    manifest = folder / "model.json"
-    build_demo_model(str(REPO / "data/train.json"), str(REPO / "data/test.json"), str(folder / "model"), str(manifest),
-                     seed=0, steps=2, batch_size=2, learning_rate=1e-3, vocab_size=400, hidden_size=32, num_layers=1,
-                     num_heads=2, intermediate_size=64, system_prompt="Be brief.")
-    return str(manifest)
+    build_demo_model(
+        str(REPO / "data/train.json"), str(REPO / "data/test.json"), str(folder / "model"), str(folder / "model.json"),
+        seed=1, steps=5, batch_size=8, learning_rate=0.003, vocab_size=400, hidden_size=32, num_layers=1,
+        num_heads=2, intermediate_size=64, system_prompt=DEFAULT_SYSTEM_PROMPT,
+    )
+    return folder / "model.json"

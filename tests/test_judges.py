@@ -239,7 +239,7 @@ def test_base_model_llm_judge_compares_label_word_logprobs(tiny_model):
 
     from dpo_study.modeling import load_model, load_tokenizer, read_manifest
 
-    judge = judges.make_judge("llm", {"backend": "base_model"}, model=tiny_model)
+    judge = judges.make_judge("llm", {"backend": "base_model"}, model=str(tiny_model))
     (row,) = judge.probabilities(["It is a wonderful homage."], ["Is AI art fine?"])
     manifest = read_manifest(tiny_model)
     tokenizer, model = load_tokenizer(manifest, {}), load_model(manifest, {}).eval()

@@ -36,6 +36,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 from sklearn.model_selection import StratifiedKFold, cross_val_score
 
+from dpo_study import atomic
 from dpo_study.data import load_rows, read_jsonl
 from dpo_study.experiments import ConfigError
 from dpo_study.metrics import script
@@ -384,9 +385,9 @@ def train_judge(
     report["holdout"] = agreement([r["label"] for r in rows], list(predicted["stance"]),
                                   [script(r["text"]) for r in rows])
     log.info("%s judge: hold-out accuracy %.3f on %d texts", name, report["holdout"]["accuracy"], len(rows))
-    Path(judge).parent.mkdir(parents=True, exist_ok=True)
-    joblib.dump(instance, judge)
-    Path(accuracy).write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    with atomic.atomic_path(judge) as temp:
+        joblib.dump(instance, temp)
+    atomic.write_json(accuracy, report)
 
 
 def judge_responses(responses: str, judges: list[str], stances: str, names: list[str], primary: str,
@@ -412,5 +413,5 @@ def judge_responses(responses: str, judges: list[str], stances: str, names: list
     for column in ("stance", "support_score", "stance_score"):
         table[column] = primary_columns[column].to_numpy()
     table["chars"] = table["response"].str.len()
-    Path(stances).parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(stances, index=False)
+    with atomic.atomic_path(stances) as temp:
+        table.to_csv(temp, index=False)

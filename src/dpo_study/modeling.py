@@ -10,6 +10,8 @@ from pathlib import Path
 
 import torch
 
+from dpo_study import atomic
+
 log = logging.getLogger(__name__)
 
 
@@ -88,11 +90,25 @@ def hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
 
 
+def require_safetensors(folder: str | Path, what: str) -> None:
+    """Weights are read from safetensors only: a pickled checkpoint can run code when loaded."""
+    from dpo_study.experiments import ConfigError
+
+    if not any(Path(folder).glob("*.safetensors")):
+        raise ConfigError(
+            f"{what} {str(folder)!r} holds no *.safetensors weights "
+            "(pickled .bin/.pt weights are never loaded; convert them to safetensors)"
+        )
+
+
 def check_model_name(name: str) -> None:
     """Fail before any job when a model cannot be found: a missing local folder, or offline and not cached."""
     from dpo_study.experiments import ConfigError
 
-    if name == "demo" or Path(name).is_dir():
+    if name == "demo":
+        return
+    if Path(name).is_dir():
+        require_safetensors(name, "model.name: folder")
         return
     looks_local = name.startswith((".", "/", "~")) or name.count("/") != 1
     if looks_local:
@@ -124,8 +140,7 @@ def resolve_model(manifest: str, name: str) -> None:
             token=os.environ.get("HF_TOKEN"),
         )
         record["revision"] = Path(record["path"]).name
-    Path(manifest).parent.mkdir(parents=True, exist_ok=True)
-    Path(manifest).write_text(json.dumps(record, indent=2) + "\n")
+    atomic.write_json(manifest, record)
 
 
 def sequence_logprobs(model, sequences: list[list[int]], starts: list[int], batch_size: int = 8) -> list[float]:

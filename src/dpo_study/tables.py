@@ -7,17 +7,24 @@ from pathlib import Path
 
 import pandas as pd
 
-from dpo_study import metrics
+from dpo_study import atomic, metrics
 from dpo_study.data import read_jsonl
 from dpo_study.experiments import EXPERIMENT_PARAMS
+from dpo_study.provenance import LIBRARIES
 
+# Answers cut at max_new_tokens (no end of turn), over all prompts; then where the numbers come from.
+TRUNCATION_COLUMNS = ["hit_max_new_tokens_before", "hit_max_new_tokens_after"]
+PROVENANCE_COLUMNS = ["config_hash", "git_commit", *(f"{name}_version" for name in ("python", *LIBRARIES))]
 EXPERIMENT_COLUMNS = [
     "experiment", *EXPERIMENT_PARAMS, "train_loss", "rewards_margins", "rewards_accuracies",
     "train_seconds", "support_rate_before", "support_rate_after", "mean_chars_before", "mean_chars_after",
     # on the test prompts too: answers the primary judge labels neutral, answers within the length limit
     "neutral_rate_before", "neutral_rate_after", "within_limit_rate_before", "within_limit_rate_after",
     "mean_implicit_reward",
+    *TRUNCATION_COLUMNS, *PROVENANCE_COLUMNS,
 ]
+# Columns that differ between two runs of the same study (the rest must not, on one machine).
+TIMING_COLUMNS = ["train_seconds"]
 RESPONSE_COLUMNS = [
     "experiment", "id", "set", "category", "prompt", "original_response", "aligned_response",
     "original_stance", "aligned_stance", "original_support_score", "aligned_support_score",
@@ -71,10 +78,10 @@ def side_by_side(base: pd.DataFrame, aligned: pd.DataFrame, experiment: str, rew
 
 def write_table(table: pd.DataFrame, csv_path: str, md_path: str, md_columns: list[str] | None = None) -> None:
     """The table as CSV, and as markdown (only ``md_columns`` where a full table is too wide to read)."""
-    Path(csv_path).parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(csv_path, index=False)
+    with atomic.atomic_path(csv_path) as temp:
+        table.to_csv(temp, index=False)
     readable = table[md_columns] if md_columns else table
-    Path(md_path).write_text(readable.to_markdown(index=False, floatfmt=".4g") + "\n")
+    atomic.write_text(md_path, readable.to_markdown(index=False, floatfmt=".4g") + "\n")
 
 
 def read_stances(path: str) -> pd.DataFrame:
@@ -123,6 +130,9 @@ def write_tables(
                 "within_limit_rate_after": rate(aligned_test["within_limit"].dropna()),
                 "mean_implicit_reward": float(answer_rewards.loc[answer_rewards["id"].isin(aligned_test["id"]),
                                                                  "aligned_implicit_reward"].mean()),
+                "hit_max_new_tokens_before": int(base["hit_max_new_tokens"].sum()),
+                "hit_max_new_tokens_after": int(aligned["hit_max_new_tokens"].sum()),
+                **summary["provenance"],
             }
         )
         responses.append(side_by_side(base, aligned, experiment["name"], answer_rewards))
@@ -144,5 +154,4 @@ def write_submission(base_responses: str, aligned_responses: str, submission: st
         )
     document = {name: experiment[name] for name in ("num_epoch", "data_size", "support_ratio")}
     document["results"] = results
-    Path(submission).parent.mkdir(parents=True, exist_ok=True)
-    Path(submission).write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+    atomic.write_json(submission, document)

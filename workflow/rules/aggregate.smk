@@ -27,11 +27,11 @@ rule aggregate_tables:
             category="Judges",
         ),
         judges_md=f"{RESULTS}/tables/judges.md",
-    params:
-        primary=PRIMARY_JUDGE,
     log:
         f"{RESULTS}/logs/aggregate_tables.log",
     conda:
         ENV
+    params:
+        primary=PRIMARY_JUDGE,
     script:
         "../scripts/write_aggregates.py"

@@ -11,18 +11,18 @@ rule train_judge:
             caption="../report/judge_accuracy.rst",
             category="Judges",
         ),
+    log:
+        f"{RESULTS}/logs/train_judge/{{judge}}.log",
+    conda:
+        ENV
+    threads: 2
+    resources:
+        gpu=lambda wildcards: int(judge_runs_model(wildcards.judge)),
     params:
         name=lambda wildcards: wildcards.judge,
         settings=judge_settings,
         cv_folds=config["judge"]["cv_folds"],
         seed=config["judge"]["seed"],
-    log:
-        f"{RESULTS}/logs/train_judge/{{judge}}.log",
-    threads: 2
-    resources:
-        gpu=lambda wildcards: int(judge_runs_model(wildcards.judge)),
-    conda:
-        ENV
     script:
         "../scripts/train_judge.py"
 
@@ -34,17 +34,17 @@ rule judge_responses:
         judges=judge_files(),
     output:
         stances="{folder}/stances.csv",
-    params:
-        names=JUDGES,
-        primary=PRIMARY_JUDGE,
     log:
         "{folder}/judge_responses.log",
     wildcard_constraints:
         folder=f"{MODEL_RESULTS}/(base|runs/[^/]+)",
+    conda:
+        ENV
     threads: 2
     resources:
         gpu=int(any(judge_runs_model(j) for j in JUDGES)),
-    conda:
-        ENV
+    params:
+        names=JUDGES,
+        primary=PRIMARY_JUDGE,
     script:
         "../scripts/judge_responses.py"

@@ -6,15 +6,15 @@ rule implicit_reward:
         base_responses=f"{MODEL_RESULTS}/base/responses.jsonl",
     output:
         rewards=f"{MODEL_RESULTS}/runs/{{key}}/rewards.csv",
-    params:
-        beta=lambda wildcards: RUNS[wildcards.key].params["beta"],
-        model_settings=model_settings(),
     log:
         f"{RESULTS}/logs/implicit_reward/{{key}}.log",
+    conda:
+        ENV
     threads: 2
     resources:
         gpu=1,
-    conda:
-        ENV
+    params:
+        beta=lambda wildcards: RUNS[wildcards.key].params["beta"],
+        model_settings=model_settings(),
     script:
         "../scripts/implicit_reward.py"
