@@ -74,6 +74,11 @@ def test_tables_record_what_produced_them(first_run):
     assert len(row["config_hash"]) == 12 and row["transformers_version"] and row["torch_version"]
 
 
+def test_finished_study_schedules_nothing(first_run):
+    result = snakemake(first_run, first_run / "study.yaml", "-n")
+    assert "Nothing to be done" in result.stdout + result.stderr
+
+
 def test_hub_token_is_never_written(first_run):
     written = [p for p in first_run.rglob("*") if p.is_file()]
     assert any(p.suffix == ".log" for p in written) and any(p.name == "experiments.csv" for p in written)

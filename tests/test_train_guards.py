@@ -178,6 +178,8 @@ def test_killed_training_resumes_from_its_last_checkpoint_and_ends_where_an_unin
     train_adapter(**common, **killed)
     summary = json.loads(open(killed["summary"]).read())
     assert summary["resumed_from_step"] >= 8 and summary["steps"] == total_steps
+    whole_summary = json.loads(open(whole["summary"]).read())
+    assert summary["train_loss"] == pytest.approx(whole_summary["train_loss"])  # over all steps, not just the resumed ones
     log = pd.read_csv(killed["train_log"])
     assert list(log["step"]) == list(range(1, total_steps + 1))  # the steps before the kill are kept
     assert not os.path.exists(killed["checkpoints"])
