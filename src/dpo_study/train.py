@@ -18,8 +18,10 @@ import pandas as pd
 import torch
 from transformers import TrainerCallback
 
+from dpo_study import backends
 from dpo_study.data import read_jsonl
-from dpo_study.modeling import device, load_model, load_tokenizer, read_manifest
+from dpo_study.modeling import device, load_tokenizer, read_manifest
+from dpo_study.reference import attach_reference_logps
 
 log = logging.getLogger(__name__)
 
@@ -103,13 +105,20 @@ def train_adapter(
     threads: int = 1,
 ) -> None:
     """Stage: train one experiment's LoRA adapter; write it, its per-step log and a summary."""
+    job_start = time.perf_counter()
+    torch.set_num_threads(threads)
+    manifest = read_manifest(model)
+    # Backend, precision, batch split etc. for this machine (backends.py); recipe fields filled in.
+    plan = backends.plan_for_job(manifest, training, model_settings)
+    training = plan.training_settings(training)
+    log.info("training plan: %s", plan.as_dict())
+    base, peft_config = backends.load_for_training(
+        plan, manifest, model_settings, lora_config(experiment, training), experiment["seed"], training["max_length"]
+    )
+    tokenizer = load_tokenizer(manifest, model_settings)
     from datasets import Dataset
     from trl import DPOTrainer
 
-    torch.set_num_threads(threads)
-    manifest = read_manifest(model)
-    tokenizer = load_tokenizer(manifest, model_settings)
-    base = load_model(manifest, model_settings)
     rows = [{k: r[k] for k in ("prompt", "chosen", "rejected")} for r in read_jsonl(pairs)]
     steps = StepLog()
     with tempfile.TemporaryDirectory(prefix="dpo-") as scratch:
@@ -119,9 +128,12 @@ def train_adapter(
             args=dpo_config(experiment, training, scratch),
             train_dataset=Dataset.from_list(rows),
             processing_class=tokenizer,
-            peft_config=lora_config(experiment, training),
+            peft_config=peft_config,
             callbacks=[steps],
         )
+        ref_seconds = 0.0
+        if plan.precompute_ref_logps:
+            ref_seconds = attach_reference_logps(trainer, batch_size=4 * training["per_device_train_batch_size"])
         start = time.perf_counter()
         result = trainer.train()
         seconds = time.perf_counter() - start
@@ -146,6 +158,9 @@ def train_adapter(
         "tokens_per_second": round(tokens / seconds, 1) if seconds > 0 else None,
         "peak_memory_gib": round(peak_memory_gib(), 3),
         "device": device(),
+        "setup_seconds": round(start - job_start, 2),
+        "reference_pass_seconds": round(ref_seconds, 2),
+        "plan": plan.as_dict(),
     }
     Path(summary).write_text(json.dumps(report, indent=2) + "\n")
     log.info("trained %d steps in %.1f s: %s", report["steps"], seconds, report)

@@ -14,6 +14,7 @@ sys.path.insert(0, SRC)
 from dpo_study.experiments import ConfigError, expand
 from dpo_study.data import load_rows
 from dpo_study.modeling import check_model_name, model_slug
+from dpo_study.backends import batch_split
 
 
 validate(config, workflow.source_path("../schemas/config.schema.yaml"))
@@ -41,6 +42,7 @@ for e in EXPERIMENTS:
             f"is larger than the {len(TRAIN_ROWS)} rows of {config['data']['train']}"
         )
 checked(check_model_name, config["model"]["name"])
+checked(batch_split, config["training"], config["training"]["recipe"])
 
 RESULTS = config["results"]
 MODEL = config["model"]["name"]
@@ -60,9 +62,12 @@ wildcard_constraints:
 
 
 def model_settings():
+    """What every model-loading job needs; the recipe and max length decide the base precision."""
     return {
         "trust_remote_code": config["model"]["trust_remote_code"],
         "load_in_4bit": config["model"]["load_in_4bit"],
+        "max_seq_length": config["model"]["max_seq_length"],
+        "recipe": config["training"]["recipe"],
     }
 
 
