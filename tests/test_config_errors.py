@@ -20,6 +20,9 @@ from snakemake_helpers import snakemake, workdir_with_config
         ({"experiments": [{"name": "a", "learning_rat": 0.1}]}, "learning_rat"),
         ({"data": {"train": "data/missing.json"}}, "missing.json"),
         ({"model": {"name": "./no/such/model"}}, "model.name"),
+        ({"training": {"backend": "vllm"}}, "backend"),
+        ({"training": {"recipe": "slow"}}, "recipe"),
+        ({"training": {"per_device_train_batch_size": 3}}, "training.per_device_train_batch_size"),
     ],
 )
 def test_rejected_before_any_job(tmp_path, overrides, message):

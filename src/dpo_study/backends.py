@@ -354,18 +354,23 @@ def load_for_training(plan: TrainPlan, manifest: dict, model_settings: dict, lor
     return load_model(manifest, {**model_settings, "load_in_4bit": plan.load_in_4bit}), lora
 
 
-def prepare_job(smk) -> None:
-    """First thing in a GPU stage script: claim a GPU, then import Unsloth if this job trains with it.
+def prepare_process(model_manifest: str, training: dict | None, model_settings: dict, gpu: bool = True) -> None:
+    """First thing in a GPU job's process: claim a GPU, then import Unsloth if this job trains with it.
 
     Both must happen before transformers/TRL are imported and before CUDA starts.
     """
     from dpo_study.gpus import claim_gpu
 
-    if smk.resources.get("gpu", 0):
+    if gpu:
         claim_gpu()
-    training = smk.params.get("training")
     if training is None or not torch.cuda.is_available():
         return
-    manifest = json.loads(Path(smk.input.model).read_text())
-    if plan_for_job(manifest, training, smk.params.model_settings).backend == "unsloth":
+    manifest = json.loads(Path(model_manifest).read_text())
+    if plan_for_job(manifest, training, model_settings).backend == "unsloth":
         import_unsloth()
+
+
+def prepare_job(smk) -> None:
+    """``prepare_process`` for a Snakemake job, from its input, params and resources."""
+    prepare_process(smk.input.model, smk.params.get("training"), smk.params.model_settings,
+                    gpu=bool(smk.resources.get("gpu", 0)))

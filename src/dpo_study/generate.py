@@ -80,6 +80,20 @@ def generate_answers(model, tokenizer, records: list[dict], generation: dict) ->
     return out
 
 
+def load_for_generation(model: str, model_settings: dict, adapter: str | None = None):
+    """(model, tokenizer): the base in the precision the training jobs chose, with the adapter if given."""
+    manifest = read_manifest(model)
+    tokenizer = load_tokenizer(manifest, model_settings)
+    in_4bit = weights_in_4bit(model_settings, device=device(), gpu_bytes=gpu_memory_bytes(),
+                              shape=model_shape(manifest["path"]) if device() == "cuda" else None)
+    base = load_model(manifest, {**model_settings, "load_in_4bit": in_4bit})
+    if adapter:
+        from peft import PeftModel
+
+        base = PeftModel.from_pretrained(base, adapter)
+    return base, tokenizer
+
+
 def generate_responses(
     model: str,
     prompts: str,
@@ -93,16 +107,7 @@ def generate_responses(
     """Stage: answer every prompt of the prompt set; with ``adapter``, as the aligned model."""
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
-    manifest = read_manifest(model)
-    tokenizer = load_tokenizer(manifest, model_settings)
-    # The same base precision as the training jobs chose (backends.weights_in_4bit).
-    in_4bit = weights_in_4bit(model_settings, device=device(), gpu_bytes=gpu_memory_bytes(),
-                              shape=model_shape(manifest["path"]) if device() == "cuda" else None)
-    base = load_model(manifest, {**model_settings, "load_in_4bit": in_4bit})
-    if adapter:
-        from peft import PeftModel
-
-        base = PeftModel.from_pretrained(base, adapter)
+    base, tokenizer = load_for_generation(model, model_settings, adapter)
     start = time.perf_counter()
     rows = generate_answers(base, tokenizer, read_jsonl(prompts), generation)
     seconds = time.perf_counter() - start

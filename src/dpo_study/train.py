@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import resource
 import tempfile
 import time
@@ -105,7 +106,7 @@ def train_adapter(
     threads: int = 1,
 ) -> None:
     """Stage: train one experiment's LoRA adapter; write it, its per-step log and a summary."""
-    job_start = time.perf_counter()
+    job_start, started_at = time.perf_counter(), time.time()
     torch.set_num_threads(threads)
     manifest = read_manifest(model)
     # Backend, precision, batch split etc. for this machine (backends.py); recipe fields filled in.
@@ -158,6 +159,9 @@ def train_adapter(
         "tokens_per_second": round(tokens / seconds, 1) if seconds > 0 else None,
         "peak_memory_gib": round(peak_memory_gib(), 3),
         "device": device(),
+        "gpu": os.environ.get("CUDA_VISIBLE_DEVICES") if device() == "cuda" else None,
+        "started_at": round(started_at, 2),
+        "finished_at": round(time.time(), 2),
         "setup_seconds": round(start - job_start, 2),
         "reference_pass_seconds": round(ref_seconds, 2),
         "plan": plan.as_dict(),

@@ -1,0 +1,298 @@
+"""The GPU benchmark: the notebook's recipe against the project's defaults, side by side in one run.
+
+On a GPU machine (no download: a random-weight model of Llama-3-8B's shape is built on the GPU):
+
+    python bench/h200.py --work /tmp/bench --json bench/results/h200.json
+
+(a) a homework-size experiment (50 pairs x 3 epochs), each a whole job in its own process, timed
+    from process start to exit: the notebook's recipe (training.recipe homework, backend unsloth:
+    4-bit, 2 x 4, gradient checkpointing, paged 8-bit AdamW) against the project's default
+    (recipe fast, backend auto), and the default with the reference pass in the loop;
+(b) generation of the test prompts + probes (filled up to --prompts with training prompts): the
+    notebook's per-prompt loop against the project's batched path;
+(c) the peak GPU memory of each.
+Prints the ratios; writes every figure to --json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib.metadata
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+sys.path.insert(0, str(REPO / "bench"))
+
+from train_job import defaults  # noqa: E402
+
+H200_BF16_DENSE_TFLOPS = 989.4  # datasheet, SXM, dense
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "UNSLOTH_DISABLE_STATISTICS": "1",
+       "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": os.pathsep.join(
+           p for p in (str(REPO / "src"), os.environ.get("PYTHONPATH")) if p)}
+
+
+def say(log, text: str) -> None:
+    print(text, flush=True)
+    log.write(text + "\n")
+    log.flush()
+
+
+DEADLINE = [float("inf")]  # perf_counter time by which every step must have ended
+
+
+def run(log, name: str, command: list[str], timeout: int) -> dict:
+    """A subprocess, timed from start to exit, its output appended to the log."""
+    timeout = min(timeout, DEADLINE[0] - time.perf_counter())
+    if timeout < 30:
+        say(log, f"\n===== {name}: skipped, the run's time limit is near")
+        return {"ok": False, "skipped": True, "wall_s": None}
+    say(log, f"\n===== {name}: {' '.join(command)}")
+    start = time.perf_counter()
+    try:
+        result = subprocess.run(command, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                timeout=timeout, cwd=REPO)
+        output, code = result.stdout, result.returncode
+    except subprocess.TimeoutExpired as error:
+        output, code = (error.stdout or b"").decode() if isinstance(error.stdout, bytes) else (error.stdout or ""), -9
+    wall = time.perf_counter() - start
+    log.write(output)
+    say(log, f"===== {name}: exit {code} after {wall:.1f} s")
+    if code != 0:
+        print(output[-4000:], flush=True)
+    return {"ok": code == 0, "wall_s": round(wall, 1)}
+
+
+def device_ceilings() -> dict:
+    """bf16 matrix rate and copy bandwidth, measured (the ceilings MFU and the decode floor refer to)."""
+    a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+    b = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+    for _ in range(3):
+        a @ b
+    begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    begin.record()
+    for _ in range(50):
+        a @ b
+    end.record()
+    torch.cuda.synchronize()
+    tflops = 50 * 2 * 8192**3 / (begin.elapsed_time(end) / 1e3) / 1e12
+    src = torch.empty(2**30, device="cuda", dtype=torch.float32)  # 4 GiB
+    dst = torch.empty_like(src)
+    dst.copy_(src)
+    begin.record()
+    for _ in range(10):
+        dst.copy_(src)
+    end.record()
+    torch.cuda.synchronize()
+    bandwidth = 10 * 2 * src.numel() * 4 / (begin.elapsed_time(end) / 1e3) / 1e12
+    del a, b, src, dst
+    torch.cuda.empty_cache()
+    return {"bf16_matmul_tflops": round(tflops, 1), "copy_tb_s": round(bandwidth, 2)}
+
+
+def write_inputs(work: Path, n_prompts: int) -> tuple[Path, Path]:
+    from dpo_study.data import load_rows, write_jsonl, write_pairs, prompt_records
+
+    data = defaults("data")
+    experiment = defaults("defaults")
+    pairs = work / "pairs.jsonl"
+    write_pairs(str(REPO / data["train"]), str(pairs),
+                {k: experiment[k] for k in ("data_size", "support_ratio", "strategy")}, data["system_prompt"])
+    probes = [row for path in data["probes"] for row in load_rows(REPO / path, "probes")]
+    records = prompt_records(load_rows(REPO / data["test"], "test"), probes, data["system_prompt"])
+    train = load_rows(REPO / data["train"], "train")
+    for row in train[: max(0, n_prompts - len(records))]:  # fill up to the size of the full probe suite
+        records.append({"id": f"fill-{row['id']}", "set": "fill", "category": "train-prompt",
+                        "system": data["system_prompt"], "prompt": row["prompt"]})
+    prompts = work / "prompts.jsonl"
+    write_jsonl(records, prompts)
+    return pairs, prompts
+
+
+def matmul_params(model_dir: Path) -> int:
+    """Parameters that take part in matrix products (all but the input embedding)."""
+    from dpo_study.backends import model_shape
+
+    config = json.loads((model_dir / "config.json").read_text())
+    return model_shape(model_dir).params - config["vocab_size"] * config["hidden_size"]
+
+
+def train_figures(summary: dict, n_matmul: int, peak_tflops: float) -> dict:
+    """In-loop speed and model-FLOP utilisation: policy forward + backward (input gradients only, the
+    base is frozen) = 4N FLOPs a token, plus 2N for the reference pass when it runs in the loop;
+    recomputation by checkpointing is not counted (it is not model work)."""
+    in_loop_reference = not summary["plan"]["precompute_ref_logps"]
+    flops_per_token = (6 if in_loop_reference else 4) * n_matmul
+    tok_s = summary["tokens"] / summary["train_seconds"]
+    return {
+        "loop_tok_s": round(tok_s, 1),
+        "loop_mfu": round(tok_s * flops_per_token / (peak_tflops * 1e12), 3),
+        "flops_per_token": flops_per_token,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--work", type=Path, default=Path("/tmp/dpo-bench"))
+    parser.add_argument("--json", type=Path, default=REPO / "bench/results/h200.json")
+    parser.add_argument("--log", type=Path, default=None)
+    parser.add_argument("--prompts", type=int, default=70)
+    parser.add_argument("--loop-prompts", type=int, default=8)
+    parser.add_argument("--layers", type=int, default=32)
+    parser.add_argument("--tiny", action="store_true", help="a small model: a smoke test of this script on a CPU")
+    parser.add_argument("--time-limit", type=float, default=None, help="seconds for the whole run; later steps "
+                                                                         "are cut short or skipped")
+    parser.add_argument("--skip", default="", help="comma-separated steps to skip: homework,auto,auto_ref_in_loop,"
+                                                   "gen_loop,gen_project,gen_project_again")
+    args = parser.parse_args()
+    if args.time_limit:
+        DEADLINE[0] = time.perf_counter() + args.time_limit
+    skip = set(filter(None, args.skip.split(",")))
+    args.work.mkdir(parents=True, exist_ok=True)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    log = open(args.log or args.work / "bench.log", "a")
+    py = sys.executable
+
+    gpu = (f"{torch.cuda.get_device_name(0)} ({torch.cuda.get_device_properties(0).total_memory / 2**30:.0f} GiB)"
+           if torch.cuda.is_available() else "no GPU")
+    results: dict = {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": f"{gpu}, {os.cpu_count()} CPU cores, Python {platform.python_version()}, torch {torch.__version__}",
+        "command": "python bench/h200.py " + " ".join(sys.argv[1:]),
+    }
+    versions = {}
+    for package in ("transformers", "trl", "peft", "unsloth", "bitsandbytes", "accelerate", "datasets"):
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            versions[package] = None
+    results["versions"] = versions
+    if torch.cuda.is_available():
+        results["ceilings"] = device_ceilings()
+    say(log, json.dumps(results, indent=2))
+
+    def save():
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+
+    model_dir = args.work / "model"
+    manifest = args.work / "model.json"
+    if not manifest.exists():
+        step = run(log, "build random model", [py, "bench/random_model.py", str(model_dir), "--layers",
+                                                str(args.layers), *(["--tiny"] if args.tiny else [])], 900)
+        if not step["ok"]:
+            save()
+            raise SystemExit("could not build the model")
+    pairs, prompts = write_inputs(args.work, args.prompts)
+    n_matmul = matmul_params(model_dir)
+    from dpo_study.backends import model_shape
+
+    results["model"] = {"params": model_shape(model_dir).params, "matmul_params": n_matmul, "layers": args.layers,
+                        "pairs": sum(1 for _ in open(pairs)), "prompts": sum(1 for _ in open(prompts))}
+
+    jobs = {
+        "homework": {"recipe": "homework", "backend": "unsloth"},
+        "auto": {"recipe": "fast", "backend": "auto"},
+        "auto_ref_in_loop": {"recipe": "fast", "backend": "auto", "precompute_ref_logps": False},
+    }
+    adapter = args.work / "jobs/auto/adapter"
+
+    def train(name: str) -> None:
+        out = args.work / "jobs" / name
+        step = run(log, f"train {name}", [py, "bench/train_job.py", str(manifest), str(pairs), str(out),
+                                          json.dumps(jobs[name])], 300)
+        entry = {"overrides": jobs[name], **step}
+        if step["ok"]:
+            summary = json.loads((out / "train_summary.json").read_text())
+            entry.update(summary=summary, **train_figures(summary, n_matmul, H200_BF16_DENSE_TFLOPS))
+        results[f"train_{name}"] = entry
+
+    def generate_loop() -> None:
+        out = args.work / "gen_loop.json"
+        step = run(log, "generate: notebook per-prompt loop",
+                   [py, "bench/generate_job.py", "loop", str(manifest), str(prompts), str(args.loop_prompts),
+                    str(out)], 200)
+        results["gen_loop"] = {**step, **(json.loads(out.read_text()) if step["ok"] else {})}
+
+    def generate_project(name: str, settings: str) -> None:
+        if not adapter.exists():
+            return
+        out = args.work / f"{name}.json"
+        step = run(log, f"generate: project path ({settings})",
+                   [py, "bench/generate_job.py", "project", str(manifest), str(prompts), str(adapter), str(out),
+                    settings], 300)
+        results[name] = {**step, **(json.loads(out.read_text()) if step["ok"] else {})}
+
+    # Most important first: the run may be cut short by --time-limit.
+    steps = {
+        "homework": lambda: train("homework"),
+        "auto": lambda: train("auto"),
+        "gen_loop": generate_loop,
+        "gen_project": lambda: generate_project("gen_project", "auto,false,true"),
+        "auto_ref_in_loop": lambda: train("auto_ref_in_loop"),
+        # A second process finds the compiled kernels in inductor's on-disk cache, as every
+        # generation job after a study's first does.
+        "gen_project_again": lambda: generate_project("gen_project_again", "auto"),
+    }
+    for name, step in steps.items():
+        if name not in skip:
+            step()
+            save()
+
+    results.update(headline(results))
+    save()
+    say(log, "\n" + table(results))
+
+
+def headline(r: dict) -> dict:
+    """The issue's keys, from what ran."""
+    h = {}
+    hw, auto = r.get("train_homework", {}), r.get("train_auto", {})
+    if hw.get("ok") and auto.get("ok"):
+        h.update(
+            homework_job_wall_s=hw["wall_s"], auto_job_wall_s=auto["wall_s"],
+            job_speedup=round(hw["wall_s"] / auto["wall_s"], 2),
+            homework_loop_tok_s=hw["loop_tok_s"], auto_loop_tok_s=auto["loop_tok_s"],
+            loop_speedup=round(auto["loop_tok_s"] / hw["loop_tok_s"], 2),
+            homework_loop_mfu=hw["loop_mfu"], auto_loop_mfu=auto["loop_mfu"],
+            homework_peak_gib=hw["summary"]["peak_memory_gib"], auto_peak_gib=auto["summary"]["peak_memory_gib"],
+        )
+    loop, project = r.get("gen_loop", {}), r.get("gen_project", {})
+    if loop.get("ok") and project.get("ok"):
+        first = project["runs"][0]
+        h.update(
+            gen_loop_tok_s=loop["tok_s"], gen_project_tok_s=first["tok_s"],
+            gen_speedup=round(first["tok_s"] / loop["tok_s"], 1),
+            gen_loop_peak_gib=loop["peak_gib"], gen_project_peak_gib=project["peak_gib"],
+        )
+    return h
+
+
+def table(r: dict) -> str:
+    lines = ["| measure | notebook recipe | project default | ratio |", "|---|---|---|---|"]
+
+    def row(label, a, b, ratio=None):
+        lines.append(f"| {label} | {a} | {b} | {ratio if ratio is not None else ''} |")
+
+    if "job_speedup" in r:
+        row("training job wall time, s (50 pairs x 3 epochs)", r["homework_job_wall_s"], r["auto_job_wall_s"],
+            f"{r['job_speedup']}x")
+        row("training loop, tokens/s", r["homework_loop_tok_s"], r["auto_loop_tok_s"], f"{r['loop_speedup']}x")
+        row("training loop MFU (dense bf16 989 TFLOP/s)", r["homework_loop_mfu"], r["auto_loop_mfu"])
+        row("training peak GPU memory, GiB", r["homework_peak_gib"], r["auto_peak_gib"])
+    if "gen_speedup" in r:
+        row("generation, tokens/s", r["gen_loop_tok_s"], r["gen_project_tok_s"], f"{r['gen_speedup']}x")
+        row("generation peak GPU memory, GiB", r["gen_loop_peak_gib"], r["gen_project_peak_gib"])
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
