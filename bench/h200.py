@@ -205,10 +205,10 @@ def main() -> None:
     }
     adapter = args.work / "jobs/auto/adapter"
 
-    def train(name: str) -> None:
+    def train(name: str, timeout: int = 150) -> None:
         out = args.work / "jobs" / name
         step = run(log, f"train {name}", [py, "bench/train_job.py", str(manifest), str(pairs), str(out),
-                                          json.dumps(jobs[name])], 300)
+                                          json.dumps(jobs[name])], timeout)
         entry = {"overrides": jobs[name], **step}
         if step["ok"]:
             summary = json.loads((out / "train_summary.json").read_text())
@@ -219,7 +219,7 @@ def main() -> None:
         out = args.work / "gen_loop.json"
         step = run(log, "generate: notebook per-prompt loop",
                    [py, "bench/generate_job.py", "loop", str(manifest), str(prompts), str(args.loop_prompts),
-                    str(out)], 200)
+                    str(out)], 150)
         results["gen_loop"] = {**step, **(json.loads(out.read_text()) if step["ok"] else {})}
 
     def generate_project(name: str, settings: str) -> None:
@@ -228,12 +228,12 @@ def main() -> None:
         out = args.work / f"{name}.json"
         step = run(log, f"generate: project path ({settings})",
                    [py, "bench/generate_job.py", "project", str(manifest), str(prompts), str(adapter), str(out),
-                    settings], 300)
+                    settings], 240)
         results[name] = {**step, **(json.loads(out.read_text()) if step["ok"] else {})}
 
     # Most important first: the run may be cut short by --time-limit.
     steps = {
-        "homework": lambda: train("homework"),
+        "homework": lambda: train("homework", 240),
         "auto": lambda: train("auto"),
         "gen_loop": generate_loop,
         "gen_project": lambda: generate_project("gen_project", "auto,false,true"),

@@ -116,6 +116,7 @@ def train_adapter(
     base, peft_config = backends.load_for_training(
         plan, manifest, model_settings, lora_config(experiment, training), experiment["seed"], training["max_length"]
     )
+    loaded = time.perf_counter()
     tokenizer = load_tokenizer(manifest, model_settings)
     from datasets import Dataset
     from trl import DPOTrainer
@@ -162,6 +163,7 @@ def train_adapter(
         "gpu": os.environ.get("CUDA_VISIBLE_DEVICES") if device() == "cuda" else None,
         "started_at": round(started_at, 2),
         "finished_at": round(time.time(), 2),
+        "load_seconds": round(loaded - job_start, 2),
         "setup_seconds": round(start - job_start, 2),
         "reference_pass_seconds": round(ref_seconds, 2),
         "plan": plan.as_dict(),
