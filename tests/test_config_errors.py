@@ -23,6 +23,7 @@ from snakemake_helpers import snakemake, workdir_with_config
         ({"training": {"backend": "vllm"}}, "backend"),
         ({"training": {"recipe": "slow"}}, "recipe"),
         ({"training": {"per_device_train_batch_size": 3}}, "training.per_device_train_batch_size"),
+        ({"generation": {"decode": "graph", "do_sample": True}}, "generation.decode"),
     ],
 )
 def test_rejected_before_any_job(tmp_path, overrides, message):

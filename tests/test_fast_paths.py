@@ -1,5 +1,5 @@
 """The fast paths compute what the plain ones do, on a briefly trained demo model (CPU):
-the static-cache (compiled on a GPU) generation gives the plain generate's greedy answers, and the
+the static-cache decode loop (replayed as a CUDA graph on a GPU) gives the plain generate's greedy answers, and the
 reference log-probs computed once give the training the losses of the in-loop reference pass."""
 
 import json
@@ -11,7 +11,7 @@ import yaml
 from conftest import REPO
 from dpo_study.data import load_rows, prompt_records, write_pairs
 from dpo_study.demo_model import build_demo_model
-from dpo_study.generate import compiled_decode, generate_answers, load_for_generation
+from dpo_study.generate import decode_mode, generate_answers, load_for_generation
 from dpo_study.train import train_adapter
 
 SCHEMA = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())["properties"]
@@ -29,7 +29,7 @@ MODEL_SETTINGS = {"trust_remote_code": False, "load_in_4bit": None, "max_seq_len
 def demo(tmp_path_factory):
     """A demo model after a few pretraining steps: fluent enough to stop on <|eot_id|> sometimes."""
     path = tmp_path_factory.mktemp("demo")
-    settings = {**defaults("demo_model"), "steps": 60}
+    settings = {**defaults("demo_model"), "steps": 40}
     build_demo_model(train=str(REPO / "data/train.json"), test=str(REPO / "data/test.json"),
                      model_dir=str(path / "model"), manifest=str(path / "model.json"),
                      system_prompt=defaults("data")["system_prompt"], threads=2, **settings)
@@ -50,14 +50,16 @@ def test_static_cache_generation_gives_the_plain_greedy_answers(demo):
     model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj", "down_proj"],
                                              init_lora_weights=False))
     records = prompts()
-    generation = {**defaults("generation"), "max_new_tokens": 24, "batch_size": 5}  # a partial last batch
-    plain = generate_answers(model, tokenizer, records, {**generation, "compile": False})
-    static = generate_answers(model, tokenizer, records, {**generation, "compile": True})
-    assert compiled_decode(model, {"compile": True}) and not compiled_decode(model, {"compile": "auto"})
+    generation = {**defaults("generation"), "max_new_tokens": 40, "batch_size": 5}  # a partial last batch
+    plain = generate_answers(model, tokenizer, records, {**generation, "decode": "plain"})
+    static = generate_answers(model, tokenizer, records, {**generation, "decode": "graph"})
+    assert decode_mode(model, {**generation, "decode": "graph"}) == "static"  # no CUDA graphs on a CPU
+    assert decode_mode(model, generation) == "plain"
     assert [r["id"] for r in static] == [r["id"] for r in records]
     assert [r["response"] for r in static] == [r["response"] for r in plain]
     assert [r["new_tokens"] for r in static] == [r["new_tokens"] for r in plain]
     assert any(r["response"] for r in plain)
+    assert any(not r["hit_max_new_tokens"] for r in plain)  # rows that stop early are cut like generate's
 
 
 def test_reference_log_probs_once_train_like_the_in_loop_reference(demo, tmp_path):

@@ -10,24 +10,40 @@ from tqdm import tqdm
 
 from dpo_study.backends import gpu_memory_bytes, model_shape, weights_in_4bit
 from dpo_study.data import read_jsonl, write_jsonl
+from dpo_study.decode import greedy_decode
+from dpo_study.experiments import ConfigError
 from dpo_study.modeling import device, end_of_turn_ids, load_model, load_tokenizer, read_manifest
 
 log = logging.getLogger(__name__)
 
 
-# Below this size a decode step is too short for a compiled, graph-captured step to repay its
-# compile time within one job (BENCHMARKS.md).
-COMPILE_MIN_PARAMS = 1_000_000_000
+DECODE_MODES = ("auto", "graph", "static", "plain")
 
 
-def compiled_decode(model, generation: dict) -> bool:
-    """Decode with a static cache, which transformers compiles into CUDA graphs on a GPU?"""
-    setting = generation.get("compile", "auto")
-    if getattr(model, "hf_quantizer", None) is not None and not model.hf_quantizer.is_compileable:
-        return False  # bitsandbytes 4-bit cannot be compiled
-    if setting == "auto":
-        return model.device.type == "cuda" and model.num_parameters() >= COMPILE_MIN_PARAMS
-    return bool(setting)
+def check_generation(generation: dict) -> None:
+    """Settings that cannot go together (checked when the workflow starts)."""
+    mode = generation.get("decode", "auto")
+    if mode not in DECODE_MODES:
+        raise ConfigError(f"generation.decode: {mode!r} is not one of {', '.join(DECODE_MODES)}")
+    if mode in ("graph", "static") and generation["do_sample"]:
+        raise ConfigError(f"generation.decode: {mode} decodes greedily; set generation.do_sample: false "
+                          "or generation.decode: plain")
+
+
+def decode_mode(model, generation: dict) -> str:
+    """``plain``: transformers' generate; ``static``: our greedy static-cache loop (decode.py);
+    ``graph``: that loop replayed as a CUDA graph. ``auto``: graph for greedy decoding of an
+    unquantized model with SDPA attention on a GPU, else plain."""
+    check_generation(generation)
+    mode = generation.get("decode", "auto")
+    if mode == "graph" and model.device.type != "cuda":
+        return "static"  # no CUDA graphs on a CPU: the same loop, run eagerly
+    if mode != "auto":
+        return mode
+    quantized = getattr(model, "hf_quantizer", None) is not None
+    sdpa = getattr(model.config, "_attn_implementation", "sdpa") == "sdpa"
+    fits = model.device.type == "cuda" and not generation["do_sample"] and not quantized and sdpa
+    return "graph" if fits else "plain"
 
 
 def chat_text(tokenizer, record: dict) -> str:
@@ -39,11 +55,7 @@ def chat_text(tokenizer, record: dict) -> str:
 
 
 def generate_answers(model, tokenizer, records: list[dict], generation: dict) -> list[dict]:
-    """Answers in the order of ``records``; left padding so a batch decodes in step.
-
-    With a compiled decode every batch gets one shape (the longest prompt's width, a full batch),
-    so transformers builds the static cache and captures the decode step once per job.
-    """
+    """Answers in the order of ``records``; left padding so a batch decodes in step."""
     tokenizer.padding_side = "left"
     stop_ids = end_of_turn_ids(tokenizer, model)
     batch_size = min(generation["batch_size"], len(records)) or 1
@@ -51,25 +63,25 @@ def generate_answers(model, tokenizer, records: list[dict], generation: dict) ->
     if generation["do_sample"]:
         kwargs.update(temperature=generation["temperature"], top_p=generation["top_p"])
     texts = [chat_text(tokenizer, r) for r in records]
-    padding = {"padding": True}
-    if compiled_decode(model, generation):
-        kwargs["cache_implementation"] = "static"
-        width = max(len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"])
-        padding = {"padding": "max_length", "max_length": width}
+    mode = decode_mode(model, generation)
+    graphs = 0
     out = []
     model.eval()
     for start in tqdm(range(0, len(records), batch_size), desc="generate", mininterval=5):
         batch = records[start : start + batch_size]
-        batch_texts = texts[start : start + batch_size]
-        if "cache_implementation" in kwargs:
-            batch_texts += batch_texts[-1:] * (batch_size - len(batch_texts))  # fill the last batch's shape
         # The chat template already starts with <|begin_of_text|>.
-        encoded = tokenizer(batch_texts, return_tensors="pt", add_special_tokens=False, **padding).to(model.device)
-        with torch.inference_mode():
-            generated = model.generate(
-                **encoded, eos_token_id=stop_ids, pad_token_id=tokenizer.pad_token_id, **kwargs
-            )
-        new_tokens = generated[: len(batch), encoded["input_ids"].shape[1] :]
+        encoded = tokenizer(texts[start : start + batch_size], return_tensors="pt", padding=True,
+                            add_special_tokens=False).to(model.device)
+        if mode == "plain":
+            with torch.inference_mode():
+                generated = model.generate(
+                    **encoded, eos_token_id=stop_ids, pad_token_id=tokenizer.pad_token_id, **kwargs
+                )
+            new_tokens = generated[:, encoded["input_ids"].shape[1] :]
+        else:
+            new_tokens, graphed = greedy_decode(model, encoded["input_ids"], encoded["attention_mask"],
+                                                generation["max_new_tokens"], stop_ids, use_graph=mode == "graph")
+            graphs += graphed
         for record, tokens in zip(batch, new_tokens):
             tokens = tokens.tolist()
             ended = any(t in stop_ids for t in tokens)
@@ -77,6 +89,7 @@ def generate_answers(model, tokenizer, records: list[dict], generation: dict) ->
                 tokens = tokens[: min(tokens.index(t) for t in stop_ids if t in tokens)]
             text = tokenizer.decode(tokens, skip_special_tokens=True).strip()
             out.append({**record, "response": text, "new_tokens": len(tokens), "hit_max_new_tokens": not ended})
+    log.info("decoded with %s%s", mode, f" ({graphs} CUDA graph batches)" if mode == "graph" else "")
     return out
 
 

@@ -37,10 +37,16 @@ class StepLog(TrainerCallback):
 
     def __init__(self):
         self.rows: list[dict] = []
+        self.last = time.perf_counter()
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.last = time.perf_counter()
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if logs and "loss" in logs:
-            self.rows.append({"step": state.global_step, **logs})
+            now = time.perf_counter()  # wall time since the previous log line: one step's time
+            self.rows.append({"step": state.global_step, **logs, "seconds": round(now - self.last, 3)})
+            self.last = now
 
 
 def dpo_config(experiment: dict, training: dict, output_dir: str):

@@ -15,6 +15,7 @@ from dpo_study.experiments import ConfigError, expand
 from dpo_study.data import load_rows
 from dpo_study.modeling import check_model_name, model_slug
 from dpo_study.backends import batch_split
+from dpo_study.generate import check_generation
 
 
 validate(config, workflow.source_path("../schemas/config.schema.yaml"))
@@ -43,6 +44,7 @@ for e in EXPERIMENTS:
         )
 checked(check_model_name, config["model"]["name"])
 checked(batch_split, config["training"], config["training"]["recipe"])
+checked(check_generation, config["generation"])
 
 RESULTS = config["results"]
 MODEL = config["model"]["name"]
