@@ -107,8 +107,46 @@ def project(manifest: str, prompts: str, adapter: str, out: str, settings: str) 
         previous[mode] = rows
         report["runs"].append(run)
         print(json.dumps(run), flush=True)
+    report["agreement_with_full_forward"] = {
+        mode: argmax_agreement(model, tokenizer, records[:16], mode) for mode in ("graph", "plain")
+    }
+    print(json.dumps(report["agreement_with_full_forward"]), flush=True)
     report["peak_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2) if on_gpu else None
     Path(out).write_text(json.dumps(report, indent=2))
+
+
+def argmax_agreement(model, tokenizer, records: list[dict], mode: str) -> dict:
+    """How often each generated token is the argmax of a plain full-sequence forward pass (no cache).
+
+    The check of the decode path on a random-weight model, whose nearly flat logits make exact
+    answer comparisons meaningless (one bf16 rounding splits a near-tie and the answers part): a
+    correct path picks the reference argmax, or a token within rounding of it, at every position.
+    """
+    import torch
+
+    from dpo_study.decode import greedy_decode
+    from dpo_study.generate import chat_text
+    from dpo_study.modeling import end_of_turn_ids
+
+    tokenizer.padding_side = "left"
+    encoded = tokenizer([chat_text(tokenizer, r) for r in records], return_tensors="pt", padding=True,
+                        add_special_tokens=False).to(model.device)
+    stop_ids = end_of_turn_ids(tokenizer, model)
+    with torch.inference_mode():
+        if mode == "plain":
+            new = model.generate(**encoded, max_new_tokens=128, do_sample=False, eos_token_id=stop_ids,
+                                 pad_token_id=tokenizer.pad_token_id)[:, encoded["input_ids"].shape[1]:]
+        else:
+            new, _ = greedy_decode(model, encoded["input_ids"], encoded["attention_mask"], 128, stop_ids,
+                                   use_graph=mode == "graph")
+        ids = torch.cat([encoded["input_ids"], new], dim=1)
+        mask = torch.cat([encoded["attention_mask"], torch.ones_like(new)], dim=1)
+        logits = model(input_ids=ids, attention_mask=mask).logits[:, encoded["input_ids"].shape[1] - 1 : -1].float()
+    chosen = logits.gather(-1, new[..., None]).squeeze(-1)
+    gap = logits.max(-1).values - chosen
+    return {"tokens": gap.numel(), "argmax_share": round((gap == 0).float().mean().item(), 4),
+            "within_0.1_share": round((gap <= 0.1).float().mean().item(), 4),
+            "max_gap": round(gap.max().item(), 3), "logit_std": round(logits.std().item(), 3)}
 
 
 if __name__ == "__main__":

@@ -142,3 +142,13 @@ def test_gpu_stage_scripts_prepare_the_job_before_importing_the_stage(script):
     assert order.index("prepare_job") < order.index("dpo_study.smk")
     assert order.index("prepare_job") < min(i for i, m in enumerate(order) if m in ("dpo_study.train",
                                                                                      "dpo_study.generate"))
+
+
+def test_gpu_jobs_get_growable_allocator_segments_unless_the_user_chose(monkeypatch, tmp_path):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    monkeypatch.delenv("PYTORCH_CUDA_ALLOC_CONF", raising=False)
+    backends.prepare_process(str(tmp_path / "unused.json"), None, MODEL, gpu=True)
+    assert backends.os.environ["PYTORCH_CUDA_ALLOC_CONF"] == "expandable_segments:True"
+    monkeypatch.setenv("PYTORCH_CUDA_ALLOC_CONF", "max_split_size_mb:128")
+    backends.prepare_process(str(tmp_path / "unused.json"), None, MODEL, gpu=True)
+    assert backends.os.environ["PYTORCH_CUDA_ALLOC_CONF"] == "max_split_size_mb:128"

@@ -363,6 +363,10 @@ def prepare_process(model_manifest: str, training: dict | None, model_settings: 
 
     if gpu:
         claim_gpu()
+        # Batches of varying length make the caching allocator reserve new blocks over and over in
+        # the first steps; growable segments avoid that (measured in BENCHMARKS.md). Read when CUDA
+        # first allocates, so it must be set before; a user's own setting is kept.
+        os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
     if training is None or not torch.cuda.is_available():
         return
     manifest = json.loads(Path(model_manifest).read_text())

@@ -61,6 +61,7 @@ def greedy_decode(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, 
     from transformers import StaticCache
 
     model, cache_argument = _forward(model)
+    use_graph = use_graph and input_ids.is_cuda
     batch, width = input_ids.shape
     length = width + max_new_tokens
     device = input_ids.device
