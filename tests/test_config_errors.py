@@ -35,6 +35,10 @@ from snakemake_helpers import scheduled_jobs, snakemake, workdir_with_config
         ({"judge": {"holdout": "data/missing_holdout.json"}}, "missing_holdout.json"),
         ({"results": "../outside"}, "results = \"../outside\": must stay inside the working directory"),
         ({"data": {"probes": ["data/test.json"]}}, "data/test.json: row 0 (id 51): missing field 'category'"),
+        ({"training": {"backend": "vllm"}}, "backend"),
+        ({"training": {"recipe": "slow"}}, "recipe"),
+        ({"training": {"per_device_train_batch_size": 3}}, "training.per_device_train_batch_size"),
+        ({"generation": {"decode": "graph", "do_sample": True}}, "generation.decode"),
     ],
 )
 def test_rejected_before_any_job(tmp_path, overrides, message):

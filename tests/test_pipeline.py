@@ -101,7 +101,8 @@ def test_changing_one_beta_reruns_only_that_experiment(study):
 def test_changing_the_seed_of_a_swap_experiment_keeps_its_pairs(study):
     workdir, _ = study
     changed = workdir_with_config(
-        workdir, {"experiments": [EXPERIMENTS[0], {**EXPERIMENTS[1], "seed": 8}, *EXPERIMENTS[2:]]}, name="seed.yaml"
+        workdir, {"experiments": [EXPERIMENTS[0], {**EXPERIMENTS[1], "seed": 8}, *EXPERIMENTS[2:]],
+                  "questions": DEMO_QUESTIONS}, name="seed.yaml",
     )
     jobs = scheduled_jobs(snakemake(workdir, changed, "-n").stdout)
     assert jobs["train_adapter"] == 1 and "prepare_pairs" not in jobs
@@ -151,7 +152,12 @@ def test_per_response_measures_and_summaries(study):
     responses = pd.read_csv(workdir / "results/tables/responses.csv", dtype={"id": str})
     for side in ("original", "aligned"):
         assert (responses[f"{side}_chars"] == responses[f"{side}_response"].fillna("").str.len()).all()
-        assert (responses[f"{side}_within_limit"] == (responses[f"{side}_chars"] <= 100)).all()
+        # Compliance is blank exactly where the system prompt sets no length limit.
+        limited = responses["length_limit"].notna()
+        assert responses.loc[~limited, f"{side}_within_limit"].isna().all()
+        within = responses.loc[limited, f"{side}_within_limit"].astype(bool)
+        assert (within == (responses.loc[limited, f"{side}_chars"] <= responses.loc[limited, "length_limit"])).all()
+        assert limited.sum() > 0 and (~limited).sum() > 0
         assert set(responses[f"{side}_stance"]) <= {"support", "oppose", "neutral"}
         for judge in ("ngram", "embedding", "llm"):
             assert responses[f"{side}_{judge}_score"].between(-1, 1).all()

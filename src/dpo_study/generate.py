@@ -8,7 +8,10 @@ import time
 import torch
 from tqdm import tqdm
 
+from dpo_study.backends import gpu_memory_bytes, model_shape, weights_in_4bit
 from dpo_study.data import read_jsonl, write_jsonl
+from dpo_study.decode import greedy_decode
+from dpo_study.experiments import ConfigError
 from dpo_study.modeling import (
     device, end_of_turn_ids, load_model, load_tokenizer, read_manifest, require_safetensors,
 )
@@ -16,33 +19,71 @@ from dpo_study.modeling import (
 log = logging.getLogger(__name__)
 
 
+DECODE_MODES = ("auto", "graph", "static", "plain")
+
+
+def check_generation(generation: dict) -> None:
+    """Settings that cannot go together (checked when the workflow starts)."""
+    mode = generation.get("decode", "auto")
+    if mode not in DECODE_MODES:
+        raise ConfigError(f"generation.decode: {mode!r} is not one of {', '.join(DECODE_MODES)}")
+    if mode in ("graph", "static") and generation["do_sample"]:
+        raise ConfigError(f"generation.decode: {mode} decodes greedily; set generation.do_sample: false "
+                          "or generation.decode: plain")
+
+
+def decode_mode(model, generation: dict) -> str:
+    """``plain``: transformers' generate; ``static``: our greedy static-cache loop (decode.py);
+    ``graph``: that loop replayed as a CUDA graph. ``auto``: graph for greedy decoding of an
+    unquantized model with SDPA attention on a GPU, else plain."""
+    check_generation(generation)
+    mode = generation.get("decode", "auto")
+    if mode == "graph" and model.device.type != "cuda":
+        return "static"  # no CUDA graphs on a CPU: the same loop, run eagerly
+    if mode != "auto":
+        return mode
+    quantized = getattr(model, "hf_quantizer", None) is not None
+    sdpa = getattr(model.config, "_attn_implementation", "sdpa") == "sdpa"
+    fits = model.device.type == "cuda" and not generation["do_sample"] and not quantized and sdpa
+    return "graph" if fits else "plain"
+
+
+def chat_text(tokenizer, record: dict) -> str:
+    return tokenizer.apply_chat_template(
+        [{"role": "system", "content": record["system"]}, {"role": "user", "content": record["prompt"]}],
+        tokenize=False,
+        add_generation_prompt=True,
+    )
+
+
 def generate_answers(model, tokenizer, records: list[dict], generation: dict) -> list[dict]:
     """Answers in the order of ``records``; left padding so a batch decodes in step."""
     tokenizer.padding_side = "left"
     stop_ids = end_of_turn_ids(tokenizer, model)
-    batch_size = generation["batch_size"]
+    batch_size = min(generation["batch_size"], len(records)) or 1
     kwargs = {"max_new_tokens": generation["max_new_tokens"], "do_sample": generation["do_sample"]}
     if generation["do_sample"]:
         kwargs.update(temperature=generation["temperature"], top_p=generation["top_p"])
+    texts = [chat_text(tokenizer, r) for r in records]
+    mode = decode_mode(model, generation)
+    graphs = 0
     out = []
     model.eval()
     for start in tqdm(range(0, len(records), batch_size), desc="generate", mininterval=5):
         batch = records[start : start + batch_size]
-        texts = [
-            tokenizer.apply_chat_template(
-                [{"role": "system", "content": r["system"]}, {"role": "user", "content": r["prompt"]}],
-                tokenize=False,
-                add_generation_prompt=True,
-            )
-            for r in batch
-        ]
         # The chat template already starts with <|begin_of_text|>.
-        encoded = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
-        with torch.inference_mode():
-            generated = model.generate(
-                **encoded, eos_token_id=stop_ids, pad_token_id=tokenizer.pad_token_id, **kwargs
-            )
-        new_tokens = generated[:, encoded["input_ids"].shape[1] :]
+        encoded = tokenizer(texts[start : start + batch_size], return_tensors="pt", padding=True,
+                            add_special_tokens=False).to(model.device)
+        if mode == "plain":
+            with torch.inference_mode():
+                generated = model.generate(
+                    **encoded, eos_token_id=stop_ids, pad_token_id=tokenizer.pad_token_id, **kwargs
+                )
+            new_tokens = generated[:, encoded["input_ids"].shape[1] :]
+        else:
+            new_tokens, graphed = greedy_decode(model, encoded["input_ids"], encoded["attention_mask"],
+                                                generation["max_new_tokens"], stop_ids, use_graph=mode == "graph")
+            graphs += graphed
         for record, tokens in zip(batch, new_tokens):
             tokens = tokens.tolist()
             ended = any(t in stop_ids for t in tokens)
@@ -50,7 +91,23 @@ def generate_answers(model, tokenizer, records: list[dict], generation: dict) ->
                 tokens = tokens[: min(tokens.index(t) for t in stop_ids if t in tokens)]
             text = tokenizer.decode(tokens, skip_special_tokens=True).strip()
             out.append({**record, "response": text, "new_tokens": len(tokens), "hit_max_new_tokens": not ended})
+    log.info("decoded with %s%s", mode, f" ({graphs} CUDA graph batches)" if mode == "graph" else "")
     return out
+
+
+def load_for_generation(model: str, model_settings: dict, adapter: str | None = None):
+    """(model, tokenizer): the base in the precision the training jobs chose, with the adapter if given."""
+    manifest = read_manifest(model)
+    tokenizer = load_tokenizer(manifest, model_settings)
+    in_4bit = weights_in_4bit(model_settings, device=device(), gpu_bytes=gpu_memory_bytes(),
+                              shape=model_shape(manifest["path"]) if device() == "cuda" else None)
+    base = load_model(manifest, {**model_settings, "load_in_4bit": in_4bit})
+    if adapter:
+        from peft import PeftModel
+
+        require_safetensors(adapter, "adapter folder")
+        base = PeftModel.from_pretrained(base, adapter)
+    return base, tokenizer
 
 
 def generate_responses(
@@ -66,14 +123,7 @@ def generate_responses(
     """Stage: answer every prompt of the prompt set; with ``adapter``, as the aligned model."""
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
-    manifest = read_manifest(model)
-    tokenizer = load_tokenizer(manifest, model_settings)
-    base = load_model(manifest, model_settings)
-    if adapter:
-        from peft import PeftModel
-
-        require_safetensors(adapter, "adapter folder")
-        base = PeftModel.from_pretrained(base, adapter)
+    base, tokenizer = load_for_generation(model, model_settings, adapter)
     start = time.perf_counter()
     rows = generate_answers(base, tokenizer, read_jsonl(prompts), generation)
     seconds = time.perf_counter() - start

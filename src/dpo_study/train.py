@@ -8,6 +8,7 @@ GPU (TRL 1.15, optionally 4-bit): only the precision and the optimizer come from
 from __future__ import annotations
 
 import logging
+import os
 import resource
 import shutil
 import time
@@ -17,9 +18,10 @@ import pandas as pd
 import torch
 from transformers import TrainerCallback
 
-from dpo_study import atomic, provenance, train_guards
+from dpo_study import atomic, backends, provenance, train_guards
 from dpo_study.data import read_jsonl
-from dpo_study.modeling import device, load_model, load_tokenizer, read_manifest
+from dpo_study.modeling import device, load_tokenizer, read_manifest
+from dpo_study.reference import attach_reference_logps
 
 log = logging.getLogger(__name__)
 
@@ -34,14 +36,18 @@ class StepLog(TrainerCallback):
 
     def __init__(self):
         self.rows: list[dict] = []
+        self.last = time.perf_counter()
 
     def on_train_begin(self, args, state, control, **kwargs):
+        self.last = time.perf_counter()
         # After a resume, the steps before the checkpoint come from its saved history.
         self.rows = [{"step": h["step"], **h} for h in state.log_history if "loss" in h]
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if logs and "loss" in logs:
-            self.rows.append({"step": state.global_step, **logs})
+            now = time.perf_counter()  # wall time since the previous log line: one step's time
+            self.rows.append({"step": state.global_step, **logs, "seconds": round(now - self.last, 3)})
+            self.last = now
 
 
 def dpo_config(experiment: dict, training: dict, output_dir: str):
@@ -111,13 +117,21 @@ def train_adapter(
     threads: int = 1,
 ) -> None:
     """Stage: train one experiment's LoRA adapter; write it, its per-step log and a summary."""
+    job_start, started_at = time.perf_counter(), time.time()
+    torch.set_num_threads(threads)
+    manifest = read_manifest(model)
+    # Backend, precision, batch split etc. for this machine (backends.py); recipe fields filled in.
+    plan = backends.plan_for_job(manifest, training, model_settings)
+    training = plan.training_settings(training)
+    log.info("training plan: %s", plan.as_dict())
+    base, peft_config = backends.load_for_training(
+        plan, manifest, model_settings, lora_config(experiment, training), experiment["seed"], training["max_length"]
+    )
+    loaded = time.perf_counter()
+    tokenizer = load_tokenizer(manifest, model_settings)
     from datasets import Dataset
     from trl import DPOTrainer
 
-    torch.set_num_threads(threads)
-    manifest = read_manifest(model)
-    tokenizer = load_tokenizer(manifest, model_settings)
-    base = load_model(manifest, model_settings)
     rows = [{k: r[k] for k in ("prompt", "chosen", "rejected")} for r in read_jsonl(pairs)]
     steps = StepLog()
     resume = train_guards.resume_point(
@@ -130,9 +144,12 @@ def train_adapter(
         args=dpo_config(experiment, training, checkpoints),
         train_dataset=Dataset.from_list(rows),
         processing_class=tokenizer,
-        peft_config=lora_config(experiment, training),
+        peft_config=peft_config,
         callbacks=[steps, train_guards.NumericalGuard(training["stop_grad_norm"])],
     )
+    ref_seconds = 0.0
+    if plan.precompute_ref_logps:
+        ref_seconds = attach_reference_logps(trainer, batch_size=4 * training["per_device_train_batch_size"])
     start = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=resume)
     seconds = time.perf_counter() - start
@@ -161,6 +178,13 @@ def train_adapter(
         "device": device(),
         "resumed_from_step": resumed_from_step,
         "provenance": provenance.record(),
+        "gpu": os.environ.get("CUDA_VISIBLE_DEVICES") if device() == "cuda" else None,
+        "started_at": round(started_at, 2),
+        "finished_at": round(time.time(), 2),
+        "load_seconds": round(loaded - job_start, 2),
+        "setup_seconds": round(start - job_start, 2),
+        "reference_pass_seconds": round(ref_seconds, 2),
+        "plan": plan.as_dict(),
     }
     atomic.write_json(summary, report)
     shutil.rmtree(checkpoints)  # the adapter is written: nothing to resume any more

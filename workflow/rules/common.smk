@@ -27,6 +27,8 @@ from dpo_study.validation import (
     check_results_folder,
     validate_config,
 )
+from dpo_study.backends import batch_split
+from dpo_study.generate import check_generation
 
 
 def checked(check, *args):
@@ -85,6 +87,8 @@ if PRIMARY_JUDGE not in JUDGES:
     raise WorkflowError(
         f"Invalid study input: judge.primary: {PRIMARY_JUDGE!r} is not one of judge.use {JUDGES}"
     )
+checked(batch_split, config["training"], config["training"]["recipe"])
+checked(check_generation, config["generation"])
 
 RESULTS = config["results"]
 MODEL = config["model"]["name"]
@@ -105,9 +109,12 @@ wildcard_constraints:
 
 
 def model_settings():
+    """What every model-loading job needs; the recipe and max length decide the base precision."""
     return {
         "trust_remote_code": config["model"]["trust_remote_code"],
         "load_in_4bit": config["model"]["load_in_4bit"],
+        "max_seq_length": config["model"]["max_seq_length"],
+        "recipe": config["training"]["recipe"],
     }
 
 

@@ -1,0 +1,53 @@
+"""One training job as the workflow runs it (workflow/scripts/train_adapter.py), without Snakemake.
+
+The process does what a job does, in the same order: claim a GPU, import Unsloth first when the
+plan trains with it, import the stage, train, save. The caller times the whole process.
+
+    python bench/train_job.py MANIFEST PAIRS OUT_DIR '{"recipe": "homework", "backend": "unsloth"}'
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+import yaml  # noqa: E402
+
+
+def defaults(section: str) -> dict:
+    """The config schema's defaults of one section (what a config that sets nothing gets)."""
+    schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
+    return {k: v["default"] for k, v in schema["properties"][section]["properties"].items() if "default" in v}
+
+
+def experiment() -> dict:
+    return {k: v for k, v in defaults("defaults").items()}
+
+
+def main(manifest: str, pairs: str, out: str, overrides: str) -> None:
+    from dpo_study.backends import prepare_process
+
+    model = defaults("model")
+    training = {**defaults("training"), **json.loads(overrides), "max_length": model["max_seq_length"]}
+    model_settings = {"trust_remote_code": False, "load_in_4bit": model["load_in_4bit"],
+                      "max_seq_length": model["max_seq_length"], "recipe": training["recipe"]}
+    prepare_process(manifest, training, model_settings)
+
+    from dpo_study.train import train_adapter
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    out_dir = Path(out)
+    train_adapter(
+        model=manifest, pairs=pairs, adapter=str(out_dir / "adapter"), train_log=str(out_dir / "train_log.csv"),
+        summary=str(out_dir / "train_summary.json"), experiment=experiment(), training=training,
+        model_settings=model_settings, threads=4,
+    )
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:5])

@@ -1,0 +1,380 @@
+"""Training backends and recipes: which library trains, in which precision, with which batch split.
+
+``training.backend`` picks the library: ``unsloth`` (the homework notebook's: Unsloth's
+``FastLanguageModel``, imported before transformers and TRL), ``trl`` (TRL + PEFT, 4-bit through
+bitsandbytes when asked) or ``auto``. ``training.recipe`` picks the settings that the config leaves
+unset (``null``): ``homework`` is the notebook's exact recipe (4-bit weights, micro-batch 2 x 4
+accumulation steps, gradient checkpointing, paged 8-bit AdamW, the reference pass in the loop);
+``fast`` keeps its math (the effective batch of 8 pairs, the DPO loss, AdamW, the schedule) and
+spends the GPU's memory on speed: bf16 weights, the largest micro-batch that fits, no gradient
+checkpointing when it fits, fused AdamW, reference log-probs computed once before the loop.
+An explicit setting in the config always wins over the recipe.
+
+This module imports only torch and the standard library, so a stage script can plan and
+``import unsloth`` before anything imports transformers or TRL.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import os
+import struct
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from dpo_study.experiments import ConfigError
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("auto", "unsloth", "trl")
+RECIPES = ("fast", "homework")
+# The homework notebook's settings, which the `homework` recipe uses for every unset field.
+HOMEWORK = {
+    "per_device_train_batch_size": 2,
+    "gradient_accumulation_steps": 4,
+    "gradient_checkpointing": True,
+    "optim": "paged_adamw_8bit",
+    "load_in_4bit": True,
+    "precompute_ref_logps": False,
+}
+HOMEWORK_EFFECTIVE_BATCH = HOMEWORK["per_device_train_batch_size"] * HOMEWORK["gradient_accumulation_steps"]
+FAST_OPTIM = "adamw_torch_fused"
+# Memory kept free on the GPU: CUDA context, allocator fragmentation, the optimizer's LoRA states.
+GPU_RESERVE_BYTES = 3 * 2**30
+GPU_USABLE_FRACTION = 0.9
+
+
+class BackendError(ConfigError):
+    """The machine cannot run the requested backend or precision; the message names the field."""
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """What the memory estimate needs to know of a model: its size and its layer widths."""
+
+    params: int
+    embedding_params: int
+    hidden_size: int
+    intermediate_size: int
+    num_layers: int
+
+    def weight_bytes(self, in_4bit: bool) -> float:
+        if not in_4bit:
+            return 2.0 * self.params  # bf16
+        # bitsandbytes NF4 packs the linear layers in ~0.55 bytes a weight (with its scales); the
+        # embeddings and the LM head stay in bf16.
+        return 0.55 * (self.params - self.embedding_params) + 2.0 * self.embedding_params
+
+    def activation_bytes(self, sequences: int, max_length: int, checkpointing: bool) -> float:
+        """Activations kept for the backward pass of one micro-batch (bf16, padded to max_length).
+
+        Per token and layer a Llama block keeps ~12 hidden-wide and ~5 FFN-wide tensors (the
+        attention inputs and outputs, the gated FFN, norms, LoRA dropout copies); with checkpointing
+        only each layer's input stays, plus one layer recomputed at a time.
+        """
+        tokens = sequences * max_length
+        per_layer = 2.0 * (12 * self.hidden_size + 5 * self.intermediate_size)
+        if checkpointing:
+            return tokens * (2.0 * self.hidden_size * self.num_layers + per_layer)
+        return tokens * per_layer * self.num_layers
+
+
+def _safetensors_params(path: Path) -> tuple[int, int]:
+    """(all parameters, embedding + LM-head parameters) from the safetensors headers, without loading."""
+    total = embedding = 0
+    for file in sorted(path.glob("*.safetensors")):
+        with open(file, "rb") as handle:
+            (length,) = struct.unpack("<Q", handle.read(8))
+            header = json.loads(handle.read(length))
+        for name, info in header.items():
+            if name == "__metadata__":
+                continue
+            count = 1
+            for dim in info["shape"]:
+                count *= dim
+            total += count
+            if "embed_tokens" in name or "lm_head" in name:
+                embedding += count
+    return total, embedding
+
+
+def model_shape(path: str | Path) -> ModelShape:
+    path = Path(path)
+    config = json.loads((path / "config.json").read_text())
+    config = config.get("text_config", config)
+    params, embedding = _safetensors_params(path)
+    return ModelShape(
+        params=params,
+        embedding_params=embedding,
+        hidden_size=config["hidden_size"],
+        intermediate_size=config.get("intermediate_size", 4 * config["hidden_size"]),
+        num_layers=config["num_hidden_layers"],
+    )
+
+
+def unsloth_installed() -> bool:
+    return importlib.util.find_spec("unsloth") is not None
+
+
+def bitsandbytes_installed() -> bool:
+    return importlib.util.find_spec("bitsandbytes") is not None
+
+
+def gpu_memory_bytes() -> int | None:
+    if not torch.cuda.is_available():
+        return None
+    return torch.cuda.get_device_properties(0).total_memory
+
+
+def usable_bytes(gpu_bytes: int) -> float:
+    return GPU_USABLE_FRACTION * gpu_bytes - GPU_RESERVE_BYTES
+
+
+def batch_split(training: dict, recipe: str) -> tuple[int, list[tuple[int, int]]]:
+    """The effective batch and the (micro-batch, accumulation) splits to try, best first.
+
+    Both set: exactly that. One set: the other keeps the homework's effective batch of 8. Neither:
+    the homework recipe's 2 x 4, or for `fast` every split of 8 from the largest micro-batch down.
+    """
+    micro = training.get("per_device_train_batch_size")
+    accumulation = training.get("gradient_accumulation_steps")
+    if micro and accumulation:
+        return micro * accumulation, [(micro, accumulation)]
+    effective = HOMEWORK_EFFECTIVE_BATCH
+    if micro or accumulation:
+        given, name = (micro, "per_device_train_batch_size") if micro else (accumulation, "gradient_accumulation_steps")
+        if effective % given:
+            raise BackendError(
+                f"training.{name}: {given} does not divide the homework's effective batch of {effective} pairs; "
+                "set both per_device_train_batch_size and gradient_accumulation_steps"
+            )
+        other = effective // given
+        return effective, [(micro, other) if micro else (other, accumulation)]
+    if recipe == "homework":
+        return effective, [(HOMEWORK["per_device_train_batch_size"], HOMEWORK["gradient_accumulation_steps"])]
+    return effective, [(m, effective // m) for m in range(effective, 0, -1) if effective % m == 0]
+
+
+def weights_in_4bit(model_settings: dict, *, device: str, gpu_bytes: int | None, shape: ModelShape | None) -> bool:
+    """4-bit base weights? Explicit setting, else the recipe: homework always, fast only when bf16 cannot train.
+
+    One function for the training and the generation jobs, so both see the same base model.
+    """
+    if device != "cuda":
+        return False
+    explicit = model_settings.get("load_in_4bit")
+    if explicit is not None:
+        return bool(explicit)
+    if model_settings.get("recipe", "fast") == "homework":
+        return True
+    if gpu_bytes is None or shape is None:
+        return False
+    # bf16 if it trains with the smallest footprint: one pair a micro-batch, with checkpointing.
+    smallest = shape.weight_bytes(False) + shape.activation_bytes(2, model_settings["max_seq_length"], True)
+    return smallest > usable_bytes(gpu_bytes)
+
+
+@dataclass(frozen=True)
+class TrainPlan:
+    """The resolved training settings of one job; recorded in its summary."""
+
+    backend: str
+    recipe: str
+    device: str
+    load_in_4bit: bool
+    per_device_train_batch_size: int
+    gradient_accumulation_steps: int
+    gradient_checkpointing: bool
+    optim: str
+    precompute_ref_logps: bool
+    estimated_peak_gib: float | None = None
+
+    def training_settings(self, training: dict) -> dict:
+        """The config's training section with every recipe-decided field filled in."""
+        resolved = {k: getattr(self, k) for k in (
+            "per_device_train_batch_size", "gradient_accumulation_steps", "gradient_checkpointing",
+            "optim", "precompute_ref_logps",
+        )}
+        return {**training, **resolved}
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def choose_backend(requested: str, *, device: str, in_4bit: bool, unsloth_available: bool) -> str:
+    if requested not in BACKENDS:
+        raise BackendError(f"training.backend: {requested!r} is not one of {', '.join(BACKENDS)}")
+    if requested == "unsloth":
+        if device != "cuda":
+            raise BackendError("training.backend: unsloth needs a CUDA GPU; use auto or trl on this machine")
+        if not unsloth_available:
+            raise BackendError("training.backend: unsloth is not installed (pip install 'dpo-study[gpu]')")
+        return "unsloth"
+    if requested == "trl" or device != "cuda":
+        return "trl"
+    # auto on a GPU: Unsloth's kernels pay for 4-bit weights; for bf16, plain TRL was faster in the
+    # benchmark (BENCHMARKS.md) and skips Unsloth's import and patching time.
+    return "unsloth" if in_4bit and unsloth_available else "trl"
+
+
+def plan_training(
+    training: dict,
+    model_settings: dict,
+    *,
+    device: str,
+    gpu_bytes: int | None,
+    shape: ModelShape | None,
+    unsloth_available: bool,
+    bitsandbytes_available: bool = True,
+) -> TrainPlan:
+    """Resolve backend, precision, batch split, checkpointing and optimizer for this machine.
+
+    A pure function of its arguments (the machine is passed in), so it is tested on the CPU.
+    """
+    recipe = training.get("recipe", "fast")
+    if recipe not in RECIPES:
+        raise BackendError(f"training.recipe: {recipe!r} is not one of {', '.join(RECIPES)}")
+    settings = {**model_settings, "recipe": recipe}
+    in_4bit = weights_in_4bit(settings, device=device, gpu_bytes=gpu_bytes, shape=shape)
+    backend = choose_backend(training.get("backend", "auto"), device=device, in_4bit=in_4bit,
+                             unsloth_available=unsloth_available)
+    if in_4bit and backend == "trl" and not bitsandbytes_available:
+        raise BackendError("model.load_in_4bit: 4-bit weights need bitsandbytes (pip install 'dpo-study[gpu]'), "
+                           "or set model.load_in_4bit: false")
+    effective, splits = batch_split(training, recipe)
+    explicit_checkpointing = training.get("gradient_checkpointing")
+    precompute = training.get("precompute_ref_logps")
+    if precompute is None:
+        precompute = HOMEWORK["precompute_ref_logps"] if recipe == "homework" else True
+
+    if device != "cuda":
+        micro, accumulation = splits[0]
+        return TrainPlan(backend, recipe, device, False, micro, accumulation, False,
+                         training.get("cpu_optim", "adamw_torch"), bool(precompute))
+
+    optim = training.get("optim") or (HOMEWORK["optim"] if recipe == "homework" else FAST_OPTIM)
+    if explicit_checkpointing is not None:
+        checkpointing_options = [bool(explicit_checkpointing)]
+    elif recipe == "homework":
+        checkpointing_options = [HOMEWORK["gradient_checkpointing"]]
+    else:
+        checkpointing_options = [False, True]
+
+    def peak(micro: int, checkpointing: bool) -> float | None:
+        if shape is None:
+            return None
+        return shape.weight_bytes(in_4bit) + shape.activation_bytes(2 * micro, model_settings["max_seq_length"],
+                                                                     checkpointing)
+
+    chosen = None
+    if shape is not None and gpu_bytes is not None and len(splits) * len(checkpointing_options) > 1:
+        budget = usable_bytes(gpu_bytes)
+        # Without checkpointing first (a third less compute), from the largest micro-batch down;
+        # then with checkpointing. A split that fits nowhere falls back to micro-batch 1.
+        for checkpointing in checkpointing_options:
+            for micro, accumulation in splits:
+                if peak(micro, checkpointing) <= budget:
+                    chosen = (micro, accumulation, checkpointing)
+                    break
+            if chosen:
+                break
+    if chosen is None:
+        micro, accumulation = splits[0] if len(splits) == 1 or shape is None else splits[-1]
+        chosen = (micro, accumulation, checkpointing_options[-1])
+    micro, accumulation, checkpointing = chosen
+    estimate = peak(micro, checkpointing)
+    return TrainPlan(backend, recipe, device, in_4bit, micro, accumulation, checkpointing, optim, bool(precompute),
+                     None if estimate is None else round(estimate / 2**30, 1))
+
+
+def plan_for_job(manifest: dict, training: dict, model_settings: dict) -> TrainPlan:
+    """The plan on this machine (after the job has claimed its GPU)."""
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    return plan_training(
+        training, model_settings,
+        device=device,
+        gpu_bytes=gpu_memory_bytes(),
+        shape=model_shape(manifest["path"]) if device == "cuda" else None,
+        unsloth_available=unsloth_installed(),
+        bitsandbytes_available=bitsandbytes_installed(),
+    )
+
+
+def import_unsloth() -> None:
+    """``import unsloth`` the way it must be: before transformers, TRL and PEFT, so its patches apply."""
+    import sys
+
+    if "unsloth" in sys.modules:
+        return
+    late = [name for name in ("transformers", "trl", "peft") if name in sys.modules]
+    if late:
+        log.warning("unsloth is imported after %s: some of its patches may not apply", ", ".join(late))
+    # Unsloth writes generated trainer code to ./unsloth_compiled_cache unless told otherwise.
+    os.environ.setdefault("UNSLOTH_COMPILE_LOCATION",
+                          str(Path(tempfile.gettempdir(), f"dpo-study-unsloth-{os.getuid()}")))
+    import unsloth  # noqa: F401
+
+
+def load_for_training(plan: TrainPlan, manifest: dict, model_settings: dict, lora, seed: int, max_length: int):
+    """(model, peft_config for the trainer): the base with a fresh LoRA adapter, by the plan's backend.
+
+    ``lora`` is the experiment's ``peft.LoraConfig``. TRL wraps the base itself (``peft_config``);
+    Unsloth wraps it with its own ``get_peft_model`` and the trainer gets no config.
+    """
+    if plan.backend == "unsloth":
+        import_unsloth()
+        from unsloth import FastLanguageModel
+
+        model, _ = FastLanguageModel.from_pretrained(
+            model_name=manifest["path"],
+            max_seq_length=max_length,
+            dtype=torch.bfloat16,
+            load_in_4bit=plan.load_in_4bit,
+            trust_remote_code=model_settings.get("trust_remote_code", False),
+        )
+        model = FastLanguageModel.get_peft_model(
+            model,
+            r=lora.r,
+            lora_alpha=lora.lora_alpha,
+            lora_dropout=lora.lora_dropout,
+            target_modules=sorted(lora.target_modules),
+            bias="none",
+            use_gradient_checkpointing="unsloth" if plan.gradient_checkpointing else False,
+            random_state=seed,
+            max_seq_length=max_length,
+        )
+        return model, None
+    from dpo_study.modeling import load_model
+
+    return load_model(manifest, {**model_settings, "load_in_4bit": plan.load_in_4bit}), lora
+
+
+def prepare_process(model_manifest: str, training: dict | None, model_settings: dict, gpu: bool = True) -> None:
+    """First thing in a GPU job's process: claim a GPU, then import Unsloth if this job trains with it.
+
+    Both must happen before transformers/TRL are imported and before CUDA starts.
+    """
+    from dpo_study.gpus import claim_gpu
+
+    if gpu:
+        claim_gpu()
+        # Batches of varying length fragment the caching allocator; growable segments are PyTorch's
+        # remedy (BENCHMARKS.md: 0.225 s a steady step with, 0.282 s without, in one run; not yet a
+        # clean A/B). Read when CUDA first allocates, so set before; a user's own setting is kept.
+        os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
+    if training is None or not torch.cuda.is_available():
+        return
+    manifest = json.loads(Path(model_manifest).read_text())
+    if plan_for_job(manifest, training, model_settings).backend == "unsloth":
+        import_unsloth()
+
+
+def prepare_job(smk) -> None:
+    """``prepare_process`` for a Snakemake job, from its input, params and resources."""
+    prepare_process(smk.input.model, smk.params.get("training"), smk.params.model_settings,
+                    gpu=bool(smk.resources.get("gpu", 0)))

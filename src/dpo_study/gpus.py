@@ -1,0 +1,94 @@
+"""One GPU per running job: a lock-file allocator that sets ``CUDA_VISIBLE_DEVICES``.
+
+``--resources gpu=N`` lets Snakemake run N GPU jobs at once but does not say which GPU each job
+may use, so without this every job would start on GPU 0. A job claims the first GPU whose lock it
+can take (``flock`` on one file per GPU in a machine-local folder) and keeps it until the process
+ends: the kernel drops the lock with the process, also when the job crashes or is killed.
+
+The GPUs to share are those in ``CUDA_VISIBLE_DEVICES`` when it is set (a cluster's allocation, or
+fake ids in tests), else those ``nvidia-smi`` lists. This module imports no torch: it must run
+before anything initialises CUDA, which reads ``CUDA_VISIBLE_DEVICES`` once.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+LOCK_DIR_VARIABLE = "DPO_STUDY_GPU_LOCKS"
+_held: list = []  # open lock files: a lock lives as long as its file stays open
+
+
+def visible_gpu_ids() -> list[str]:
+    """The GPUs this process may use: ``CUDA_VISIBLE_DEVICES`` if set, else every GPU nvidia-smi sees."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return [part.strip() for part in visible.split(",") if part.strip()]
+    if shutil.which("nvidia-smi") is None:
+        return []
+    try:
+        listing = subprocess.run(
+            ["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"],
+            capture_output=True, text=True, timeout=30, check=True,
+        ).stdout
+    except (subprocess.SubprocessError, OSError):
+        return []
+    return [line.strip() for line in listing.splitlines() if line.strip()]
+
+
+def default_lock_dir() -> Path:
+    """Machine-local (never the results folder, which a cluster shares between nodes)."""
+    return Path(os.environ.get(LOCK_DIR_VARIABLE) or Path(tempfile.gettempdir(), f"dpo-study-gpus-{os.getuid()}"))
+
+
+def _try_lock(lock_dir: Path, gpu: str):
+    handle = open(lock_dir / f"gpu-{re.sub(r'[^A-Za-z0-9._-]', '_', gpu)}.lock", "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        return None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
+
+
+def claim_gpu(lock_dir: str | Path | None = None, poll_seconds: float = 1.0, timeout: float | None = None) -> str | None:
+    """Take a free GPU for the rest of this process and make it the only one CUDA sees.
+
+    Returns the claimed id, or None when there is no GPU (a CPU machine: nothing changes). With a
+    single visible GPU there is nothing to share and no lock is taken. When every GPU is taken
+    (more GPU jobs than GPUs), waits for one to be released.
+    """
+    ids = visible_gpu_ids()
+    if len(ids) <= 1:
+        return ids[0] if ids else None
+    lock_dir = Path(lock_dir) if lock_dir else default_lock_dir()
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    start = time.monotonic()
+    waited = False
+    while True:
+        for gpu in ids:
+            handle = _try_lock(lock_dir, gpu)
+            if handle is not None:
+                _held.append(handle)
+                os.environ["CUDA_VISIBLE_DEVICES"] = gpu
+                log.info("claimed GPU %s of %s (locks in %s)", gpu, ",".join(ids), lock_dir)
+                return gpu
+        if timeout is not None and time.monotonic() - start > timeout:
+            raise TimeoutError(f"no free GPU among {ids} after {timeout:.0f} s (locks in {lock_dir})")
+        if not waited:
+            log.warning("all GPUs %s are taken by other jobs; waiting for one (locks in %s)", ids, lock_dir)
+            waited = True
+        time.sleep(poll_seconds)

@@ -1,0 +1,154 @@
+"""Backend, precision and batch-split selection (backends.py), on the CPU with the machine passed in."""
+
+import ast
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+from dpo_study import backends
+from dpo_study.backends import BackendError, ModelShape, plan_training
+
+GIB = 2**30
+# Llama-3-8B's shape: 8.03B parameters, of which 2 x 525M in the embedding and the LM head.
+LLAMA3_8B = ModelShape(params=8_030_261_248, embedding_params=1_050_673_152, hidden_size=4096,
+                       intermediate_size=14336, num_layers=32)
+MODEL = {"trust_remote_code": False, "load_in_4bit": None, "max_seq_length": 512}
+TRAINING = {"backend": "auto", "recipe": "fast", "cpu_optim": "adamw_torch", "per_device_train_batch_size": None,
+            "gradient_accumulation_steps": None, "optim": None, "gradient_checkpointing": None,
+            "precompute_ref_logps": None}
+
+
+def plan(training=None, model=None, *, gpu_gib=None, unsloth=True, bnb=True):
+    return plan_training(
+        {**TRAINING, **(training or {})}, {**MODEL, **(model or {})},
+        device="cuda" if gpu_gib else "cpu", gpu_bytes=gpu_gib * GIB if gpu_gib else None,
+        shape=LLAMA3_8B if gpu_gib else None, unsloth_available=unsloth, bitsandbytes_available=bnb,
+    )
+
+
+def test_fast_on_a_large_gpu_is_bf16_one_micro_batch_without_checkpointing():
+    p = plan(gpu_gib=139)
+    assert (p.backend, p.load_in_4bit) == ("trl", False)
+    assert (p.per_device_train_batch_size, p.gradient_accumulation_steps) == (8, 1)
+    assert not p.gradient_checkpointing and p.optim == "adamw_torch_fused" and p.precompute_ref_logps
+    assert p.estimated_peak_gib < 0.9 * 139
+
+
+def test_fast_keeps_the_effective_batch_and_trades_micro_batch_then_checkpointing_for_memory():
+    roomy, tight = plan(gpu_gib=80), plan(gpu_gib=24)
+    for p in (roomy, tight):
+        assert p.per_device_train_batch_size * p.gradient_accumulation_steps == 8
+        assert not p.load_in_4bit
+    assert roomy.per_device_train_batch_size < 8 and not roomy.gradient_checkpointing
+    assert tight.gradient_checkpointing
+    assert tight.estimated_peak_gib <= 0.9 * 24 - 3
+
+
+def test_fast_falls_back_to_4bit_when_bf16_cannot_train_and_prefers_unsloth_for_it():
+    assert plan(gpu_gib=16).load_in_4bit
+    assert plan(gpu_gib=16).backend == "unsloth"
+    assert plan(gpu_gib=16, unsloth=False).backend == "trl"
+    with pytest.raises(BackendError, match="model.load_in_4bit"):
+        plan(gpu_gib=16, unsloth=False, bnb=False)
+
+
+def test_homework_recipe_is_the_notebook_on_any_gpu():
+    p = plan({"recipe": "homework"}, gpu_gib=139)
+    assert (p.backend, p.load_in_4bit, p.per_device_train_batch_size, p.gradient_accumulation_steps) == (
+        "unsloth", True, 2, 4)
+    assert p.gradient_checkpointing and p.optim == "paged_adamw_8bit" and not p.precompute_ref_logps
+    assert plan({"recipe": "homework"}, gpu_gib=139, unsloth=False).backend == "trl"
+
+
+def test_explicit_settings_win_over_the_recipe():
+    p = plan({"per_device_train_batch_size": 4, "optim": "adamw_torch", "gradient_checkpointing": True},
+             {"load_in_4bit": True}, gpu_gib=139)
+    assert (p.per_device_train_batch_size, p.gradient_accumulation_steps) == (4, 2)
+    assert (p.optim, p.gradient_checkpointing, p.load_in_4bit) == ("adamw_torch", True, True)
+    p = plan({"recipe": "homework", "backend": "trl"}, {"load_in_4bit": False}, gpu_gib=139)
+    assert (p.backend, p.load_in_4bit, p.per_device_train_batch_size) == ("trl", False, 2)
+    p = plan({"gradient_accumulation_steps": 2}, gpu_gib=139)
+    assert (p.per_device_train_batch_size, p.gradient_accumulation_steps) == (4, 2)
+    p = plan({"per_device_train_batch_size": 3, "gradient_accumulation_steps": 3}, gpu_gib=139)
+    assert (p.per_device_train_batch_size, p.gradient_accumulation_steps) == (3, 3)
+
+
+def test_cpu_plan_uses_trl_full_precision_and_the_cpu_optimizer():
+    p = plan()
+    assert (p.backend, p.device, p.load_in_4bit, p.optim, p.gradient_checkpointing) == (
+        "trl", "cpu", False, "adamw_torch", False)
+    assert (p.per_device_train_batch_size, p.gradient_accumulation_steps) == (8, 1)
+    assert plan({"recipe": "homework"}).per_device_train_batch_size == 2
+
+
+def test_unusable_backend_requests_name_the_field():
+    with pytest.raises(BackendError, match="training.backend: unsloth needs a CUDA GPU"):
+        plan({"backend": "unsloth"})
+    with pytest.raises(BackendError, match="training.backend: unsloth is not installed"):
+        plan({"backend": "unsloth"}, gpu_gib=139, unsloth=False)
+    with pytest.raises(BackendError, match="training.per_device_train_batch_size: 3"):
+        plan({"per_device_train_batch_size": 3})
+
+
+def test_plan_for_job_reads_the_machine(monkeypatch, tmp_path):
+    monkeypatch.setattr(backends.torch.cuda, "is_available", lambda: False)
+    p = backends.plan_for_job({"path": str(tmp_path)}, {**TRAINING, "backend": "auto"}, MODEL)
+    assert (p.device, p.backend) == ("cpu", "trl")
+
+
+def test_model_shape_counts_parameters_from_the_safetensors_headers(tmp_path):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(vocab_size=300, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=False)
+    model = LlamaForCausalLM(config)
+    model.save_pretrained(tmp_path)
+    shape = backends.model_shape(tmp_path)
+    assert shape.params == model.num_parameters()
+    assert shape.embedding_params == 2 * 300 * 32
+    assert (shape.hidden_size, shape.intermediate_size, shape.num_layers) == (32, 64, 2)
+
+
+def test_unsloth_job_imports_unsloth_before_transformers(monkeypatch, tmp_path):
+    """A GPU job that plans Unsloth imports it in prepare_process, before the stage module loads transformers."""
+    calls = []
+    monkeypatch.setattr(backends.torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(backends, "plan_for_job", lambda *a: plan({"recipe": "homework"}, gpu_gib=139))
+    monkeypatch.setattr(backends, "import_unsloth", lambda: calls.append("unsloth"))
+    manifest = tmp_path / "model.json"
+    manifest.write_text('{"path": "x"}')
+    backends.prepare_process(str(manifest), TRAINING, MODEL, gpu=False)
+    assert calls == ["unsloth"]
+    monkeypatch.setattr(backends, "plan_for_job", lambda *a: plan(gpu_gib=139))
+    backends.prepare_process(str(manifest), TRAINING, MODEL, gpu=False)
+    assert calls == ["unsloth"]
+
+
+def test_preparing_a_job_loads_neither_transformers_nor_trl():
+    code = ("import sys; import dpo_study.backends, dpo_study.gpus, dpo_study.smk; "
+            "print(sorted(m for m in ('transformers', 'trl', 'peft') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                            env={"PYTHONPATH": str(REPO / "src")})
+    assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("script", ["train_adapter.py", "generate_responses.py"])
+def test_gpu_stage_scripts_prepare_the_job_before_importing_the_stage(script):
+    body = ast.parse((REPO / "workflow/scripts" / script).read_text()).body
+    order = [node.value.func.id if isinstance(node, ast.Expr) else node.module
+             for node in body if isinstance(node, (ast.Expr, ast.ImportFrom))]
+    assert order.index("prepare_job") < order.index("dpo_study.smk")
+    assert order.index("prepare_job") < min(i for i, m in enumerate(order) if m in ("dpo_study.train",
+                                                                                     "dpo_study.generate"))
+
+
+def test_gpu_jobs_get_growable_allocator_segments_unless_the_user_chose(monkeypatch, tmp_path):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    monkeypatch.delenv("PYTORCH_CUDA_ALLOC_CONF", raising=False)
+    backends.prepare_process(str(tmp_path / "unused.json"), None, MODEL, gpu=True)
+    assert backends.os.environ["PYTORCH_CUDA_ALLOC_CONF"] == "expandable_segments:True"
+    monkeypatch.setenv("PYTORCH_CUDA_ALLOC_CONF", "max_split_size_mb:128")
+    backends.prepare_process(str(tmp_path / "unused.json"), None, MODEL, gpu=True)
+    assert backends.os.environ["PYTORCH_CUDA_ALLOC_CONF"] == "max_split_size_mb:128"
