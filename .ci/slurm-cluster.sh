@@ -2,17 +2,19 @@
 # A single-node SLURM cluster with one fake GPU, for CI and for trying profiles/slurm on one machine.
 #
 #   .ci/slurm-cluster.sh install   # Debian's slurm-wlm + munge (apt-get), if missing
-#   .ci/slurm-cluster.sh start     # munged, slurmctld, slurmd; prints `export SLURM_CONF=...`
+#   .ci/slurm-cluster.sh start     # munged, slurmctld, slurmd
 #   .ci/slurm-cluster.sh status
 #   .ci/slurm-cluster.sh stop      # only the daemons `start` started, by their pid files
 #
 # Runs as root without systemd. Everything (config, state, logs, pid files, a private munge key
-# and socket, non-default ports) lives in $DPO_SLURM_DIR, so a SLURM or munge already on the
-# machine is left alone; clients reach this cluster through SLURM_CONF=$DPO_SLURM_DIR/slurm.conf.
+# and socket, non-default ports) lives in $DPO_SLURM_DIR; the only things outside it are links at
+# SLURM's default config paths, which clients need (the plugin's job step drops SLURM_CONF before
+# its `srun`). A machine with its own /etc/slurm/slurm.conf is left alone: start refuses.
 set -euo pipefail
 
 DIR=${DPO_SLURM_DIR:-/tmp/dpo-study-slurm}
 CONF=$DIR/slurm.conf
+CONF_LINKS=(/etc/slurm/slurm.conf /etc/slurm/gres.conf)
 MUNGE_SOCKET=$DIR/munge/munge.socket
 # pid file -> the process name it must belong to (a stale pid file never stops a stranger)
 DAEMONS=("slurmd.pid:slurmd" "slurmctld.pid:slurmctld" "munge/munged.pid:munged")
@@ -30,7 +32,7 @@ install_packages() {
 }
 
 running_pid() {  # running_pid <pid file> <process name>: the pid, if that process is alive
-    local pid
+    local pid link
     [[ -s $DIR/$1 ]] || return 1
     pid=$(<"$DIR/$1")
     [[ $(cat "/proc/$pid/comm" 2>/dev/null) == "$2" ]] && echo "$pid"
@@ -81,10 +83,15 @@ EOF
 start() {
     [[ $(id -u) == 0 ]] || die "start needs root"
     command -v slurmctld >/dev/null || die "SLURM is not installed: run '$0 install'"
+    for link in "${CONF_LINKS[@]}"; do
+        if [[ -e $link && $(readlink "$link") != "$DIR/${link##*/}" ]]; then
+            die "$link exists and is not this script's: this machine has its own SLURM"
+        fi
+    done
     for daemon in "${DAEMONS[@]}"; do
         ! running_pid "${daemon%%:*}" "${daemon##*:}" >/dev/null || die "already running (see '$0 status')"
     done
-    local started=$SECONDS
+    local started=$SECONDS link
     # a fresh cluster each start: no jobs or node state from an earlier one
     rm -rf "$DIR/state" "$DIR/spool" "$DIR/log" "$DIR/munge"
     mkdir -p "$DIR/state" "$DIR/spool" "$DIR/log"
@@ -93,13 +100,15 @@ start() {
     runuser -u munge -- munged --socket="$MUNGE_SOCKET" --key-file="$DIR/munge/munge.key" \
         --pid-file="$DIR/munge/munged.pid" --log-file="$DIR/munge/munged.log" --seed-file="$DIR/munge/munged.seed"
     write_config
-    slurmctld -i -f "$CONF"
-    slurmd -f "$CONF"
-    export SLURM_CONF=$CONF
+    for link in "${CONF_LINKS[@]}"; do
+        mkdir -p "${link%/*}"
+        ln -sfn "$DIR/${link##*/}" "$link"
+    done
+    slurmctld -i
+    slurmd
     for _ in $(seq 60); do
         if [[ $(sinfo -h -o %T 2>/dev/null) == idle ]]; then
             say "up in $((SECONDS - started)) s: $(sinfo -h -o '%P %N %c CPUs %m MB %G %T')"
-            echo "export SLURM_CONF=$CONF"
             return
         fi
         sleep 1
@@ -110,10 +119,14 @@ start() {
 }
 
 stop() {
-    local pid
-    # Jobs of this private cluster only; slurmd does not end their steps by itself.
+    local pid link
+    # Cancel the jobs still on this cluster and let slurmd end their steps before it stops.
     if running_pid slurmctld.pid slurmctld >/dev/null; then
-        SLURM_CONF=$CONF scancel --quiet --user="$(id -un)" 2>/dev/null || true
+        scancel --quiet --user="$(id -un)" 2>/dev/null || true
+        for _ in $(seq 30); do
+            [[ -z $(squeue -h -t running,completing 2>/dev/null) ]] && break
+            sleep 0.5
+        done
     fi
     for daemon in "${DAEMONS[@]}"; do
         pid=$(running_pid "${daemon%%:*}" "${daemon##*:}") || continue
@@ -125,15 +138,20 @@ stop() {
         [[ ! -d /proc/$pid ]] || kill -KILL "$pid"
         say "stopped ${daemon##*:} ($pid)"
     done
+    for link in "${CONF_LINKS[@]}"; do
+        if [[ $(readlink "$link" 2>/dev/null) == "$DIR/${link##*/}" ]]; then
+            rm "$link"
+        fi
+    done
 }
 
 status() {
-    local pid
+    local pid link
     for daemon in "${DAEMONS[@]}"; do
         pid=$(running_pid "${daemon%%:*}" "${daemon##*:}") && say "${daemon##*:} running ($pid)" ||
             say "${daemon##*:} not running"
     done
-    SLURM_CONF=$CONF sinfo 2>/dev/null || true
+    sinfo 2>/dev/null || true
 }
 
 case ${1:-} in

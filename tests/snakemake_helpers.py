@@ -11,6 +11,8 @@ import yaml
 from conftest import REPO
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+# How a workstation runs the study; a profile that chooses its own executor passes execution=().
+LOCAL_EXECUTION = ("--cores", "2", "--resources", "gpu=1")
 
 
 def workdir_with_config(path, overrides: dict, base="demo.yaml", name="study.yaml"):
@@ -27,10 +29,10 @@ def workdir_with_config(path, overrides: dict, base="demo.yaml", name="study.yam
     return config_file
 
 
-def snakemake(workdir, config_file, *args, check=True, timeout=1800):
+def snakemake(workdir, config_file, *args, check=True, timeout=1800, execution=LOCAL_EXECUTION):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
     command = [*SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--configfile", str(config_file),
-               "--cores", "2", "--resources", "gpu=1", *args]
+               *execution, *args]
     # A session of its own, so that a timeout ends snakemake's running jobs too, not only snakemake.
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                           start_new_session=True) as process:
