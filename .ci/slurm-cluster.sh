@@ -92,6 +92,8 @@ start() {
         ! running_pid "${daemon%%:*}" "${daemon##*:}" >/dev/null || die "already running (see '$0 status')"
     done
     local started=$SECONDS link
+    # a start that fails half-way stops what it had started
+    trap 'say "start failed"; stop' EXIT
     # a fresh cluster each start: no jobs or node state from an earlier one
     rm -rf "$DIR/state" "$DIR/spool" "$DIR/log" "$DIR/munge"
     mkdir -p "$DIR/state" "$DIR/spool" "$DIR/log"
@@ -109,13 +111,13 @@ start() {
     for _ in $(seq 60); do
         if [[ $(sinfo -h -o %T 2>/dev/null) == idle ]]; then
             say "up in $((SECONDS - started)) s: $(sinfo -h -o '%P %N %c CPUs %m MB %G %T')"
+            trap - EXIT
             return
         fi
         sleep 1
     done
     say "the node did not become idle; logs in $DIR/log"
-    stop
-    exit 1
+    false
 }
 
 stop() {
