@@ -38,6 +38,15 @@ running_pid() {  # running_pid <pid file> <process name>: the pid, if that proce
     [[ $(cat "/proc/$pid/comm" 2>/dev/null) == "$2" ]] && echo "$pid"
 }
 
+started() {  # started <pid file> <process name>: wait until the daemon has written its pid file
+    for _ in $(seq 50); do
+        running_pid "$1" "$2" >/dev/null && return
+        sleep 0.2
+    done
+    say "$2 did not start; logs in $DIR"
+    return 1
+}
+
 write_config() {
     # The node as slurmd sees this machine (name, CPUs, memory), plus one GPU backed by /dev/null.
     local node
@@ -100,14 +109,18 @@ start() {
     install -d -o munge -g munge -m 0755 "$DIR/munge"
     runuser -u munge -- mungekey --create --keyfile="$DIR/munge/munge.key"
     runuser -u munge -- munged --socket="$MUNGE_SOCKET" --key-file="$DIR/munge/munge.key" \
-        --pid-file="$DIR/munge/munged.pid" --log-file="$DIR/munge/munged.log" --seed-file="$DIR/munge/munged.seed"
+        --pid-file="$DIR/munge/munged.pid" --log-file="$DIR/munge/munged.log" --seed-file="$DIR/munge/munged.seed" \
+        --num-threads=10
+    started munge/munged.pid munged
     write_config
     for link in "${CONF_LINKS[@]}"; do
         mkdir -p "${link%/*}"
         ln -sfn "$DIR/${link##*/}" "$link"
     done
     slurmctld -i
+    started slurmctld.pid slurmctld
     slurmd
+    started slurmd.pid slurmd
     for _ in $(seq 60); do
         if [[ $(sinfo -h -o %T 2>/dev/null) == idle ]]; then
             say "up in $((SECONDS - started)) s: $(sinfo -h -o '%P %N %c CPUs %m MB %G %T')"
