@@ -32,7 +32,7 @@ install_packages() {
 }
 
 running_pid() {  # running_pid <pid file> <process name>: the pid, if that process is alive
-    local pid link
+    local pid
     [[ -s $DIR/$1 ]] || return 1
     pid=$(<"$DIR/$1")
     [[ $(cat "/proc/$pid/comm" 2>/dev/null) == "$2" ]] && echo "$pid"
