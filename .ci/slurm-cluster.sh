@@ -161,7 +161,7 @@ stop() {
 }
 
 status() {
-    local pid link
+    local pid
     for daemon in "${DAEMONS[@]}"; do
         pid=$(running_pid "${daemon%%:*}" "${daemon##*:}") && say "${daemon##*:} running ($pid)" ||
             say "${daemon##*:} not running"
