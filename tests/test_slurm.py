@@ -30,6 +30,10 @@ STUDY = {
     "questions": [],
     "demo_model": {"seed": 1, "steps": 30},
 }
+# The study's tables and submissions. The report's rules are ordinary jobs like `tables`: left
+# out, they would add a SLURM job each to every run here and nothing that these tests check.
+TARGETS = ("results/tables/experiments.csv", "results/tables/responses.csv",
+           *(f"results/submissions/{e['name']}.json" for e in STUDY["experiments"]))
 # Without slurmdbd there is no sacct: poll squeue instead (the CI cluster keeps finished jobs
 # there for an hour), and soon. Keep every job's SLURM log, to check where each job ran.
 SLURM_ARGS = ("--workflow-profile", str(PROFILE), "--slurm-status-command", "squeue",
@@ -142,7 +146,7 @@ def cluster():
 @pytest.fixture(scope="module")
 def local_run(cluster, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("local")
-    snakemake(workdir, workdir_with_config(workdir, STUDY))
+    snakemake(workdir, workdir_with_config(workdir, STUDY), *TARGETS)
     return workdir
 
 
@@ -177,7 +181,7 @@ def slurm_study(cluster, local_run, tmp_path_factory):
     broken.write_text("this line is not JSON\n")
 
     def run():
-        result = snakemake(workdir, config, *SLURM_ARGS, check=False, execution=())
+        result = snakemake(workdir, config, *SLURM_ARGS, *TARGETS, check=False, execution=())
         return Run(result.returncode, result.stdout + result.stderr)
 
     failing = run()
@@ -240,9 +244,13 @@ def test_failing_job_is_retried_and_reported_with_its_logs(slurm_study):
 
 @pytest.mark.slow
 def test_rerun_runs_only_what_did_not_finish(slurm_study):
-    run = slurm_study.fixed
-    jobs = run.jobs
-    rules = Counter(jobs[s.jobid].rule for s in run.submissions)
+    failing, fixed = slurm_study.failing, slurm_study.fixed
+    finished = {(failing.jobs[s.jobid].rule, failing.jobs[s.jobid].wildcards) for s in failing.submissions
+                if slurm_job(s.slurm_jobid)["JobState"] == "COMPLETED"}
+    rerun = {(fixed.jobs[s.jobid].rule, fixed.jobs[s.jobid].wildcards) for s in fixed.submissions}
+    assert finished and not finished & rerun, finished & rerun
+    # ratio_1 from its repaired pairs on, and the tables over both experiments
+    rules = Counter(rule for rule, _ in rerun)
     assert rules == {"prepare_pairs": 1, "train_adapter": 1, "generate_aligned": 1, "judge_responses": 1,
                      "submission": 1, "tables": 1}, rules
     assert slurm_study.kept_before and slurm_study.kept_after == slurm_study.kept_before
