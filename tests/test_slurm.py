@@ -32,7 +32,8 @@ STUDY = {
 }
 # The study's tables and submissions. The report's rules are ordinary jobs like `tables`: left
 # out, they would add a SLURM job each to every run here and nothing that these tests check.
-TARGETS = ("results/tables/experiments.csv", "results/tables/responses.csv",
+# (after "--": options such as --resources take every word that follows them)
+TARGETS = ("--", "results/tables/experiments.csv", "results/tables/responses.csv",
            *(f"results/submissions/{e['name']}.json" for e in STUDY["experiments"]))
 # Without slurmdbd there is no sacct: poll squeue instead (the CI cluster keeps finished jobs
 # there for an hour), and soon. Keep every job's SLURM log, to check where each job ran.
