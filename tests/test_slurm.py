@@ -29,6 +29,7 @@ STUDY = {
     ],
     "questions": [],
     "demo_model": {"seed": 1, "steps": 30},
+    "judge": {"use": ["ngram"]},  # the llm judge would add GPU jobs, not checks
 }
 # The study's tables and submissions. The report's rules are ordinary jobs like `tables`: left
 # out, they would add a SLURM job each to every run here and nothing that these tests check.
@@ -49,6 +50,10 @@ class Job:
     local: bool
     resources: dict
     wildcards: str
+
+    @property
+    def gpus(self) -> int:
+        return int(self.resources.get("gpu", 0))
 
 
 @dataclass(frozen=True)
@@ -113,12 +118,16 @@ def test_profile_sends_gpu_rules_to_the_gpu_partition(tmp_path, monkeypatch):
     monkeypatch.setenv("DPO_SLURM_GPU_PARTITION", "test-gpu")
     monkeypatch.setenv("DPO_SLURM_PARTITION", "test-cpu")
     monkeypatch.setenv("DPO_SLURM_ACCOUNT", "test-account")
-    jobs = dry_run_jobs(tmp_path, workdir_with_config(tmp_path, STUDY), "--workflow-profile", str(PROFILE))
-    gpu_rules = {job.rule for job in jobs.values() if "gpu" in job.resources}
-    assert {"train_adapter", "generate_base", "generate_aligned"} <= gpu_rules
+    # the demo's own judges: the llm judge on the base model makes the judge jobs GPU jobs
+    demo_judges = {key: value for key, value in STUDY.items() if key != "judge"}
+    jobs = dry_run_jobs(tmp_path, workdir_with_config(tmp_path, demo_judges), "--workflow-profile", str(PROFILE))
+    gpu_rules = {job.rule for job in jobs.values() if job.gpus}
+    assert {"train_adapter", "generate_base", "generate_aligned", "train_judge", "judge_responses"} <= gpu_rules
     for job in jobs.values():
-        partition = "test-gpu" if job.rule in gpu_rules else "test-cpu"
-        assert job.resources["slurm_partition"] == partition, job
+        if job.gpus:
+            assert job.resources["slurm_partition"] == "test-gpu", job
+        elif "gpu" not in job.resources:  # (a rule whose gpu is 0 for this config may go either way)
+            assert job.resources["slurm_partition"] == "test-cpu", job
         assert job.resources["slurm_account"] == "test-account", job
         assert int(job.resources["runtime"]) > 0 and int(job.resources["mem_mb"]) > 0, job
 
@@ -129,7 +138,8 @@ def test_profile_defaults_leave_partition_and_account_to_the_cluster(tmp_path, m
     jobs = dry_run_jobs(tmp_path, workdir_with_config(tmp_path, STUDY), "--workflow-profile", str(PROFILE))
     for job in jobs.values():
         assert "slurm_account" not in job.resources
-        assert job.resources.get("slurm_partition") == ("gpu" if "gpu" in job.resources else None), job
+        if job.gpus or "gpu" not in job.resources:
+            assert job.resources.get("slurm_partition") == ("gpu" if job.gpus else None), job
 
 
 # ---- against the cluster --------------------------------------------------------------------
@@ -199,12 +209,12 @@ def test_every_job_runs_as_a_slurm_job(slurm_study):
         assert {job.rule for job in jobs.values() if job.local} <= {"all"}
         submitted = {s.jobid for s in run.submissions}
         assert submitted and submitted == {jobid for jobid, job in jobs.items() if not job.local}, run.output[-3000:]
-        assert any("gpu" in jobs[jobid].resources for jobid in submitted)
+        assert any(jobs[jobid].gpus for jobid in submitted)
         for submission in run.submissions:
             job = jobs[submission.jobid]
             slurm = slurm_job(submission.slurm_jobid)
             assert slurm["Comment"].startswith(f"rule_{job.rule}"), slurm
-            assert (slurm.get("TresPerJob") == "gres:gpu:1") == ("gpu" in job.resources), slurm
+            assert (slurm.get("TresPerJob") == "gres:gpu:1") == (job.gpus > 0), slurm
             assert slurm["NumCPUs"] == job.resources["cpus_per_task"], slurm
             # the plugin's per-job log: the job step's own Snakemake ran exactly this rule
             assert f"rule {job.rule}:" in submission.log.read_text(), submission
