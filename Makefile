@@ -3,9 +3,12 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: demo test install
+.PHONY: demo report test install
 demo: $(VENV)/.installed
 	$(BIN)/snakemake --cores all --resources gpu=1 --configfile config/demo.yaml all
+
+report: demo
+	$(BIN)/snakemake --configfile config/demo.yaml --report results/report.html
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest
@@ -17,5 +20,5 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e '.[cpu,test]'
+	$(BIN)/python -m pip install -q -e '.[cpu,judges,test]'
 	touch $@

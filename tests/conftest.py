@@ -22,3 +22,42 @@ def write_json(tmp_path):
         return path
 
     return write
+
+
+# The demo study that the slow tests share (tests/test_pipeline.py, tests/test_report_pipeline.py):
+# one snakemake run on the demo model. ratio_1 has a second seed, so the report shows a seed group.
+DEMO_EXPERIMENTS = [
+    {"name": "ratio_0", "support_ratio": 0},
+    {"name": "ratio_1", "support_ratio": 1},
+    {"name": "ratio_1_seed7", "support_ratio": 1, "seed": 7},
+]
+DEMO_QUESTIONS = [
+    {"name": "Q1", "title": "support_ratio 0 vs 1", "a": "ratio_0", "b": "ratio_1"},
+    {"name": "Q4", "title": "probe categories", "a": "ratio_0", "b": "ratio_1", "categories": "all"},
+]
+
+
+@pytest.fixture(scope="session")
+def demo_study(tmp_path_factory):
+    """(working directory, config file) of the finished demo study."""
+    from snakemake_helpers import snakemake, workdir_with_config
+
+    workdir = tmp_path_factory.mktemp("study")
+    config = workdir_with_config(workdir, {"experiments": DEMO_EXPERIMENTS, "questions": DEMO_QUESTIONS})
+    snakemake(workdir, config)
+    return workdir, config
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory):
+    """The manifest of a demo-architecture model small enough to build in seconds (not fluent)."""
+    from dpo_study.data import DEFAULT_SYSTEM_PROMPT
+    from dpo_study.demo_model import build_demo_model
+
+    folder = tmp_path_factory.mktemp("tiny_model")
+    build_demo_model(
+        str(REPO / "data/train.json"), str(REPO / "data/test.json"), str(folder / "model"), str(folder / "model.json"),
+        seed=1, steps=5, batch_size=8, learning_rate=0.003, vocab_size=400, hidden_size=32, num_layers=1,
+        num_heads=2, intermediate_size=64, system_prompt=DEFAULT_SYSTEM_PROMPT,
+    )
+    return folder / "model.json"

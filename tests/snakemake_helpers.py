@@ -2,6 +2,7 @@
 
 import os
 import re
+import signal
 import subprocess
 import sys
 
@@ -26,11 +27,28 @@ def workdir_with_config(path, overrides: dict, base="demo.yaml", name="study.yam
     return config_file
 
 
-def snakemake(workdir, config_file, *args, check=True, timeout=1800):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
-    command = [*SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--configfile", str(config_file),
-               "--cores", "2", "--resources", "gpu=1", *args]
-    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout)
+def snakemake_command(workdir, config_file, *args) -> list[str]:
+    # args (targets too) before the options that take several values and would swallow them
+    return [*SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(workdir), *args,
+            "--configfile", str(config_file), "--cores", "2", "--resources", "gpu=1"]
+
+
+def snakemake_env(env=None) -> dict:
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", **(env or {})}
+
+
+def snakemake(workdir, config_file, *args, check=True, timeout=1800, env=None):
+    command = snakemake_command(workdir, config_file, *args)
+    # A session of its own, so that a timeout ends snakemake's running jobs too, not only snakemake.
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          env=snakemake_env(env), start_new_session=True) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+            raise
+    result = subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake failed ({result.returncode}):\n{result.stdout[-5000:]}\n{result.stderr[-5000:]}")
     return result

@@ -2,7 +2,7 @@
 
 import pytest
 
-from snakemake_helpers import snakemake, workdir_with_config
+from snakemake_helpers import scheduled_jobs, snakemake, workdir_with_config
 
 
 @pytest.mark.parametrize(
@@ -20,11 +20,21 @@ from snakemake_helpers import snakemake, workdir_with_config
         ({"experiments": [{"name": "a", "learning_rat": 0.1}]}, "learning_rat"),
         ({"data": {"train": "data/missing.json"}}, "missing.json"),
         ({"model": {"name": "./no/such/model"}}, "model.name"),
+        ({"questions": [{"name": "Q1", "a": "homework_default", "b": "nope"}]}, "questions[0] (Q1).b: 'nope'"),
+        ({"questions": [{"name": "Q4", "a": "homework_default", "b": "q1_support_ratio_1", "categories": ["no_such_category"]}]},
+         "questions[0] (Q4).categories: ['no_such_category']"),
         ({"experiments": [{"name": "a", "strategy": "mix"}]}, "'mix' needs weights: set mix_weights"),
         ({"mix_weights": {"mix": 1}}, "mix_weights"),
         ({"experiments": [{"name": "a", "strategy": "balanced", "data_size": 10}]},
          "experiment 'a', field strategy: 'balanced' balances the stances of rows marked 'ambiguous: true'"),
         ({"data": {"probes": ["config/probes.yaml", "config/probes.yaml"]}}, "field 'id': also used in"),
+        ({"judge": {"use": ["ngram", "oracle"]}}, "oracle"),
+        ({"judge": {"use": ["ngram"], "primary": "embedding"}}, "judge.primary"),
+        ({"judge": {"llm": {"backend": "endpoint"}}}, "judge.llm.url"),
+        ({"judge": {"llm": {"backend": "endpoint", "url": "http://h", "api_key_env": "sk-123"}}}, "api_key_env"),
+        ({"judge": {"holdout": "data/missing_holdout.json"}}, "missing_holdout.json"),
+        ({"results": "../outside"}, "results = \"../outside\": must stay inside the working directory"),
+        ({"data": {"probes": ["data/test.json"]}}, "data/test.json: row 0 (id 51): missing field 'category'"),
     ],
 )
 def test_rejected_before_any_job(tmp_path, overrides, message):
@@ -44,3 +54,28 @@ def test_bad_train_row_names_row_and_field(tmp_path, write_json):
     output = result.stdout + result.stderr
     assert result.returncode != 0
     assert "row 0 (id 1), field 'oppose'" in output
+
+
+def test_config_error_is_one_readable_line_naming_the_file(tmp_path):
+    config = workdir_with_config(tmp_path, {"experiments": [{"name": "a", "support_ratio": 1.5, "beta": 0}]})
+    result = snakemake(tmp_path, config, "-n", check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert f"{config}: experiments[0].support_ratio (of \"a\") = 1.5: must be a number ≥ 0 and ≤ 1" in output
+    assert f"{config}: experiments[0].beta (of \"a\") = 0: must be a number > 0" in output
+    assert "Failed validating" not in output and "On instance" not in output
+
+
+def test_probe_id_clashing_with_a_test_id_is_rejected_before_any_job(tmp_path, write_json):
+    write_json("probes.json", [{"id": "51", "category": "other_style", "prompt": "Draw it like Disney?"}])
+    config = workdir_with_config(tmp_path, {"data": {"probes": ["probes.json"]}})
+    result = snakemake(tmp_path, config, "-n", check=False)
+    assert result.returncode != 0
+    assert "probes.json: row 0, field 'id' = \"51\": repeats an id of data/test.json" in result.stdout + result.stderr
+
+
+def test_identical_experiments_warn_and_share_one_run(tmp_path):
+    config = workdir_with_config(tmp_path, {"experiments": [{"name": "a"}, {"name": "b", "num_epoch": 3}], "questions": []})
+    result = snakemake(tmp_path, config, "-n")
+    assert "experiments 'a' and 'b' have identical parameters: they share one run" in result.stdout + result.stderr
+    assert scheduled_jobs(result.stdout)["train_adapter"] == 1

@@ -6,7 +6,7 @@ import re
 import pandas as pd
 import pytest
 
-from conftest import REPO
+from conftest import DEMO_EXPERIMENTS, DEMO_QUESTIONS, REPO
 from dpo_study.data import read_jsonl
 from snakemake_helpers import scheduled_jobs, snakemake, workdir_with_config
 
@@ -15,16 +15,15 @@ pytestmark = pytest.mark.slow
 # Measured on the demo model (seed 1): support rate after DPO on the 10 test prompts is 0.9 with
 # support_ratio 1 and 0.0 with support_ratio 0 (base model: 0.3). The test asks for half of that gap.
 MIN_Q1_MARGIN = 0.5
+# Measured hold-out accuracy (data/judge_holdout.json, 54 texts): ngram 0.81, embedding 0.78; chance is 1/3.
+MIN_TRAINED_JUDGE_ACCURACY = 0.6
 
-EXPERIMENTS = [{"name": "ratio_0", "support_ratio": 0}, {"name": "ratio_1", "support_ratio": 1}]
+EXPERIMENTS = DEMO_EXPERIMENTS
 
 
-@pytest.fixture(scope="module")
-def study(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("study")
-    config = workdir_with_config(workdir, {"experiments": EXPERIMENTS, "questions": []})
-    snakemake(workdir, config)
-    return workdir, config
+@pytest.fixture
+def study(demo_study):
+    return demo_study
 
 
 def experiments_table(workdir):
@@ -62,7 +61,7 @@ def test_tables_and_submissions(study):
         "learning_rate", "strategy", "seed"]
     assert (table["rewards_accuracies"] >= 0).all() and (table["train_seconds"] > 0).all()
     responses = pd.read_csv(workdir / "results/tables/responses.csv")
-    assert len(responses) == 2 * len(pd.read_json(workdir / "results/prompts.jsonl", lines=True))
+    assert len(responses) == len(EXPERIMENTS) * len(pd.read_json(workdir / "results/prompts.jsonl", lines=True))
     submission = json.loads((workdir / "results/submissions/ratio_1.json").read_text())
     assert (submission["num_epoch"], submission["data_size"], submission["support_ratio"]) == (3, 50, 1)
     assert [r["id"] for r in submission["results"]] == list(range(51, 61))
@@ -85,19 +84,24 @@ def test_no_change_schedules_nothing(study):
 def test_changing_one_beta_reruns_only_that_experiment(study):
     workdir, _ = study
     changed = workdir_with_config(
-        workdir, {"experiments": [EXPERIMENTS[0], {**EXPERIMENTS[1], "beta": 0.2}], "questions": []},
+        workdir,
+        {"experiments": [EXPERIMENTS[0], {**EXPERIMENTS[1], "beta": 0.2}, *EXPERIMENTS[2:]],
+         "questions": DEMO_QUESTIONS},
         name="changed.yaml",
     )
     result = snakemake(workdir, changed, "-n")
     jobs = scheduled_jobs(result.stdout)
-    assert jobs == {"train_adapter": 1, "generate_aligned": 1, "judge_responses": 1, "submission": 1,
-                    "tables": 1, "all": 1}
+    # One experiment's jobs, then everything that reads all experiments: the tables and the report.
+    report_jobs = ["summary_table", "question_tables", "sweep_tables", "response_tables", "training_curves",
+                   "sweep_plots", "length_plot", "stance_heatmap", "findings"]
+    assert jobs == {"train_adapter": 1, "generate_aligned": 1, "judge_responses": 1, "implicit_reward": 1,
+                    "submission": 1, "tables": 1, "aggregate_tables": 1, **dict.fromkeys(report_jobs, 1), "all": 1}
 
 
 def test_changing_the_seed_of_a_swap_experiment_keeps_its_pairs(study):
     workdir, _ = study
     changed = workdir_with_config(
-        workdir, {"experiments": [EXPERIMENTS[0], {**EXPERIMENTS[1], "seed": 7}], "questions": []}, name="seed.yaml"
+        workdir, {"experiments": [EXPERIMENTS[0], {**EXPERIMENTS[1], "seed": 8}, *EXPERIMENTS[2:]]}, name="seed.yaml"
     )
     jobs = scheduled_jobs(snakemake(workdir, changed, "-n").stdout)
     assert jobs["train_adapter"] == 1 and "prepare_pairs" not in jobs
@@ -113,7 +117,7 @@ def test_on_policy_rejects_the_demo_models_own_answers(study):
                   "generation": {"max_new_tokens": 12}}, name="on_policy.yaml",
     )
     pairs = "results/demo/pairs/data_size~50_support_ratio~0_strategy~on_policy.jsonl"  # the model's own
-    snakemake(workdir, config, "--", pairs)  # "--": a target, not a --resources value
+    snakemake(workdir, config, pairs)
     train = json.loads((REPO / "data/train.json").read_text())
     answers = read_jsonl(base_answers)
     assert [a["id"] for a in answers] == [str(row["id"]) for row in train]
@@ -126,3 +130,41 @@ def test_on_policy_rejects_the_demo_models_own_answers(study):
         assert chosen == row["oppose"]
         assert rejected == (by_id[str(row["id"])] if by_id[str(row["id"])] != chosen else row["support"])
     assert sum(p["rejected"][0]["content"] not in (row["support"], row["oppose"]) for p, row in zip(built, train)) >= 40
+
+
+def test_judges_report_their_own_accuracy(study):
+    workdir, config = study
+    judges = pd.read_csv(workdir / "results/tables/judges.csv").set_index("judge")
+    assert list(judges.index) == ["ngram", "embedding", "llm"] and judges.loc["ngram", "primary"]
+    for name in judges.index:
+        report = json.loads((workdir / f"results/judge/{name}_accuracy.json").read_text())
+        assert report["holdout"]["examples"] == len(json.loads((REPO / "data/judge_holdout.json").read_text()))
+        assert judges.loc[name, "holdout_accuracy"] == report["holdout"]["accuracy"]
+    # The trained judges beat chance (1/3) on the hold-out by far.
+    assert (judges.loc[["ngram", "embedding"], "holdout_accuracy"] >= MIN_TRAINED_JUDGE_ACCURACY).all()
+
+
+def test_per_response_measures_and_summaries(study):
+    workdir, _ = study
+    header = (workdir / "results/tables/responses.csv").read_text().splitlines()[0].split(",")
+    assert len(header) == len(set(header)), sorted(c for c in header if header.count(c) > 1)
+    responses = pd.read_csv(workdir / "results/tables/responses.csv", dtype={"id": str})
+    for side in ("original", "aligned"):
+        assert (responses[f"{side}_chars"] == responses[f"{side}_response"].fillna("").str.len()).all()
+        assert (responses[f"{side}_within_limit"] == (responses[f"{side}_chars"] <= 100)).all()
+        assert set(responses[f"{side}_stance"]) <= {"support", "oppose", "neutral"}
+        for judge in ("ngram", "embedding", "llm"):
+            assert responses[f"{side}_{judge}_score"].between(-1, 1).all()
+    # DPO raises the policy's likelihood of its own answers over the reference's: positive rewards.
+    experiments = experiments_table(workdir)
+    assert (experiments["mean_implicit_reward"] > 0).all(), experiments["mean_implicit_reward"]
+    prompts = pd.read_json(workdir / "results/prompts.jsonl", lines=True, dtype={"id": str})
+    categories = pd.read_csv(workdir / "results/tables/categories.csv")
+    assert set(categories["category"]) == set(prompts["category"])
+    assert categories.groupby("experiment")["prompts"].sum().tolist() == [len(prompts)] * len(EXPERIMENTS)
+    generalisation = pd.read_csv(workdir / "results/tables/generalisation.csv").set_index(["experiment", "category"])
+    assert set(generalisation.index.get_level_values("category")) == set(prompts["category"]) - {"test"}
+    # ratio_1 moves the test prompts towards support: the shift is positive and large.
+    assert generalisation.loc["ratio_1", "test_stance_shift"].iloc[0] > 0.5
+    defects = pd.read_csv(workdir / "results/tables/defects.csv")
+    assert set(defects["defect"]) == {"too_neutral", "no_clear_stance", "too_long", "one_sided_on_balance", "collapsed"}

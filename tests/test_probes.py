@@ -51,8 +51,7 @@ def test_longer_answer_probes_change_the_system_prompt():
 def test_prompt_records_carry_system_and_language():
     records = prompt_records([{"id": 51, "prompt": "q?"}], load_rows(SUITE, "probes"), "Be short.")
     by_id = {r["id"]: r for r in records}
-    assert by_id["51"] == {"id": "51", "set": "test", "category": "test", "system": "Be short.", "prompt": "q?",
-                           "language": None}
+    assert by_id["51"] == {"id": "51", "set": "test", "category": "test", "system": "Be short.", "prompt": "q?"}
     assert by_id["zh_01"]["language"] == "zh-Hant" and by_id["zh_01"]["system"] != "Be short."
     assert by_id["everyday_01"]["system"] == "Be short."
 
@@ -76,15 +75,15 @@ def test_users_probe_files_in_yaml_or_json(tmp_path, name):
     ("rows", "message"),
     [
         ([GOOD, {**GOOD, "id": "x2", "category": "poetry"}],
-         r"mine\.yaml: row 1 \(id 'x2'\), field 'category': 'poetry' is not one of \['in_distribution'"),
-        ([{"id": "x1", "category": "unrelated"}], r"mine\.yaml: row 0 \(id 'x1'\), field 'prompt': 'prompt' is a required"),
-        ([{"category": "unrelated", "prompt": "q?"}], r"row 0 \(id None\), field 'id': 'id' is a required"),
-        ([GOOD, {**GOOD, "prompt": "again?"}], r"mine\.yaml: row 1 \(id 'mine_01'\), field 'id': duplicate id, already used by row 0"),
-        ([{**GOOD, "sytem": "Be long."}], r"row 0 \(id 'mine_01'\), field 'sytem': Additional properties"),
-        ([{**GOOD, "category": "chinese", "system": "簡短回答。"}], r"row 0 \(id 'mine_01'\), field 'language'"),
+         r"""mine\.yaml: row 1 \(id "x2"\), field 'category' = "poetry": must be one of "in_distribution\""""),
+        ([{"id": "x1", "category": "unrelated"}], r"""mine\.yaml: row 0 \(id "x1"\): missing field 'prompt'"""),
+        ([{"category": "unrelated", "prompt": "q?"}], r"row 0: missing field 'id'"),
+        ([GOOD, {**GOOD, "prompt": "again?"}], r"""mine\.yaml: row 1, field 'id' = "mine_01": duplicates the id of row 0"""),
+        ([{**GOOD, "sytem": "Be long."}], r"""row 0 \(id "mine_01"\): unknown field 'sytem' \(did you mean 'system'\?\)"""),
+        ([{**GOOD, "category": "chinese", "system": "簡短回答。"}], r"""row 0 \(id "mine_01"\): missing field 'language'"""),
         ([{**GOOD, "prompt": ""}], r"field 'prompt'"),
         ([{**GOOD, "language": "Chinese"}], r"field 'language'"),
-        ({"id": "p"}, r"mine\.yaml: .* is not of type 'array'"),
+        ({"id": "p"}, r"mine\.yaml: must be a list of rows, each with the fields id, category, prompt; got a mapping"),
     ],
 )
 def test_bad_probe_files_name_file_row_and_field(tmp_path, rows, message):

@@ -6,10 +6,9 @@ import json
 from importlib import resources
 from pathlib import Path
 
-import jsonschema
 import yaml
 
-from dpo_study import strategies
+from dpo_study import atomic, strategies, validation
 from dpo_study.experiments import ConfigError
 
 DEFAULT_SYSTEM_PROMPT = "Your entire response must be 100 characters or less."
@@ -26,41 +25,21 @@ def load_rows(path: str | Path, kind: str) -> list[dict]:
     if not path.is_file():
         raise ConfigError(f"{kind} file {str(path)!r} does not exist")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark is harmless
     except UnicodeDecodeError as error:
-        raise ConfigError(f"{path}: not UTF-8 text ({error})") from None
+        raise ConfigError(f"{path}: not UTF-8 text (byte {error.start}: {error.reason}); save it as UTF-8") from None
     try:
         rows = yaml.safe_load(text) if path.suffix in (".yaml", ".yml") else json.loads(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as error:
-        raise ConfigError(f"{path}: not valid {'YAML' if path.suffix != '.json' else 'JSON'}: {error}") from None
-    validator = jsonschema.Draft202012Validator(_schema(kind))
-    for error in sorted(validator.iter_errors(rows), key=lambda e: [(isinstance(p, str), p) for p in e.absolute_path]):
-        where = list(error.absolute_path)
-        if where and isinstance(where[0], int) and isinstance(rows, list):
-            row = rows[where[0]]
-            row_id = row.get("id") if isinstance(row, dict) else None
-            raise ConfigError(f"{path}: row {where[0]} (id {row_id!r}), field {error_field(error)!r}: {error.message}")
-        raise ConfigError(f"{path}: {error.message}")
-    first_row = {}
-    for index, row in enumerate(rows):
-        if row["id"] in first_row:
-            raise ConfigError(f"{path}: row {index} (id {row['id']!r}), field 'id': duplicate id, "
-                              f"already used by row {first_row[row['id']]}")
-        first_row[row["id"]] = index
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"{path}: not valid JSON: {error}") from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{path}: not valid YAML{where}: {getattr(error, 'problem', None) or error}") from None
+    validation.check_rows(rows, _schema(kind), path)
+    if kind == "train":
+        validation.check_pair_texts(rows, path)
     return rows
-
-
-def error_field(error: jsonschema.ValidationError) -> str:
-    """The field a row's validation error is about, also when the field is missing or unknown."""
-    inside = ".".join(map(str, list(error.absolute_path)[1:]))
-    if inside or not isinstance(error.instance, dict):
-        return inside
-    if error.validator == "required":
-        return next(f for f in error.validator_value if f not in error.instance)
-    if error.validator == "additionalProperties":
-        known = error.schema.get("properties", {})
-        return ", ".join(sorted(f for f in error.instance if f not in known))
-    return ""
 
 
 def load_probes(paths: list[str]) -> list[dict]:
@@ -124,9 +103,7 @@ def build_pairs(
 
 
 def write_jsonl(rows: list[dict], path: str | Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as handle:
+    with atomic.atomic_path(path) as temp, temp.open("w", encoding="utf-8") as handle:
         for row in rows:
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
 
@@ -171,8 +148,11 @@ def check_strategies(experiments: list, rows: list[dict], path: str) -> None:
 
 
 def prompt_record(row: dict, set_name: str, category: str, system_prompt: str) -> dict:
-    return {"id": str(row["id"]), "set": set_name, "category": category, "system": row.get("system", system_prompt),
-            "prompt": row["prompt"], "language": row.get("language")}
+    record = {"id": str(row["id"]), "set": set_name, "category": category,
+              "system": row.get("system", system_prompt), "prompt": row["prompt"]}
+    if "language" in row:  # the language the answer should be in (the language-match measure)
+        record["language"] = row["language"]
+    return record
 
 
 def prompt_records(test_rows: list[dict], probe_rows: list[dict], system_prompt: str) -> list[dict]:

@@ -8,16 +8,15 @@ that it answers with stance-bearing sentences but is not pre-aligned to either s
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import random
 import time
-from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
+from dpo_study import atomic
 from dpo_study.data import load_rows
 
 log = logging.getLogger(__name__)
@@ -200,20 +199,17 @@ def build_demo_model(
     model.generation_config.eos_token_id = config.eos_token_id
     model.generation_config.pad_token_id = config.pad_token_id
     model.generation_config.bos_token_id = config.bos_token_id
-    model_dir = Path(model_dir)
-    model.save_pretrained(model_dir, safe_serialization=True)
-    tokenizer.save_pretrained(model_dir)
-    Path(manifest).write_text(
-        json.dumps(
-            {
-                "name": "demo",
-                "path": str(model_dir),
-                "parameters": sum(p.numel() for p in model.parameters()),
-                "final_loss": loss.item(),
-                "train_seconds": round(seconds, 1),
-                "seed": seed,
-            },
-            indent=2,
-        )
-        + "\n"
+    with atomic.atomic_path(model_dir) as temp:
+        model.save_pretrained(temp, safe_serialization=True)
+        tokenizer.save_pretrained(temp)
+    atomic.write_json(
+        manifest,
+        {
+            "name": "demo",
+            "path": str(model_dir),
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "final_loss": loss.item(),
+            "train_seconds": round(seconds, 1),
+            "seed": seed,
+        },
     )

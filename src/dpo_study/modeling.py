@@ -10,6 +10,8 @@ from pathlib import Path
 
 import torch
 
+from dpo_study import atomic
+
 log = logging.getLogger(__name__)
 
 
@@ -88,11 +90,25 @@ def hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
 
 
+def require_safetensors(folder: str | Path, what: str) -> None:
+    """Weights are read from safetensors only: a pickled checkpoint can run code when loaded."""
+    from dpo_study.experiments import ConfigError
+
+    if not any(Path(folder).glob("*.safetensors")):
+        raise ConfigError(
+            f"{what} {str(folder)!r} holds no *.safetensors weights "
+            "(pickled .bin/.pt weights are never loaded; convert them to safetensors)"
+        )
+
+
 def check_model_name(name: str) -> None:
     """Fail before any job when a model cannot be found: a missing local folder, or offline and not cached."""
     from dpo_study.experiments import ConfigError
 
-    if name == "demo" or Path(name).is_dir():
+    if name == "demo":
+        return
+    if Path(name).is_dir():
+        require_safetensors(name, "model.name: folder")
         return
     looks_local = name.startswith((".", "/", "~")) or name.count("/") != 1
     if looks_local:
@@ -124,5 +140,26 @@ def resolve_model(manifest: str, name: str) -> None:
             token=os.environ.get("HF_TOKEN"),
         )
         record["revision"] = Path(record["path"]).name
-    Path(manifest).parent.mkdir(parents=True, exist_ok=True)
-    Path(manifest).write_text(json.dumps(record, indent=2) + "\n")
+    atomic.write_json(manifest, record)
+
+
+def sequence_logprobs(model, sequences: list[list[int]], starts: list[int], batch_size: int = 8) -> list[float]:
+    """Per token-id sequence, the sum of log P(token | tokens before it) over its tokens from ``starts[i]`` on.
+
+    Right padding, so every sequence's positions are the same as when it is scored alone.
+    """
+    totals = []
+    for first in range(0, len(sequences), batch_size):
+        batch, batch_starts = sequences[first : first + batch_size], starts[first : first + batch_size]
+        width = max(len(s) for s in batch)
+        ids = torch.zeros((len(batch), width), dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, sequence in enumerate(batch):
+            ids[row, : len(sequence)] = torch.tensor(sequence)
+            mask[row, : len(sequence)] = 1
+        with torch.inference_mode():
+            logits = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device)).logits.float()
+        logprobs = torch.log_softmax(logits[:, :-1], -1).gather(-1, ids[:, 1:, None].to(logits.device))[..., 0]
+        for row, (sequence, start) in enumerate(zip(batch, batch_starts)):
+            totals.append(logprobs[row, start - 1 : len(sequence) - 1].sum().item())
+    return totals

@@ -7,17 +7,35 @@ from pathlib import Path
 
 import pandas as pd
 
+from dpo_study import atomic, metrics
 from dpo_study.data import read_jsonl
 from dpo_study.experiments import EXPERIMENT_PARAMS
+from dpo_study.provenance import LIBRARIES
 
+# Answers cut at max_new_tokens (no end of turn), over all prompts; then where the numbers come from.
+TRUNCATION_COLUMNS = ["hit_max_new_tokens_before", "hit_max_new_tokens_after"]
+PROVENANCE_COLUMNS = ["config_hash", "git_commit", *(f"{name}_version" for name in ("python", *LIBRARIES))]
 EXPERIMENT_COLUMNS = [
     "experiment", *EXPERIMENT_PARAMS, "train_loss", "rewards_margins", "rewards_accuracies",
     "train_seconds", "support_rate_before", "support_rate_after", "mean_chars_before", "mean_chars_after",
+    # on the test prompts too: answers the primary judge labels neutral, answers within the length limit
+    "neutral_rate_before", "neutral_rate_after", "within_limit_rate_before", "within_limit_rate_after",
+    "mean_implicit_reward",
+    *TRUNCATION_COLUMNS, *PROVENANCE_COLUMNS,
 ]
+# Columns that differ between two runs of the same study (the rest must not, on one machine).
+TIMING_COLUMNS = ["train_seconds"]
 RESPONSE_COLUMNS = [
     "experiment", "id", "set", "category", "prompt", "original_response", "aligned_response",
     "original_stance", "aligned_stance", "original_support_score", "aligned_support_score",
     "original_chars", "aligned_chars",
+]
+# Per prompt, after RESPONSE_COLUMNS; then each of ANSWER_COLUMNS as original_<c> and aligned_<c>,
+# then each judge's <judge>_stance and <judge>_score the same way.
+PROMPT_COLUMNS = ["language", "length_limit", "expected_script", "asks_for_balance"]
+ANSWER_COLUMNS = [
+    "stance_score", "tokens", "hit_max_new_tokens", "within_limit", "answer_script", "language_match",
+    "hedges", "refusal", "distinct_1", "distinct_2", "repetition", *metrics.DEFECTS, "implicit_reward",
 ]
 
 
@@ -25,46 +43,75 @@ def support_rate(stances: pd.DataFrame) -> float:
     return float((stances["stance"] == "support").mean())
 
 
-def side_by_side(base: pd.DataFrame, aligned: pd.DataFrame, experiment: str) -> pd.DataFrame:
-    keep = ["id", "response", "stance", "support_score", "chars"]
-    merged = base[["id", "set", "category", "prompt", *keep[1:]]].merge(
-        aligned[keep], on="id", suffixes=("_original", "_aligned"), validate="one_to_one"
+def measured(stances: pd.DataFrame) -> pd.DataFrame:
+    """A judged answer table with the text measures and defect flags of every answer."""
+    text_measures = metrics.response_metrics(stances)
+    table = pd.concat([stances.drop(columns=[c for c in text_measures if c in stances]), text_measures], axis=1)
+    table["tokens"] = table["new_tokens"]
+    if "language" not in table:
+        table["language"] = ""
+    return pd.concat([table, metrics.defects(table)], axis=1)
+
+
+def judge_columns(table: pd.DataFrame) -> list[str]:
+    """Each judge's ``<judge>_stance`` and ``<judge>_score``, as judge_responses writes them."""
+    judges = [c.removesuffix("_stance") for c in table.columns
+              if c.endswith("_stance") and f"{c.removesuffix('_stance')}_score" in table.columns]
+    return [f"{judge}_{part}" for judge in judges for part in ("stance", "score")]
+
+
+def side_by_side(base: pd.DataFrame, aligned: pd.DataFrame, experiment: str, rewards: pd.DataFrame) -> pd.DataFrame:
+    """One row per prompt: the prompt, then each answer measure for the base (original) and aligned model."""
+    per_answer = ["response", "stance", "support_score", "chars", *ANSWER_COLUMNS[:-1], *judge_columns(aligned)]
+    merged = base[["id", "set", "category", "prompt", *PROMPT_COLUMNS, *per_answer]].merge(
+        aligned[["id", *per_answer]], on="id", suffixes=("_original", "_aligned"), validate="one_to_one"
     )
     merged = merged.rename(
-        columns={f"{c}_{side}": f"{side}_{c}" for c in keep[1:] for side in ("original", "aligned")}
+        columns={f"{c}_{side}": f"{side}_{c}" for c in per_answer for side in ("original", "aligned")}
     )
+    merged = merged.merge(rewards[["id", "original_implicit_reward", "aligned_implicit_reward"]], on="id",
+                          how="left", validate="one_to_one")
     merged.insert(0, "experiment", experiment)
-    return merged[RESPONSE_COLUMNS]
+    answer_columns = [f"{side}_{c}" for c in [*ANSWER_COLUMNS, *judge_columns(aligned)] for side in ("original", "aligned")]
+    return merged[[*RESPONSE_COLUMNS, *PROMPT_COLUMNS, *answer_columns]]
 
 
-def write_table(table: pd.DataFrame, csv_path: str, md_path: str) -> None:
-    Path(csv_path).parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(csv_path, index=False)
-    Path(md_path).write_text(table.to_markdown(index=False, floatfmt=".4g") + "\n")
+def write_table(table: pd.DataFrame, csv_path: str, md_path: str, md_columns: list[str] | None = None) -> None:
+    """The table as CSV, and as markdown (only ``md_columns`` where a full table is too wide to read)."""
+    with atomic.atomic_path(csv_path) as temp:
+        table.to_csv(temp, index=False)
+    readable = table[md_columns] if md_columns else table
+    atomic.write_text(md_path, readable.to_markdown(index=False, floatfmt=".4g") + "\n")
 
 
 def read_stances(path: str) -> pd.DataFrame:
-    return pd.read_csv(path, dtype={"id": str}, keep_default_na=False)
+    return measured(pd.read_csv(path, dtype={"id": str, "language": str}, keep_default_na=False))
+
+
+def rate(values: pd.Series) -> float:
+    return float(values.astype(float).mean()) if len(values) else float("nan")
 
 
 def write_tables(
     base_stances: str,
     summaries: list[str],
     stances: list[str],
+    rewards: list[str],
     experiments_csv: str,
     experiments_md: str,
     responses_csv: str,
     responses_md: str,
     experiments: list[dict],
 ) -> None:
-    """Stage: ``experiments`` (name + parameters) pairs up, in order, with ``summaries`` and ``stances``."""
+    """Stage: ``experiments`` (name + parameters) pairs up, in order, with ``summaries``, ``stances``, ``rewards``."""
     base = read_stances(base_stances)
     base_test = base[base["set"] == "test"]
     rows, responses = [], []
-    for experiment, summary_path, stances_path in zip(experiments, summaries, stances, strict=True):
+    for experiment, summary_path, stances_path, rewards_path in zip(experiments, summaries, stances, rewards, strict=True):
         summary = json.loads(Path(summary_path).read_text())
         aligned = read_stances(stances_path)
         aligned_test = aligned[aligned["set"] == "test"]
+        answer_rewards = pd.read_csv(rewards_path, dtype={"id": str})
         rows.append(
             {
                 **experiment,
@@ -77,11 +124,20 @@ def write_tables(
                 "support_rate_after": support_rate(aligned_test),
                 "mean_chars_before": float(base_test["chars"].mean()),
                 "mean_chars_after": float(aligned_test["chars"].mean()),
+                "neutral_rate_before": rate(base_test["stance"] == "neutral"),
+                "neutral_rate_after": rate(aligned_test["stance"] == "neutral"),
+                "within_limit_rate_before": rate(base_test["within_limit"].dropna()),
+                "within_limit_rate_after": rate(aligned_test["within_limit"].dropna()),
+                "mean_implicit_reward": float(answer_rewards.loc[answer_rewards["id"].isin(aligned_test["id"]),
+                                                                 "aligned_implicit_reward"].mean()),
+                "hit_max_new_tokens_before": int(base["hit_max_new_tokens"].sum()),
+                "hit_max_new_tokens_after": int(aligned["hit_max_new_tokens"].sum()),
+                **summary["provenance"],
             }
         )
-        responses.append(side_by_side(base, aligned, experiment["name"]))
+        responses.append(side_by_side(base, aligned, experiment["name"], answer_rewards))
     write_table(pd.DataFrame(rows)[EXPERIMENT_COLUMNS], experiments_csv, experiments_md)
-    write_table(pd.concat(responses, ignore_index=True), responses_csv, responses_md)
+    write_table(pd.concat(responses, ignore_index=True), responses_csv, responses_md, md_columns=RESPONSE_COLUMNS)
 
 
 def write_submission(base_responses: str, aligned_responses: str, submission: str, experiment: dict) -> None:
@@ -98,5 +154,4 @@ def write_submission(base_responses: str, aligned_responses: str, submission: st
         )
     document = {name: experiment[name] for name in ("num_epoch", "data_size", "support_ratio")}
     document["results"] = results
-    Path(submission).parent.mkdir(parents=True, exist_ok=True)
-    Path(submission).write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+    atomic.write_json(submission, document)

@@ -7,10 +7,9 @@ GPU (TRL 1.15, optionally 4-bit): only the precision and the optimizer come from
 
 from __future__ import annotations
 
-import json
 import logging
 import resource
-import tempfile
+import shutil
 import time
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import pandas as pd
 import torch
 from transformers import TrainerCallback
 
+from dpo_study import atomic, provenance, train_guards
 from dpo_study.data import read_jsonl
 from dpo_study.modeling import device, load_model, load_tokenizer, read_manifest
 
@@ -34,6 +34,10 @@ class StepLog(TrainerCallback):
 
     def __init__(self):
         self.rows: list[dict] = []
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        # After a resume, the steps before the checkpoint come from its saved history.
+        self.rows = [{"step": h["step"], **h} for h in state.log_history if "loss" in h]
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if logs and "loss" in logs:
@@ -65,7 +69,10 @@ def dpo_config(experiment: dict, training: dict, output_dir: str):
         bf16=on_gpu,
         use_cpu=not on_gpu,
         logging_steps=1,
-        save_strategy="no",
+        logging_nan_inf_filter=False,  # a NaN loss must reach the log (and train_guards), not be averaged away
+        save_strategy="steps" if training["checkpoint_steps"] else "no",
+        save_steps=max(training["checkpoint_steps"], 1),
+        save_total_limit=1,
         report_to=[],
         disable_tqdm=False,
         dataloader_num_workers=0,
@@ -97,6 +104,7 @@ def train_adapter(
     adapter: str,
     train_log: str,
     summary: str,
+    checkpoints: str,
     experiment: dict,
     training: dict,
     model_settings: dict,
@@ -112,30 +120,35 @@ def train_adapter(
     base = load_model(manifest, model_settings)
     rows = [{k: r[k] for k in ("prompt", "chosen", "rejected")} for r in read_jsonl(pairs)]
     steps = StepLog()
-    with tempfile.TemporaryDirectory(prefix="dpo-") as scratch:
-        trainer = DPOTrainer(
-            model=base,
-            ref_model=None,
-            args=dpo_config(experiment, training, scratch),
-            train_dataset=Dataset.from_list(rows),
-            processing_class=tokenizer,
-            peft_config=lora_config(experiment, training),
-            callbacks=[steps],
-        )
-        start = time.perf_counter()
-        result = trainer.train()
-        seconds = time.perf_counter() - start
-        trainer.model.save_pretrained(adapter, safe_serialization=True)
+    resume = train_guards.resume_point(
+        checkpoints, train_guards.fingerprint(model, pairs, experiment, training, model_settings)
+    )
+    resumed_from_step = train_guards.checkpoint_step(Path(resume)) if resume else 0
+    trainer = DPOTrainer(
+        model=base,
+        ref_model=None,
+        args=dpo_config(experiment, training, checkpoints),
+        train_dataset=Dataset.from_list(rows),
+        processing_class=tokenizer,
+        peft_config=lora_config(experiment, training),
+        callbacks=[steps, train_guards.NumericalGuard(training["stop_grad_norm"])],
+    )
+    start = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=resume)
+    seconds = time.perf_counter() - start
+    with atomic.atomic_path(adapter) as temp:
+        trainer.model.save_pretrained(temp, safe_serialization=True)
 
     table = pd.DataFrame(steps.rows)
     table = table.reindex(columns=[c for c in STEP_COLUMNS if c in table.columns]
                           + [c for c in table.columns if c not in STEP_COLUMNS])
-    Path(train_log).parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(train_log, index=False)
+    with atomic.atomic_path(train_log) as temp:
+        table.to_csv(temp, index=False)
     last = table.iloc[-1] if len(table) else {}
     tokens = float(last.get("num_tokens", 0) or 0)
     report = {
-        "train_loss": float(result.training_loss),
+        # The mean over every step, also those before a resume (result.training_loss has only the last part).
+        "train_loss": float(table["loss"].mean()),
         "final_loss": float(last.get("loss", float("nan"))),
         "rewards_margins": float(last.get("rewards/margins", float("nan"))),
         "rewards_accuracies": float(last.get("rewards/accuracies", float("nan"))),
@@ -146,6 +159,9 @@ def train_adapter(
         "tokens_per_second": round(tokens / seconds, 1) if seconds > 0 else None,
         "peak_memory_gib": round(peak_memory_gib(), 3),
         "device": device(),
+        "resumed_from_step": resumed_from_step,
+        "provenance": provenance.record(),
     }
-    Path(summary).write_text(json.dumps(report, indent=2) + "\n")
+    atomic.write_json(summary, report)
+    shutil.rmtree(checkpoints)  # the adapter is written: nothing to resume any more
     log.info("trained %d steps in %.1f s: %s", report["steps"], seconds, report)

@@ -3,13 +3,13 @@ rule prepare_pairs:
         unpack(pairs_inputs),
     output:
         pairs=f"{RESULTS}/pairs/{{data_key}}.jsonl",
-    params:
-        data=data_params,
-        system_prompt=config["data"]["system_prompt"],
     log:
         f"{RESULTS}/logs/prepare_pairs/{{data_key}}.log",
     conda:
         ENV
+    params:
+        data=data_params,
+        system_prompt=config["data"]["system_prompt"],
     script:
         "../scripts/prepare_pairs.py"
 
@@ -27,12 +27,12 @@ rule prepare_prompts:
         probes=config["data"]["probes"],
     output:
         prompts=f"{RESULTS}/prompts.jsonl",
-    params:
-        system_prompt=config["data"]["system_prompt"],
     log:
         f"{RESULTS}/logs/prepare_prompts.log",
     conda:
         ENV
+    params:
+        system_prompt=config["data"]["system_prompt"],
     script:
         "../scripts/prepare_prompts.py"
 
@@ -42,11 +42,11 @@ rule prepare_train_prompts:
         train=config["data"]["train"],
     output:
         prompts=f"{RESULTS}/train_prompts.jsonl",
-    params:
-        system_prompt=config["data"]["system_prompt"],
     log:
         f"{RESULTS}/logs/prepare_train_prompts.log",
     conda:
         ENV
+    params:
+        system_prompt=config["data"]["system_prompt"],
     script:
         "../scripts/prepare_train_prompts.py"

@@ -4,16 +4,16 @@ rule generate_base:
         prompts=f"{RESULTS}/prompts.jsonl",
     output:
         responses=f"{MODEL_RESULTS}/base/responses.jsonl",
-    params:
-        generation=config["generation"],
-        model_settings=model_settings(),
     log:
         f"{RESULTS}/logs/generate_base.log",
+    conda:
+        ENV
     threads: 2
     resources:
         gpu=1,
-    conda:
-        ENV
+    params:
+        generation=config["generation"],
+        model_settings=model_settings(),
     script:
         "../scripts/generate_responses.py"
 
@@ -25,16 +25,16 @@ rule generate_aligned:
         adapter=f"{MODEL_RESULTS}/runs/{{key}}/adapter",
     output:
         responses=f"{MODEL_RESULTS}/runs/{{key}}/responses.jsonl",
-    params:
-        generation=config["generation"],
-        model_settings=model_settings(),
     log:
         f"{RESULTS}/logs/generate_aligned/{{key}}.log",
+    conda:
+        ENV
     threads: 2
     resources:
         gpu=1,
-    conda:
-        ENV
+    params:
+        generation=config["generation"],
+        model_settings=model_settings(),
     script:
         "../scripts/generate_responses.py"
 

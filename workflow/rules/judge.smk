@@ -1,28 +1,37 @@
 rule train_judge:
     input:
+        unpack(judge_model_input),
         train=config["data"]["train"],
+        texts=config["judge"]["texts"],
+        holdout=config["judge"]["holdout"],
     output:
-        judge=f"{RESULTS}/judge/ngram.joblib",
+        judge=f"{RESULTS}/judge/{{judge}}.joblib",
         accuracy=report(
-            f"{RESULTS}/judge/ngram_accuracy.json",
+            f"{RESULTS}/judge/{{judge}}_accuracy.json",
             caption="../report/judge_accuracy.rst",
             category="Judges",
         ),
-    params:
-        cv_folds=config["judge"]["cv_folds"],
-        seed=config["judge"]["seed"],
     log:
-        f"{RESULTS}/logs/train_judge.log",
+        f"{RESULTS}/logs/train_judge/{{judge}}.log",
     conda:
         ENV
+    threads: 2
+    resources:
+        gpu=lambda wildcards: int(judge_runs_model(wildcards.judge)),
+    params:
+        name=lambda wildcards: wildcards.judge,
+        settings=judge_settings,
+        cv_folds=config["judge"]["cv_folds"],
+        seed=config["judge"]["seed"],
     script:
         "../scripts/train_judge.py"
 
 
 rule judge_responses:
     input:
+        unpack(judges_model_input),
         responses="{folder}/responses.jsonl",
-        judge=f"{RESULTS}/judge/ngram.joblib",
+        judges=judge_files(),
     output:
         stances="{folder}/stances.csv",
     log:
@@ -31,5 +40,11 @@ rule judge_responses:
         folder=f"{MODEL_RESULTS}/(base|runs/[^/]+)",
     conda:
         ENV
+    threads: 2
+    resources:
+        gpu=int(any(judge_runs_model(j) for j in JUDGES)),
+    params:
+        names=JUDGES,
+        primary=PRIMARY_JUDGE,
     script:
         "../scripts/judge_responses.py"

@@ -7,14 +7,14 @@ if MODEL == "demo":
         output:
             model_dir=directory(f"{RESULTS}/models/demo"),
             manifest=f"{RESULTS}/models/demo.json",
+        log:
+            f"{RESULTS}/logs/build_demo_model.log",
+        conda:
+            ENV
+        threads: 2
         params:
             **config["demo_model"],
             system_prompt=config["data"]["system_prompt"],
-        log:
-            f"{RESULTS}/logs/build_demo_model.log",
-        threads: 2
-        conda:
-            ENV
         script:
             "../scripts/build_demo_model.py"
 
@@ -27,11 +27,11 @@ else:
     rule resolve_model:
         output:
             manifest=MODEL_MANIFEST,
-        params:
-            name=MODEL,
         log:
             f"{RESULTS}/logs/resolve_model.log",
         conda:
             ENV
+        params:
+            name=MODEL,
         script:
             "../scripts/resolve_model.py"

@@ -3,6 +3,7 @@ rule tables:
         base_stances=f"{MODEL_RESULTS}/base/stances.csv",
         summaries=all_summaries(),
         stances=all_stances(),
+        rewards=all_rewards(),
     output:
         experiments_csv=report(
             f"{RESULTS}/tables/experiments.csv",
@@ -16,12 +17,12 @@ rule tables:
             category="Tables",
         ),
         responses_md=f"{RESULTS}/tables/responses.md",
-    params:
-        experiments=experiment_records(),
     log:
         f"{RESULTS}/logs/tables.log",
     conda:
         ENV
+    params:
+        experiments=experiment_records(),
     script:
         "../scripts/write_tables.py"
 
@@ -36,11 +37,11 @@ rule submission:
             caption="../report/submission.rst",
             category="Submissions",
         ),
-    params:
-        experiment=named_experiment_params,
     log:
         f"{RESULTS}/logs/submission/{{experiment}}.log",
     conda:
         ENV
+    params:
+        experiment=named_experiment_params,
     script:
         "../scripts/write_submission.py"

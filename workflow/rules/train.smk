@@ -6,16 +6,17 @@ rule train_adapter:
         adapter=directory(f"{MODEL_RESULTS}/runs/{{key}}/adapter"),
         train_log=f"{MODEL_RESULTS}/runs/{{key}}/train_log.csv",
         summary=f"{MODEL_RESULTS}/runs/{{key}}/train_summary.json",
-    params:
-        experiment=experiment_params,
-        training=training_settings(),
-        model_settings=model_settings(),
     log:
         f"{RESULTS}/logs/train_adapter/{{key}}.log",
+    conda:
+        ENV
     threads: 2
     resources:
         gpu=1,
-    conda:
-        ENV
+    params:
+        checkpoints=checkpoint_dir,
+        experiment=experiment_params,
+        training=training_settings(),
+        model_settings=model_settings(),
     script:
         "../scripts/train_adapter.py"

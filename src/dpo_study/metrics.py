@@ -1,0 +1,188 @@
+"""Per-response measures computed from the text alone (no model): length and the length limit,
+language, hedging, refusal, repetition; and the defects defined on them.
+
+Every function here is pure, so that each figure in the tables can be checked by hand. Text is
+split into *units* without a word segmenter: a CJK character is one unit, a run of Latin letters,
+digits or apostrophes another. That makes distinct-n and repetition comparable between English and
+Chinese answers.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+import pandas as pd
+
+# CJK ideographs (incl. extension A and compatibility), kana, hangul.
+HAN = r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+KANA = r"\u3040-\u30ff"
+HANGUL = r"\uac00-\ud7af"
+UNIT = re.compile(rf"[{HAN}{KANA}{HANGUL}]|[^\W_{HAN}{KANA}{HANGUL}]+(?:'[^\W_]+)*")
+
+# The length limit that a system prompt states: "100 characters or less", "不超過100字", "100字以內".
+LIMIT_PATTERNS = [
+    re.compile(r"(\d+)\s*(?:characters|chars)\b", re.IGNORECASE),
+    re.compile(r"(\d+)\s*(?:個)?(?:字|字元|字符)"),
+]
+
+# Markers of an answer that avoids taking a side (counted as occurrences, case-insensitive).
+HEDGE_MARKERS = [
+    "it depends", "depends on", "on the other hand", "on one hand", "both sides", "some argue",
+    "some people", "others argue", "others say", "perhaps", "arguably", "it is complicated",
+    "it's complicated", "complex issue", "nuanced", "there are pros and cons", "pros and cons",
+    "hard to say", "not necessarily", "in some cases", "case by case", "balance",
+    "一方面", "另一方面", "取決於", "視情況", "看情況", "見仁見智", "或許", "也許", "有人認為",
+    "有些人", "因人而異", "很難說", "利弊", "優缺點", "平衡",
+]
+# Longest first, whole words for Latin ones: "另一方面" is one marker, not also "一方面".
+HEDGE_PATTERN = re.compile(
+    "|".join(rf"\b{re.escape(m)}\b" if m.isascii() else re.escape(m) for m in sorted(HEDGE_MARKERS, key=len, reverse=True)),
+    re.IGNORECASE,
+)
+REFUSAL_PATTERNS = re.compile(
+    r"\b(?:i can(?:not|'t)|i am unable|i'm unable|i won't|i will not|i'm not able|i am not able|"
+    r"i must decline|i'm sorry|i am sorry|sorry, but|as an ai)\b"
+    r"|抱歉|對不起|对不起|我無法|我无法|我不能|無法回答|无法回答|作為(?:一個)?AI|作为(?:一个)?AI",
+    re.IGNORECASE,
+)
+# A prompt that asks for both sides (where a one-sided answer is a defect).
+BALANCE_REQUEST = re.compile(
+    r"\bboth sides\b|\bpros and cons\b|\bbalanced\b|\bfor and against\b|\badvantages and disadvantages\b"
+    r"|\bboth perspectives\b|\beach side\b|\bweigh\b|\bnuanced\b|\bneutral\b|\bobjective(?:ly)?\b"
+    r"|正反|兩方|两方|雙方|双方|優缺點|优缺点|利弊|平衡|客觀|客观|中立",
+    re.IGNORECASE,
+)
+
+# Defect thresholds (documented in workflow/report/defects.rst).
+CLEAR_STANCE = 0.5  # |P(support) - P(oppose)| below this: the judge sees no clear stance
+HEDGED = 2  # this many hedging markers make an answer over-neutral
+COLLAPSED_REPETITION = 0.3  # this share of repeated 3-grams (or an empty answer): a collapsed answer
+ONE_SIDED = 0.5  # a balance-seeking prompt answered with |stance score| >= this and no hedge
+DEFECTS = ("too_neutral", "no_clear_stance", "too_long", "one_sided_on_balance", "collapsed")
+
+
+def units(text: str) -> list[str]:
+    """Words of Latin-script text and single characters of CJK text, lower-cased."""
+    return [u.lower() for u in UNIT.findall(text or "")]
+
+
+def ngrams(items: list[str], n: int) -> list[tuple[str, ...]]:
+    return [tuple(items[i : i + n]) for i in range(len(items) - n + 1)]
+
+
+def distinct_n(text: str, n: int) -> float:
+    """Unique n-grams / all n-grams of the text's units (1.0 for a text too short to have any)."""
+    grams = ngrams(units(text), n)
+    return len(set(grams)) / len(grams) if grams else 1.0
+
+
+def repetition(text: str, n: int = 3) -> float:
+    """Share of n-gram occurrences that repeat an earlier one: 0 for no repetition, towards 1 for a loop."""
+    return 1.0 - distinct_n(text, n)
+
+
+def length_limit(system_prompt: str) -> float:
+    """The character limit a system prompt states, or NaN when it states none."""
+    for pattern in LIMIT_PATTERNS:
+        match = pattern.search(system_prompt or "")
+        if match:
+            return float(match.group(1))
+    return math.nan
+
+
+def script(text: str) -> str:
+    """The main writing system of a text: han (Chinese), kana (Japanese), hangul, latin, other or ''.
+
+    Hangul counts syllables and Latin counts words, CJK characters one by one."""
+    counts = {
+        "han": len(re.findall(f"[{HAN}]", text or "")),
+        "kana": len(re.findall(f"[{KANA}]", text or "")),
+        "hangul": len(re.findall(f"[{HANGUL}]", text or "")),
+        # Latin words against CJK characters: one character carries about as much as one word.
+        "latin": len(re.findall(r"[A-Za-z\u00c0-\u024f]+", text or "")),
+    }
+    if counts["kana"]:
+        counts["kana"] += counts.pop("han")  # Japanese mixes kanji into kana text
+    if not any(counts.values()):
+        return "other" if (text or "").strip() else ""
+    return max(counts, key=counts.get)
+
+
+def language_script(language: str) -> str:
+    """The script a language code is written in: zh*/yue -> han, ja -> kana, ko -> hangul, else latin."""
+    code = (language or "").lower()
+    if code.startswith(("zh", "yue", "cmn")):
+        return "han"
+    if code.startswith("ja"):
+        return "kana"
+    if code.startswith("ko"):
+        return "hangul"
+    return "latin"
+
+
+def expected_script(prompt: str, system: str = "", language: str | None = None) -> str:
+    """What script the answer should be in: the probe's stated language, else that of the user prompt."""
+    if isinstance(language, str) and language.strip():
+        return language_script(language)
+    return script(prompt) or script(system) or "latin"
+
+
+def hedge_count(text: str) -> int:
+    """Occurrences of hedging markers, none counted inside another."""
+    return len(HEDGE_PATTERN.findall(text or ""))
+
+
+def is_refusal(text: str) -> bool:
+    return bool(REFUSAL_PATTERNS.search(text or ""))
+
+
+def asks_for_balance(prompt: str) -> bool:
+    return bool(BALANCE_REQUEST.search(prompt or ""))
+
+
+def response_metrics(responses: pd.DataFrame) -> pd.DataFrame:
+    """The text measures of each answer; ``responses`` needs response, prompt, system (language optional)."""
+    text = responses["response"].fillna("").astype(str)
+    systems = responses["system"].fillna("") if "system" in responses else pd.Series("", index=responses.index)
+    languages = responses["language"] if "language" in responses else pd.Series(None, index=responses.index)
+    limit = systems.map(length_limit)
+    chars = text.str.len()
+    out = pd.DataFrame(index=responses.index)
+    out["chars"] = chars
+    out["length_limit"] = limit
+    # Blank where the system prompt sets no limit: compliance is undefined there.
+    out["within_limit"] = pd.Series([c <= lim if not math.isnan(lim) else pd.NA for c, lim in zip(chars, limit)],
+                                    index=responses.index, dtype="boolean")
+    out["answer_script"] = text.map(script)
+    out["expected_script"] = [expected_script(p, s, lang)
+                              for p, s, lang in zip(responses["prompt"], systems, languages)]
+    out["language_match"] = out["answer_script"] == out["expected_script"]
+    out["hedges"] = text.map(hedge_count)
+    out["refusal"] = text.map(is_refusal)
+    out["distinct_1"] = text.map(lambda t: round(distinct_n(t, 1), 4))
+    out["distinct_2"] = text.map(lambda t: round(distinct_n(t, 2), 4))
+    out["repetition"] = text.map(lambda t: round(repetition(t), 4))
+    out["asks_for_balance"] = responses["prompt"].map(asks_for_balance)
+    return out
+
+
+def defects(measures: pd.DataFrame) -> pd.DataFrame:
+    """One boolean column per defect, from a table with stance, stance_score and the text measures.
+
+    too_neutral: the judge labels the answer neutral, or it carries >= HEDGED hedging markers.
+    no_clear_stance: |P(support) - P(oppose)| < CLEAR_STANCE (neutral or an unsure judge).
+    too_long: longer than the limit its system prompt states (never where none is stated).
+    one_sided_on_balance: the prompt asks for both sides; the answer takes one clearly, without a hedge.
+    collapsed: empty, or >= COLLAPSED_REPETITION of its 3-grams repeat an earlier one.
+    """
+    score = measures["stance_score"].astype(float).abs()
+    out = pd.DataFrame(index=measures.index)
+    out["too_neutral"] = (measures["stance"] == "neutral") | (measures["hedges"] >= HEDGED)
+    out["no_clear_stance"] = score < CLEAR_STANCE
+    out["too_long"] = measures["within_limit"].astype("boolean").eq(False).fillna(False).astype(bool)
+    out["one_sided_on_balance"] = (
+        measures["asks_for_balance"].astype(bool) & (score >= ONE_SIDED) & (measures["hedges"] == 0)
+    )
+    out["collapsed"] = (measures["chars"] == 0) | (measures["repetition"] >= COLLAPSED_REPETITION)
+    return out[list(DEFECTS)]

@@ -1,0 +1,280 @@
+"""Input checks that run before any job: one readable line per problem, naming file, field and rule.
+
+jsonschema's own messages dump whole schemas and documents; here each error becomes
+``study.yaml: experiments[0].support_ratio = 1.5: must be a number ≥ 0 and ≤ 1``, with the
+config file the value came from, or ``data/train.json: row 3 (id 4), field 'oppose' = "": must be
+non-empty text`` for a data file.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import json
+import warnings
+from pathlib import Path, PurePosixPath
+
+import jsonschema
+import yaml
+from jsonschema.exceptions import ValidationError, best_match
+
+from dpo_study.experiments import ConfigError
+
+TYPE_NAMES = {
+    "integer": "a whole number",
+    "number": "a number",
+    "string": "text",
+    "boolean": "true or false",
+    "array": "a list",
+    "object": "a mapping of keys to values",
+    "null": "null",
+}
+
+
+def render(value, limit: int = 60) -> str:
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def kind_of(value) -> str:
+    """A value's JSON type in words, for 'got ...'."""
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return "text"
+    if value is None:
+        return "null"
+    return "a number"
+
+
+def expected(schema: dict) -> str:
+    """What a schema allows, in words: 'a whole number ≥ 1', 'one of swap', 'a list of text'."""
+    if "enum" in schema:
+        return "one of " + ", ".join(render(v) for v in schema["enum"])
+    for alternatives in ("oneOf", "anyOf"):
+        if alternatives in schema:
+            return " or ".join(expected(s) for s in schema[alternatives])
+    types = schema.get("type", [])
+    types = [types] if isinstance(types, str) else list(types)
+    if types == ["array"]:
+        items = schema.get("items", {})
+        if items.get("type") == "object" and "required" in items:
+            return "a list of rows, each with the fields " + ", ".join(items["required"])
+        words = "a non-empty list" if schema.get("minItems") == 1 else "a list"
+        return words + (f", each item {expected(items)}" if items else "")
+    names = [TYPE_NAMES.get(t, t) for t in types]
+    if schema.get("minLength") == 1:
+        names = ["non-empty text" if n == "text" else n for n in names]
+    words = " or ".join(names) or "a value"
+    bounds = [
+        f"{sign} {render(schema[key])}"
+        for key, sign in (("minimum", "≥"), ("exclusiveMinimum", ">"), ("maximum", "≤"), ("exclusiveMaximum", "<"))
+        if key in schema
+    ]
+    if bounds:
+        words += " " + " and ".join(bounds)
+    if "description" in schema and "pattern" in schema:
+        words += f" ({schema['description']})"
+    elif "pattern" in schema:
+        words += f" matching {schema['pattern']}"
+    if "maxLength" in schema:
+        words += f" of at most {schema['maxLength']} characters"
+    return words
+
+
+def problem(error: ValidationError, noun: str = "key") -> str:
+    """What is wrong at the error's location, and what is allowed there."""
+    if error.validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        unknown = sorted(set(error.instance) - set(allowed))
+        hints = [
+            f"'{name}' (did you mean '{match[0]}'?)" if (match := difflib.get_close_matches(name, allowed, 1)) else f"'{name}'"
+            for name in unknown
+        ]
+        return f"unknown {noun}{'s' if len(unknown) > 1 else ''} {', '.join(hints)}; allowed: {', '.join(allowed)}"
+    if error.validator == "required":
+        missing = [name for name in error.validator_value if name not in error.instance]
+        return f"missing {noun} {', '.join(repr(m) for m in missing)} (required: {', '.join(error.validator_value)})"
+    if error.validator == "minItems" and error.validator_value == 1:
+        return "must not be an empty list"
+    got = f"; got {kind_of(error.instance)}" if error.validator in ("type", "oneOf", "anyOf") else ""
+    return f"must be {expected(error.schema)}{got}"
+
+
+def leaf_errors(validator: jsonschema.protocols.Validator, document) -> list[ValidationError]:
+    """Every error, each narrowed to its most specific cause (into oneOf branches), in document order."""
+    by_location: dict[tuple, list[ValidationError]] = {}
+    for error in validator.iter_errors(document):
+        by_location.setdefault(tuple(error.absolute_path), []).append(error)
+    # One error per location (an empty text breaks both minLength and pattern: say it once).
+    errors = [best_match(group) for group in by_location.values()]
+    return sorted(errors, key=lambda e: [(isinstance(p, str), p) for p in e.absolute_path])
+
+
+# ---- the config ----------------------------------------------------------------------
+
+
+def with_defaults(validator_class):
+    """A validator that fills in each property's schema default, as it validates."""
+    validate_properties = validator_class.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for name, subschema in properties.items():
+                if "default" in subschema:
+                    instance.setdefault(name, copy.deepcopy(subschema["default"]))
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
+
+
+def config_path(parts) -> str:
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "the config"
+
+
+def lookup(document, parts):
+    for part in parts:
+        try:
+            document = document[part]
+        except (KeyError, IndexError, TypeError):
+            return None, False
+    return document, True
+
+
+def source_of(parts, config_files) -> str:
+    """The first of ``config_files`` (in priority order) that sets the value at ``parts``."""
+    for path in config_files:
+        try:
+            document = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError):
+            continue
+        if lookup(document, parts)[1]:
+            return str(path)
+    return "config (--config)"
+
+
+def describe_config_error(error: ValidationError, config: dict, config_files) -> str:
+    parts = list(error.absolute_path)
+    where = config_path(parts)
+    value = "" if error.validator in ("additionalProperties", "required") else f" = {render(error.instance)}"
+    # Name the experiment too, when the error is inside one.
+    if len(parts) >= 2 and parts[0] in ("experiments", "grids") and isinstance(parts[1], int):
+        name, found = lookup(config, [*parts[:2], "name"])
+        if found and parts[2:] != ["name"]:
+            where += f" (of {render(name)})"
+    return f"{source_of(parts, config_files)}: {where}{value}: {problem(error)}"
+
+
+def inline_refs(schema, root: dict):
+    """The schema with each local ``$ref`` replaced by what it points to (so messages can describe it)."""
+    if isinstance(schema, list):
+        return [inline_refs(s, root) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    if "$ref" in schema:
+        target = root
+        for part in schema["$ref"].removeprefix("#/").split("/"):
+            target = target[part]
+        rest = {k: v for k, v in schema.items() if k != "$ref"}
+        return inline_refs({**target, **rest}, root)
+    return {k: inline_refs(v, root) for k, v in schema.items()}
+
+
+def validate_config(config: dict, schema_file: str | Path, config_files=()) -> None:
+    """Check ``config`` against the schema and fill in its defaults; all problems in one error.
+
+    ``config_files`` are the config files in priority order (the last ``--configfile`` first), so
+    that a message names the file that set the bad value.
+    """
+    schema = yaml.safe_load(Path(schema_file).read_text(encoding="utf-8"))
+    schema = inline_refs(schema, schema)
+    validator = with_defaults(jsonschema.Draft202012Validator)(schema)
+    errors = leaf_errors(validator, config)
+    if errors:
+        raise ConfigError("\n".join(describe_config_error(e, config, config_files) for e in errors))
+
+
+def check_results_folder(results: str, config_files=()) -> None:
+    """Outputs stay inside the working directory: no absolute path, no '..' that leaves it."""
+    where = f"{source_of(['results'], config_files)}: results = {render(results)}"
+    path = PurePosixPath(results)
+    if path.is_absolute() or Path(results).is_absolute():
+        raise ConfigError(f"{where}: must be a folder inside the working directory, not an absolute path")
+    depth = 0
+    for part in path.parts:
+        depth += -1 if part == ".." else (0 if part == "." else 1)
+        if depth < 0:
+            raise ConfigError(f"{where}: must stay inside the working directory ('..' leaves it)")
+
+
+def check_questions(questions: list[dict], experiment_names) -> None:
+    """A warning, not an error: a study file that replaces the experiments inherits the default
+    questions, which then compare experiments it does not have."""
+    names = set(experiment_names)
+    for index, question in enumerate(questions):
+        missing = [side for side in ("a", "b") if question[side] not in names]
+        if missing:
+            warnings.warn(
+                f"questions[{index}] ({render(question['name'])}): "
+                + ", ".join(f"{side} = {render(question[side])}" for side in missing)
+                + f" names no experiment of this study (experiments: {', '.join(sorted(names))})",
+                stacklevel=2,
+            )
+
+
+# ---- data files ------------------------------------------------------------------------
+
+
+def describe_row_error(error: ValidationError, path: Path, rows) -> str:
+    parts = list(error.absolute_path)
+    if not parts or not isinstance(rows, list):
+        return f"{path}: {problem(error, 'field')}"
+    row = rows[parts[0]]
+    where = f"row {parts[0]}" + (f" (id {render(row['id'])})" if isinstance(row, dict) and "id" in row else "")
+    if len(parts) > 1:
+        where += f", field {'.'.join(map(str, parts[1:]))!r} = {render(error.instance)}"
+    return f"{path}: {where}: {problem(error, 'field')}"
+
+
+def check_rows(rows, schema: dict, path: Path) -> None:
+    """Schema errors (all of them, one line each), then duplicate ids."""
+    errors = leaf_errors(jsonschema.Draft202012Validator(schema), rows)
+    if errors:
+        raise ConfigError("\n".join(describe_row_error(e, path, rows) for e in errors))
+    seen: dict[str, int] = {}
+    for index, row in enumerate(rows):
+        key = str(row["id"])  # 7 and "7" name the same prompt in the outputs
+        if key in seen:
+            raise ConfigError(f"{path}: row {index}, field 'id' = {render(row['id'])}: duplicates the id of row {seen[key]}")
+        seen[key] = index
+
+
+def check_pair_texts(rows: list[dict], path: Path) -> None:
+    """A preference pair needs two different answers."""
+    for index, row in enumerate(rows):
+        if row["support"].strip() == row["oppose"].strip():
+            raise ConfigError(
+                f"{path}: row {index} (id {render(row['id'])}), fields 'support' and 'oppose': "
+                "must be different answers (they are the same text)"
+            )
+
+
+def check_prompt_ids(prompt_files: dict[str, list[dict]]) -> None:
+    """Test and probe prompts share one answer table keyed by id: an id may appear only once."""
+    first_seen: dict[str, str] = {}
+    for path, rows in prompt_files.items():
+        for index, row in enumerate(rows):
+            key = str(row["id"])
+            if key in first_seen and first_seen[key] != path:
+                raise ConfigError(
+                    f"{path}: row {index}, field 'id' = {render(row['id'])}: repeats an id of {first_seen[key]} "
+                    "(test and probe prompts need distinct ids)"
+                )
+            first_seen.setdefault(key, path)
