@@ -117,7 +117,7 @@ def test_on_policy_rejects_the_demo_models_own_answers(study):
         workdir, {"experiments": [{"name": "on_policy", "strategy": "on_policy"}], "questions": [],
                   "generation": {"max_new_tokens": 12}}, name="on_policy.yaml",
     )
-    pairs = "results/pairs/data_size~50_support_ratio~0_strategy~on_policy.jsonl"
+    pairs = "results/demo/pairs/data_size~50_support_ratio~0_strategy~on_policy.jsonl"  # the model's own
     snakemake(workdir, config, pairs)
     train = json.loads((REPO / "data/train.json").read_text())
     answers = read_jsonl(base_answers)

@@ -191,5 +191,6 @@ def test_only_strategies_that_need_them_generate_base_answers_to_training_prompt
     experiments = [{"name": name, "strategy": name} for name in strategies_used]
     config = workdir_with_config(tmp_path, {"experiments": experiments, "questions": [], "mix_weights": mix_weights})
     jobs = scheduled_jobs(snakemake(tmp_path, config, "-n").stdout)
-    assert jobs["prepare_pairs"] == len(strategies_used)
+    assert jobs.get("prepare_pairs", 0) + jobs.get("prepare_model_pairs", 0) == len(strategies_used)
+    assert jobs.get("prepare_model_pairs", 0) == base_train_jobs  # pairs from the model's answers live with it
     assert jobs.get("generate_base_train", 0) == jobs.get("prepare_train_prompts", 0) == base_train_jobs

@@ -127,7 +127,14 @@ def experiment_params(wildcards):
 
 
 def pairs_file(wildcards):
-    return f"{RESULTS}/pairs/{RUNS[wildcards.key].data_key}.jsonl"
+    """Pairs built from the base model's own answers belong to that model; the others are shared."""
+    e = RUNS[wildcards.key]
+    folder = (
+        MODEL_RESULTS
+        if needs_base_responses(e.params["strategy"], e.params.get("mix_weights"))
+        else RESULTS
+    )
+    return f"{folder}/pairs/{e.data_key}.jsonl"
 
 
 def data_params(wildcards):

@@ -14,6 +14,13 @@ rule prepare_pairs:
         "../scripts/prepare_pairs.py"
 
 
+use rule prepare_pairs as prepare_model_pairs with:
+    output:
+        pairs=f"{MODEL_RESULTS}/pairs/{{data_key}}.jsonl",
+    log:
+        f"{RESULTS}/logs/prepare_pairs/{MODEL_SLUG}/{{data_key}}.log",
+
+
 rule prepare_prompts:
     input:
         test=config["data"]["test"],
