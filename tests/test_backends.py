@@ -1,6 +1,7 @@
 """Backend, precision and batch-split selection (backends.py), on the CPU with the machine passed in."""
 
 import ast
+import re
 import subprocess
 import sys
 
@@ -134,14 +135,26 @@ def test_preparing_a_job_loads_neither_transformers_nor_trl():
     assert result.stdout.strip() == "[]"
 
 
-@pytest.mark.parametrize("script", ["train_adapter.py", "generate_responses.py"])
+# Every rule that can declare a GPU (training, generation, the implicit reward, the judges that run a model).
+GPU_SCRIPTS = ["train_adapter.py", "generate_responses.py", "implicit_reward.py", "train_judge.py",
+               "judge_responses.py"]
+
+
+def test_every_rule_that_can_take_a_gpu_runs_one_of_the_gpu_scripts():
+    rules = "".join(path.read_text() for path in (REPO / "workflow/rules").glob("*.smk"))
+    blocks = re.split(r"^rule ", rules, flags=re.M)
+    gpu_scripts = {block.split('"../scripts/')[1].split('"')[0] for block in blocks
+                   if "gpu=" in block and '"../scripts/' in block}
+    assert gpu_scripts == set(GPU_SCRIPTS)
+
+
+@pytest.mark.parametrize("script", GPU_SCRIPTS)
 def test_gpu_stage_scripts_prepare_the_job_before_importing_the_stage(script):
     body = ast.parse((REPO / "workflow/scripts" / script).read_text()).body
     order = [node.value.func.id if isinstance(node, ast.Expr) else node.module
              for node in body if isinstance(node, (ast.Expr, ast.ImportFrom))]
-    assert order.index("prepare_job") < order.index("dpo_study.smk")
-    assert order.index("prepare_job") < min(i for i, m in enumerate(order) if m in ("dpo_study.train",
-                                                                                     "dpo_study.generate"))
+    stage_imports = [i for i, m in enumerate(order) if m.startswith("dpo_study.") and m != "dpo_study.backends"]
+    assert order.index("prepare_job") < min(stage_imports)
 
 
 def test_gpu_jobs_get_growable_allocator_segments_unless_the_user_chose(monkeypatch, tmp_path):

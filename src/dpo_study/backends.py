@@ -354,7 +354,7 @@ def load_for_training(plan: TrainPlan, manifest: dict, model_settings: dict, lor
     return load_model(manifest, {**model_settings, "load_in_4bit": plan.load_in_4bit}), lora
 
 
-def prepare_process(model_manifest: str, training: dict | None, model_settings: dict, gpu: bool = True) -> None:
+def prepare_process(model_manifest: str | None, training: dict | None, model_settings: dict, gpu: bool = True) -> None:
     """First thing in a GPU job's process: claim a GPU, then import Unsloth if this job trains with it.
 
     Both must happen before transformers/TRL are imported and before CUDA starts.
@@ -375,6 +375,7 @@ def prepare_process(model_manifest: str, training: dict | None, model_settings: 
 
 
 def prepare_job(smk) -> None:
-    """``prepare_process`` for a Snakemake job, from its input, params and resources."""
-    prepare_process(smk.input.model, smk.params.get("training"), smk.params.model_settings,
+    """``prepare_process`` for a Snakemake job, from its input, params and resources (a job that
+    does not train needs no model manifest: e.g. a judge)."""
+    prepare_process(smk.input.get("model"), smk.params.get("training"), smk.params.get("model_settings", {}),
                     gpu=bool(smk.resources.get("gpu", 0)))
