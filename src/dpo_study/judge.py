@@ -26,6 +26,7 @@ import os
 import time
 import urllib.error
 import urllib.request
+from abc import ABC, abstractmethod
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -57,7 +58,7 @@ def register(name: str):
     return decorator
 
 
-class Judge:
+class Judge(ABC):
     """A stance judge: ``probabilities`` gives one row of P(support), P(oppose), P(neutral) per text."""
 
     name = ""
@@ -68,8 +69,8 @@ class Judge:
         self.seed = seed
         self.model = model  # the study's model manifest, for judges that run the base model
 
-    def probabilities(self, texts: list[str], prompts: list[str] | None = None) -> np.ndarray:
-        raise NotImplementedError
+    @abstractmethod
+    def probabilities(self, texts: list[str], prompts: list[str] | None = None) -> np.ndarray: ...
 
 
 def class_columns(classes, probabilities: np.ndarray) -> np.ndarray:
@@ -86,8 +87,8 @@ class ClassifierJudge(Judge):
     def features(self, texts: list[str]):
         return [t or " " for t in texts]
 
-    def make_classifier(self):
-        raise NotImplementedError
+    @abstractmethod
+    def make_classifier(self): ...
 
     def cross_validate(self, texts, labels, folds) -> np.ndarray:
         return cross_val_score(self.make_classifier(), self.features(texts), labels, cv=folds)
