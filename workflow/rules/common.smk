@@ -20,7 +20,7 @@ from dpo_study.experiments import ConfigError, expand
 from dpo_study.data import check_strategies, load_probes, load_rows
 from dpo_study.strategies import needs_base_responses
 from dpo_study.modeling import check_model_name, model_slug
-from dpo_study.report import check_questions
+from dpo_study.comparisons import check_questions
 from dpo_study.provenance import experiment_config_hash
 from dpo_study.validation import (
     check_prompt_ids,

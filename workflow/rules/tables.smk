@@ -23,6 +23,7 @@ rule tables:
         ENV
     params:
         experiments=experiment_records(),
+        relevance_model=config["judge"]["embedding"]["model_path"],
     script:
         "../scripts/write_tables.py"
 
