@@ -102,6 +102,15 @@ def build_pairs(
     return pairs
 
 
+def heldout_pairs(rows: list[dict], data_size: int, support_ratio: float,
+                  system_prompt: str = DEFAULT_SYSTEM_PROMPT) -> list[dict]:
+    """Pairs of the training rows an experiment does not train on (those after its first ``data_size``),
+    preferring stances by the same rule, the other stance rejected: how far the learnt preference
+    carries to rows it never saw (an over-fitted adapter scores its own pairs far better)."""
+    rest = rows[data_size:]
+    return build_pairs(rest, len(rest), support_ratio, "swap", system_prompt) if rest else []
+
+
 def write_jsonl(rows: list[dict], path: str | Path) -> None:
     with atomic.atomic_path(path) as temp, temp.open("w", encoding="utf-8") as handle:
         for row in rows:

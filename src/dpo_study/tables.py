@@ -20,7 +20,9 @@ log = logging.getLogger(__name__)
 TRUNCATION_COLUMNS = ["hit_max_new_tokens_before", "hit_max_new_tokens_after"]
 PROVENANCE_COLUMNS = ["config_hash", "git_commit", *(f"{name}_version" for name in ("python", *LIBRARIES))]
 EXPERIMENT_COLUMNS = [
-    "experiment", *EXPERIMENT_PARAMS, "train_loss", "rewards_margins", "rewards_accuracies",
+    "experiment", *EXPERIMENT_PARAMS, "train_loss", "final_loss", "rewards_margins", "rewards_accuracies",
+    # held-out pairs (training rows the experiment did not train on) and training stability
+    "eval_rewards_accuracies", "eval_rewards_margins", "max_grad_norm", "loss_spikes",
     "train_seconds", "support_rate_before", "support_rate_after", "mean_chars_before", "mean_chars_after",
     # on the test prompts too: answers the primary judge labels neutral, answers within the length limit
     "neutral_rate_before", "neutral_rate_after", "within_limit_rate_before", "within_limit_rate_after",
@@ -154,6 +156,8 @@ def write_tables(
                 **experiment,
                 "experiment": experiment["name"],
                 "train_loss": summary["train_loss"],
+                **{c: summary.get(c, float("nan")) for c in ("final_loss", "eval_rewards_accuracies",
+                                                              "eval_rewards_margins", "max_grad_norm", "loss_spikes")},
                 "rewards_margins": summary["rewards_margins"],
                 "rewards_accuracies": summary["rewards_accuracies"],
                 "train_seconds": summary["train_seconds"],

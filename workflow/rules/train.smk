@@ -2,6 +2,7 @@ rule train_adapter:
     input:
         model=MODEL_MANIFEST,
         pairs=pairs_file,
+        train_rows=config["data"]["train"],
     output:
         adapter=directory(f"{MODEL_RESULTS}/runs/{{key}}/adapter"),
         train_log=f"{MODEL_RESULTS}/runs/{{key}}/train_log.csv",
