@@ -1,6 +1,7 @@
 """The report of the shared demo study (tests/conftest.py: demo_study): its files, and the HTML report
 from `snakemake --report` read in a real headless Chromium."""
 
+import re
 from pathlib import Path
 
 import matplotlib.image
@@ -9,8 +10,9 @@ import pandas as pd
 import pytest
 
 import browser
-from conftest import DEMO_EXPERIMENTS, DEMO_QUESTIONS
-from dpo_study.report import Estimate, fmt
+from conftest import DEMO_EXPERIMENTS, DEMO_QUESTIONS, REPO
+from dpo_study.labels import fmt
+from dpo_study.statistics import Estimate
 from snakemake_helpers import snakemake
 
 pytestmark = pytest.mark.slow
@@ -33,17 +35,37 @@ def test_question_tables_and_findings_hold_the_measured_values(demo_study):
     ratio_1 = Estimate.of(table.loc[["ratio_1", "ratio_1_seed7"], "support_rate_after"])
     ratio_0 = table.loc["ratio_0", "support_rate_after"]
     q1 = pd.read_csv(workdir / "results/report/questions/Q1.csv").set_index("metric")
-    assert (q1.loc["support_rate", "a_n"], q1.loc["support_rate", "b_n"]) == (1, 2)
-    assert q1.loc["support_rate", "difference"] == pytest.approx(ratio_1.mean - ratio_0)
+    support = q1.loc["support_rate"]
+    assert (support["a_n"], support["b_n"]) == (1, 2)
+    assert (support["a_mean"], support["b_mean"]) == (pytest.approx(ratio_0), pytest.approx(ratio_1.mean))
+    assert support["low"] <= support["difference"] <= support["high"]
     q4 = pd.read_csv(workdir / "results/report/questions/Q4.csv")
     probe_categories = set(pd.read_json(workdir / "results/prompts.jsonl", lines=True)["category"])
-    assert set(q4["category"]) == probe_categories
+    assert set(q4["category"].dropna()) == probe_categories  # and blank: the run as a whole
     findings = (workdir / "results/findings.md").read_text()
-    assert (f"after DPO the support rate on the 10 test prompts is {fmt(ratio_0)} for ratio_0 and {ratio_1} "
-            f"for ratio_1") in findings
+    assert (f"after DPO the support rate over the valid answers to the 10 test prompts is {fmt(ratio_0)} for "
+            f"ratio_0 and {ratio_1} for ratio_1") in findings
     for theme in ["1. Hyperparameter impact", "2. Qualitative answer changes", "3. Data-construction strategies",
                   "4. Robustness on probes"]:
         assert f"## {theme}" in findings
+    assert "nan" not in findings.replace("nanny", "")
+
+
+def test_readme_demo_numbers_are_the_demo_studys(demo_study):
+    """The README's figures of the demo model come from the demo study that the tests run (the same
+    model seed and settings), so a change of model, data or judge that moves them fails here."""
+    workdir, _ = demo_study
+    readme = (REPO / "README.md").read_text()
+    before = re.search(r"support the AI-art side in (\d+) of the (\d+) that are valid", readme)
+    after = re.search(r"support_ratio 1 gives ([\d.]+) and support_ratio 0 gives ([\d.]+)", readme)
+    assert before and after, "the README's demo-model paragraph changed its wording"
+    responses = pd.read_csv(workdir / "results/tables/responses.csv", dtype={"id": str})
+    base = responses[(responses["experiment"] == "ratio_0") & (responses["category"] == "test")]
+    valid = base[base["original_valid"]]
+    assert (int(before[1]), int(before[2])) == ((valid["original_stance"] == "support").sum(), len(valid))
+    table = experiments(workdir)
+    assert float(after[1]) == pytest.approx(table.loc["ratio_1", "support_rate_after"])
+    assert float(after[2]) == pytest.approx(table.loc["ratio_0", "support_rate_after"])
 
 
 def test_report_opens_every_table_and_plot_in_chromium(html_report, tmp_path):
