@@ -21,13 +21,13 @@ import pandas as pd
 
 from dpo_study import atomic
 from dpo_study.comparisons import (
-    TEST_CATEGORY, count_test_prompts, invalid_reasons, prompt_categories, question_categories, question_table,
+    REASON_WORDS, TEST_CATEGORY, count_test_prompts, prompt_categories, question_categories, question_table,
     question_title, read_experiments, read_responses, row_change, side_estimate, stance_shift, sweep_lines,
     swept_params, valid, with_group,
 )
 from dpo_study.experiments import DATA_PARAMS, format_value
 from dpo_study.labels import fmt, plural
-from dpo_study.metrics import DEFECTS
+from dpo_study.metrics import DEFECTS, INVALID_REASONS
 from dpo_study.pages import html_page
 from dpo_study.statistics import CONFIDENCE, Change, estimate, group_summary, percent, runs
 
@@ -94,15 +94,17 @@ def introduction(experiments: pd.DataFrame, responses: pd.DataFrame, summary: pd
                  judges: list[dict]) -> list[str]:
     runs_table = runs(experiments)
     part = responses[responses["experiment"].isin(runs_table["experiment"])]
-    answers = 2 * len(part)
-    invalid = int((~valid(part, "original")).sum() + (~valid(part, "aligned")).sum())
+    base = part[part["experiment"] == part["experiment"].iloc[0]]  # the base model's answers, once
+    answers = len(base) + len(part)
+    invalid = int((~valid(base, "original")).sum() + (~valid(part, "aligned")).sum())
     probes = int((responses["category"] != TEST_CATEGORY).sum() / max(responses["experiment"].nunique(), 1))
     seeds = summary["seed_count"]
     sentences = [
         f"The study trained {plural(len(runs_table), 'run')} in {plural(len(summary), 'seed group')} "
         f"({'1 seed each' if seeds.max() == 1 else f'{int(seeds.min())} to {int(seeds.max())} seeds per group'}); "
         f"each model answered {count_test_prompts(responses)} test prompts and {probes} probes.",
-        f"{invalid} of {answers} answers are no valid measurement of a stance ({invalid_reasons(part) or 'none'}) "
+        f"{invalid} of {answers} answers (the base model's and every run's) are no valid measurement of a stance "
+        f"({answer_reasons(base, part) or 'none'}) "
         f"and are left out of every stance rate; a change is called an effect only when its {percent(CONFIDENCE)} "
         "interval over prompts excludes 0.",
     ]
@@ -113,6 +115,14 @@ def introduction(experiments: pd.DataFrame, responses: pd.DataFrame, summary: pd
                              "hold-out texts.")
             break
     return sentences
+
+
+def answer_reasons(base: pd.DataFrame, aligned: pd.DataFrame) -> str:
+    """Why answers are invalid, counting the base model's answers once: 'collapsed 12, off-topic 3'."""
+    counts = {reason: int(base.get(f"original_{reason}", pd.Series(dtype=bool)).fillna(False).sum()
+                          + aligned.get(f"aligned_{reason}", pd.Series(dtype=bool)).fillna(False).sum())
+              for reason in INVALID_REASONS}
+    return ", ".join(f"{REASON_WORDS[r]} {n}" for r, n in counts.items() if n)
 
 
 def summary_table(summary: pd.DataFrame, params: list[str], columns: list[tuple[str, str]]) -> list[list[str]]:

@@ -20,7 +20,7 @@ th { background: #e4e7eb; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 tr.changed td { background: #fff3c4; }
 tr.invalid td { color: #7b8794; }
-td.text { min-width: 12em; max-width: 26em; }
+td.text { min-width: 10em; max-width: 19em; }
 details table { font-size: 0.85em; margin: 0.3em 0; }
 p.note { color: #52606d; font-size: 0.9em; }
 """
