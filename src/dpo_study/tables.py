@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 import pandas as pd
+from tabulate import tabulate
 
 from dpo_study import atomic, metrics
 from dpo_study.data import read_jsonl
@@ -111,7 +112,10 @@ def write_table(table: pd.DataFrame, csv_path: str, md_path: str, md_columns: li
     with atomic.atomic_path(csv_path) as temp:
         table.to_csv(temp, index=False)
     readable = table[md_columns] if md_columns else table
-    atomic.write_text(md_path, readable.to_markdown(index=False, floatfmt=".4g") + "\n")
+    # tabulate writes n/a for None (pandas would write nan for a missing value)
+    rows = readable.astype(object).where(readable.notna(), None).values.tolist()
+    text = tabulate(rows, headers=list(readable.columns), tablefmt="pipe", floatfmt=".4g", missingval="n/a")
+    atomic.write_text(md_path, text + "\n")
 
 
 def perplexities(rewards: pd.DataFrame, ids) -> dict:
