@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import REPO
-from dpo_study.experiments import ConfigError
+from dpo_study.validation import ConfigError
 from dpo_study.generate import generate_responses
 from dpo_study.modeling import load_model, load_tokenizer, read_manifest
 from snakemake_helpers import snakemake, workdir_with_config

@@ -73,7 +73,7 @@ def test_tables_count_cut_answers_and_record_provenance(tmp_path):
         stances=[stances(tmp_path / "aligned.csv", [True, True, False])],
         rewards=[str(rewards)],
         experiments_csv=out["e.csv"], experiments_md=out["e.md"], responses_csv=out["r.csv"], responses_md=out["r.md"],
-        experiments=[{"name": "x", **params, "config_hash": "0123456789ab"}],
+        experiment_records=[{"name": "x", **params, "config_hash": "0123456789ab"}],
     )
     experiments = pd.read_csv(out["e.csv"])
     assert list(experiments.columns) == EXPERIMENT_COLUMNS

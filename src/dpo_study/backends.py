@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from dpo_study.experiments import ConfigError
+from dpo_study.validation import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -377,5 +377,5 @@ def prepare_process(model_manifest: str | None, training: dict | None, model_set
 def prepare_job(smk) -> None:
     """``prepare_process`` for a Snakemake job, from its input, params and resources (a job that
     does not train needs no model manifest: e.g. a judge)."""
-    prepare_process(smk.input.get("model"), smk.params.get("training"), smk.params.get("model_settings", {}),
+    prepare_process(smk.input.get("manifest"), smk.params.get("training"), smk.params.get("model_settings", {}),
                     gpu=bool(smk.resources.get("gpu", 0)))

@@ -11,7 +11,7 @@ from tqdm import tqdm
 from dpo_study.backends import gpu_memory_bytes, model_shape, weights_in_4bit
 from dpo_study.data import read_jsonl, write_jsonl
 from dpo_study.decode import greedy_decode
-from dpo_study.experiments import ConfigError
+from dpo_study.validation import ConfigError
 from dpo_study.modeling import (
     device, end_of_turn_ids, load_model, load_tokenizer, read_manifest, require_safetensors,
 )
@@ -111,7 +111,7 @@ def load_for_generation(model: str, model_settings: dict, adapter: str | None = 
 
 
 def generate_responses(
-    model: str,
+    manifest: str,
     prompts: str,
     responses: str,
     generation: dict,
@@ -123,7 +123,7 @@ def generate_responses(
     """Stage: answer every prompt of the prompt set; with ``adapter``, as the aligned model."""
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
-    base, tokenizer = load_for_generation(model, model_settings, adapter)
+    base, tokenizer = load_for_generation(manifest, model_settings, adapter)
     start = time.perf_counter()
     rows = generate_answers(base, tokenizer, read_jsonl(prompts), generation)
     seconds = time.perf_counter() - start

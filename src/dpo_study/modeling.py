@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from dpo_study import atomic
+from dpo_study.validation import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +93,6 @@ def hub_offline() -> bool:
 
 def require_safetensors(folder: str | Path, what: str) -> None:
     """Weights are read from safetensors only: a pickled checkpoint can run code when loaded."""
-    from dpo_study.experiments import ConfigError
-
     if not any(Path(folder).glob("*.safetensors")):
         raise ConfigError(
             f"{what} {str(folder)!r} holds no *.safetensors weights "
@@ -103,8 +102,6 @@ def require_safetensors(folder: str | Path, what: str) -> None:
 
 def check_model_name(name: str) -> None:
     """Fail before any job when a model cannot be found: a missing local folder, or offline and not cached."""
-    from dpo_study.experiments import ConfigError
-
     if name == "demo":
         return
     if Path(name).is_dir():

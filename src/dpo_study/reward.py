@@ -38,7 +38,7 @@ def answer_logprobs(model, tokenizer, records: list[dict], batch_size: int = 8) 
 
 
 def implicit_rewards(
-    model: str,
+    manifest: str,
     adapter: str,
     aligned_responses: str,
     base_responses: str,
@@ -53,7 +53,7 @@ def implicit_rewards(
     from peft import PeftModel
 
     torch.set_num_threads(threads)
-    manifest = read_manifest(model)
+    manifest = read_manifest(manifest)
     tokenizer = load_tokenizer(manifest, model_settings)
     policy = PeftModel.from_pretrained(load_model(manifest, model_settings), adapter).eval()
     table = None
