@@ -237,12 +237,12 @@ def test_label_of_token(token, label):
 def test_base_model_llm_judge_compares_label_word_logprobs(tiny_model):
     import torch
 
-    from dpo_study.modeling import load_model, load_tokenizer, read_manifest
+    from dpo_study.modeling import load_base, load_tokenizer, read_manifest
 
     judge = judges.make_judge("llm", {"backend": "base_model"}, manifest=str(tiny_model))
     (row,) = judge.probabilities(["It is a wonderful homage."], ["Is AI art fine?"])
     manifest = read_manifest(tiny_model)
-    tokenizer, model = load_tokenizer(manifest, {}), load_model(manifest, {}).eval()
+    tokenizer, model = load_tokenizer(manifest, {}), load_base(manifest, {}).eval()
     prefix = tokenizer.apply_chat_template(judges.judge_messages(judge.topic, "It is a wonderful homage.", "Is AI art fine?"),
                                            tokenize=False, add_generation_prompt=True)
     prefix_ids = tokenizer(prefix, add_special_tokens=False)["input_ids"]

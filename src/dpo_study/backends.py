@@ -349,9 +349,10 @@ def load_for_training(plan: TrainPlan, manifest: dict, model_settings: dict, lor
             max_seq_length=max_length,
         )
         return model, None
-    from dpo_study.modeling import load_model
+    from dpo_study.modeling import load_base
 
-    return load_model(manifest, {**model_settings, "load_in_4bit": plan.load_in_4bit}), lora
+    # The plan's precision is weights_in_4bit's for these settings: the same base the other stages load.
+    return load_base(manifest, {**model_settings, "load_in_4bit": plan.load_in_4bit}), lora
 
 
 def prepare_process(model_manifest: str | None, training: dict | None, model_settings: dict, gpu: bool = True) -> None:

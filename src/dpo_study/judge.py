@@ -214,14 +214,14 @@ class LLMJudge(Judge):
     def base_model_probabilities(self, texts, prompts):
         import torch
 
-        from dpo_study.modeling import load_model, load_tokenizer, read_manifest, sequence_logprobs
+        from dpo_study.modeling import load_base, load_tokenizer, read_manifest, sequence_logprobs
 
         if not self.manifest:
             raise ConfigError("judge.llm.backend: base_model needs the study's model manifest")
         manifest = read_manifest(self.manifest)
         model_settings = self.settings.get("model_settings", {})
         tokenizer = load_tokenizer(manifest, model_settings)
-        model = load_model(manifest, model_settings).eval()
+        model = load_base(manifest, model_settings).eval()
         # Each label as written in lower case and capitalised; a label's score sums both.
         variants = [[label, label.capitalize()] for label in LABELS]
         sequences, starts = [], []
