@@ -36,7 +36,7 @@ def test_training_evaluates_the_heldout_pairs(tmp_path, tiny_model):
     pairs = tmp_path / "pairs.jsonl"
     write_jsonl(build_pairs(train, experiment["data_size"], experiment["support_ratio"]), pairs)
     paths = run_paths(tmp_path / "run", pairs)
-    train_adapter(model=str(tiny_model), experiment=experiment, training=training_settings(),
+    train_adapter(manifest=str(tiny_model), experiment=experiment, training=training_settings(),
                   model_settings=MODEL_SETTINGS, train_rows=str(REPO / "data/train.json"), **paths)
     summary = json.loads((tmp_path / "run/train_summary.json").read_text())
     assert summary["eval_pairs"] == len(train) - experiment["data_size"]

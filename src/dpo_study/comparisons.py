@@ -15,7 +15,8 @@ import math
 import pandas as pd
 from scipy import stats
 
-from dpo_study.experiments import ConfigError, format_value
+from dpo_study.experiments import format_value
+from dpo_study.validation import ConfigError
 from dpo_study.labels import ordered_metrics
 from dpo_study.metrics import BOOLEAN_MEASURES, INVALID_REASONS
 from dpo_study.statistics import (

@@ -139,18 +139,17 @@ def write_tables(
     experiments_md: str,
     responses_csv: str,
     responses_md: str,
-    experiments: list[dict],
+    experiment_records: list[dict],
     relevance_model: str | None = None,
 ) -> None:
-    """Stage: ``experiments`` (name + parameters) pairs up, in order, with ``summaries``, ``stances``, ``rewards``.
-
-    ``relevance_model``: the sentence-transformers folder that scores each answer's relevance
+    """Stage: ``experiment_records`` (name + parameters) pairs up, in order, with ``summaries``, ``stances``,
+    ``rewards``. ``relevance_model``: the sentence-transformers folder that scores each answer's relevance
     (None: the bundled all-MiniLM-L6-v2)."""
     encode = sentence_encoder(relevance_model)
     base = read_stances(base_stances, encode)
     base_test = base[base["set"] == "test"]
     rows, responses = [], []
-    for experiment, summary_path, stances_path, rewards_path in zip(experiments, summaries, stances, rewards, strict=True):
+    for experiment, summary_path, stances_path, rewards_path in zip(experiment_records, summaries, stances, rewards, strict=True):
         summary = json.loads(Path(summary_path).read_text())
         aligned = read_stances(stances_path, encode)
         aligned_test = aligned[aligned["set"] == "test"]

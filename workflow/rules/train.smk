@@ -1,6 +1,6 @@
 rule train_adapter:
     input:
-        model=MODEL_MANIFEST,
+        manifest=MODEL_MANIFEST,
         pairs=pairs_file,
         train_rows=config["data"]["train"],
     output:
@@ -17,7 +17,7 @@ rule train_adapter:
     params:
         checkpoints=checkpoint_dir,
         experiment=experiment_params,
-        training=training_settings(),
-        model_settings=model_settings(),
+        training=STUDY.training_settings,
+        model_settings=STUDY.model_settings,
     script:
         "../scripts/train_adapter.py"
