@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dpo_study.backends import batch_split
-from dpo_study.data import check_strategies, load_probes, load_rows
+from dpo_study.data import check_data_size, check_strategies, load_probes, load_rows
 from dpo_study.experiments import Experiment, expand
 from dpo_study.generate import check_generation
 from dpo_study.modeling import check_model_name, model_slug
@@ -202,14 +202,10 @@ def load_study(config: dict, config_files=(), schema: str | Path = CONFIG_SCHEMA
     data = config["data"]
     train_rows = load_rows(data["train"], "train")
     test_rows = load_rows(data["test"], "test")
-    probe_rows = load_probes(data["probes"])  # an id once across probe files
+    probe_rows = load_probes(data["probes"])
     check_prompt_ids({data["test"]: test_rows, **{path: load_rows(path, "probes") for path in data["probes"]}})
     for e in experiments:
-        if e.params["data_size"] > len(train_rows):
-            raise ConfigError(
-                f"experiment {e.name!r}, field data_size: {e.params['data_size']} "
-                f"is larger than the {len(train_rows)} rows of {data['train']}"
-            )
+        check_data_size(e.params["data_size"], train_rows, f"experiment {e.name!r}, field data_size", data["train"])
     check_strategies(experiments, train_rows, data["train"])
     check_model_name(config["model"]["name"])
     probe_categories = list(dict.fromkeys(r["category"] for r in probe_rows))
