@@ -67,6 +67,8 @@ def test_settings_groups_are_separate_and_complete():
     ({"judge": {"use": ["ngram"], "primary": "embedding"}}, "judge.primary: 'embedding' is not one of judge.use"),
     ({"questions": [{"name": "Q1", "a": "homework_default", "b": "nope"}]}, "questions[0] (Q1).b: 'nope'"),
     ({"training": {"per_device_train_batch_size": 3}}, "training.per_device_train_batch_size"),
+    ({"data": {**DEMO["data"], "probes": ["config/probes.yaml", "config/probes.yaml"]}},
+     "config/probes.yaml: row 0, field 'id' = \"para_51\": repeats an id of config/probes.yaml"),
 ])
 def test_bad_study_raises_a_config_error(overrides, message):
     with pytest.raises(ConfigError) as error:

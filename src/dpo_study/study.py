@@ -203,7 +203,7 @@ def load_study(config: dict, config_files=(), schema: str | Path = CONFIG_SCHEMA
     train_rows = load_rows(data["train"], "train")
     test_rows = load_rows(data["test"], "test")
     probe_rows = load_probes(data["probes"])
-    check_prompt_ids({data["test"]: test_rows, **{path: load_rows(path, "probes") for path in data["probes"]}})
+    check_prompt_ids([(data["test"], test_rows), *((path, load_rows(path, "probes")) for path in data["probes"])])
     for e in experiments:
         check_data_size(e.params["data_size"], train_rows, f"experiment {e.name!r}, field data_size", data["train"])
     check_strategies(experiments, train_rows, data["train"])
