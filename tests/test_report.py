@@ -132,6 +132,11 @@ def test_stage_outputs_html_escapes_answers_and_marks_changed_stances(study, tmp
     page = (out / "responses/homework_default.html").read_text()
     assert "&lt;b&gt;support&lt;/b&gt;" in page and "<b>support" not in page
     assert page.count('<tr class="changed">') == 3 + 2  # 3 test answers and one probe per category flipped
+    # What fits at 1400 px: prompt, both answers and both stances; every other measure one click away.
+    header = re.search(r"<thead><tr>(.*?)</tr></thead>", page)[1]
+    assert re.findall(r"<th>(.*?)</th>", header) == ["prompt id", "prompt", "before DPO", "after DPO", "stance before",
+                                                    "stance after", "other measures"]
+    assert "<details><summary>" in page
     assert pd.read_csv(out / "summary.csv")["group"].tolist()[:2] == ["homework_default", "q1"]
 
 
