@@ -166,6 +166,8 @@ def train_adapter(
     evaluation = {}
     if heldout:
         trainer.precompute_ref_logps = False  # the held-out pairs have no cached reference log-probs
+        # TRL reports the mean over eval batches (of per_device_eval_batch_size pairs): exact per pair
+        # when the pairs fill whole batches.
         evaluation = trainer.evaluate()
     with atomic.atomic_path(adapter) as temp:
         trainer.model.save_pretrained(temp, safe_serialization=True)
