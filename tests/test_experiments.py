@@ -1,3 +1,6 @@
+import math
+import re
+
 import pytest
 
 from dpo_study.experiments import ConfigError, expand
@@ -80,3 +83,44 @@ def test_strategy_is_a_sweep_dimension():
     experiments = expand({"defaults": DEFAULTS, "grids": [{"name": "g", "strategy": ["swap", "hedge", "on_policy"]}]})
     assert [e.name for e in experiments] == ["g_strategy~swap", "g_strategy~hedge", "g_strategy~on_policy"]
     assert len({e.data_key for e in experiments}) == 3
+
+
+def test_keys_of_close_floats_differ_and_read_back_exactly():
+    a, b = expand({"defaults": DEFAULTS, "experiments": [
+        {"name": "a", "learning_rate": 0.002}, {"name": "b", "learning_rate": 0.0020000001}]})
+    assert a.key != b.key
+    for experiment in (a, b):
+        text = experiment.key.split("learning_rate~")[1].split("_")[0]
+        assert float(text) == experiment.params["learning_rate"]
+
+
+@pytest.mark.parametrize("value", [0.1, 0.0001, 5e-05, 2e-3, 1.0, 1e6, 1e16, 1e-300, 0.1 + 0.2, 123456789.123])
+def test_float_keys_round_trip_and_hold_no_plus(value):
+    (e,) = expand({"defaults": DEFAULTS, "experiments": [{"name": "a", "beta": value}]})
+    text = e.key.split("beta~")[1].split("_")[0]
+    assert float(text) == value and "+" not in text
+    assert re.fullmatch(r"[A-Za-z0-9_.,=~-]+", e.key)
+
+
+def test_common_values_stay_readable():
+    (e,) = expand({"defaults": DEFAULTS, "experiments": [{"name": "a", "beta": 1.0e6, "learning_rate": 5e-5,
+                                                            "support_ratio": 0.5}]})
+    assert "support_ratio~0.5_beta~1000000_" in e.key and "learning_rate~5e-05_" in e.key
+
+
+def test_grid_names_carry_exact_values():
+    experiments = expand({"defaults": DEFAULTS, "grids": [{"name": "g", "learning_rate": [0.002, 0.0020000001]}]})
+    assert [e.name for e in experiments] == ["g_learning_rate~0.002", "g_learning_rate~0.0020000001"]
+
+
+def test_non_finite_values_are_an_error():
+    with pytest.raises(ConfigError, match=r"experiments\[0\] \(a\)\.beta: must be a finite number"):
+        expand({"defaults": DEFAULTS, "experiments": [{"name": "a", "beta": math.inf}]})
+    with pytest.raises(ConfigError, match="mix_weights: must be finite numbers"):
+        expand({"defaults": DEFAULTS, "mix_weights": {"swap": math.inf},
+                "experiments": [{"name": "a", "strategy": "mix"}]})
+
+
+def test_a_name_a_path_cannot_hold_is_an_error():
+    with pytest.raises(ConfigError, match=r"the name 'a/b' of 'a/b' holds a character"):
+        expand({"defaults": DEFAULTS, "experiments": [{"name": "a/b"}]})

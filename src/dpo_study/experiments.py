@@ -8,6 +8,8 @@ artifacts, and a changed parameter gives a new key, so only that experiment's jo
 from __future__ import annotations
 
 import itertools
+import math
+import re
 import warnings
 from dataclasses import dataclass
 
@@ -62,9 +64,26 @@ class Experiment:
         return params_key(params, params)
 
 
+# Every character a key can hold: no "/" (one path segment) and nothing that a shell or a regular
+# expression treats specially, so that one simple wildcard pattern matches every key.
+KEY_CHARACTERS = re.compile(r"[A-Za-z0-9_.,=~-]+")
+
+
+def format_float(value: float) -> str:
+    """The shortest text that reads back as exactly ``value`` (Python's repr), made path-friendly.
+
+    0.002 and 0.0020000001 stay apart (``%g`` merged them); common values read as before (0.1,
+    0.0001, 5e-05, 1 for 1.0); the exponent's "+" is dropped (1e+16 -> 1e16, which ``float`` reads).
+    """
+    if not math.isfinite(value):
+        raise ValueError(f"{value!r} is not a finite number")
+    text = repr(value).replace("e+", "e")
+    return text[:-2] if text.endswith(".0") else text
+
+
 def format_value(value) -> str:
     if isinstance(value, float):
-        return f"{value:g}"
+        return format_float(value)
     if isinstance(value, dict):  # mix_weights: hedge=1,swap=3 (no regex-special characters)
         return ",".join(f"{k}={format_value(v)}" for k, v in sorted(value.items()))
     return str(value)
@@ -85,6 +104,8 @@ def normalise(params: dict, where: str) -> dict:
             value = int(value)
         elif name in FLOAT_PARAMS:
             value = float(value)
+            if not math.isfinite(value):
+                raise ConfigError(f"{where}.{name}: must be a finite number, got {value!r}")
         out[name] = value
     return out
 
@@ -95,7 +116,10 @@ def with_mix_weights(params: dict, mix_weights: dict, where: str) -> dict:
         return params
     if not mix_weights:
         raise ConfigError(f"{where}.strategy: 'mix' needs weights: set mix_weights, e.g. {{swap: 1, hedge: 1}}")
-    return {**params, "mix_weights": {name: float(w) for name, w in sorted(mix_weights.items())}}
+    weights = {name: float(w) for name, w in sorted(mix_weights.items())}
+    if not all(math.isfinite(w) for w in weights.values()):
+        raise ConfigError(f"mix_weights: must be finite numbers, got {mix_weights!r}")
+    return {**params, "mix_weights": weights}
 
 
 def expand(config: dict) -> list[Experiment]:
@@ -137,6 +161,11 @@ def check(experiments: list[Experiment]) -> None:
         if experiment.name in seen:
             raise ConfigError(f"experiments: duplicate experiment name {experiment.name!r}")
         seen[experiment.name] = experiment
+        # The workflow's wildcards match any path segment: names and keys are checked here instead.
+        for what, text in (("name", experiment.name), ("key", experiment.key)):
+            if not KEY_CHARACTERS.fullmatch(text):
+                raise ConfigError(f"experiments: the {what} {text!r} of {experiment.name!r} holds a character "
+                                  "other than letters, digits and _ . , = ~ -")
         if experiment.key in by_key:
             warnings.warn(
                 f"experiments {by_key[experiment.key]!r} and {experiment.name!r} have identical "

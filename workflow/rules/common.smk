@@ -98,10 +98,12 @@ MODEL_RESULTS = f"{RESULTS}/{MODEL_SLUG}"
 ENV = f"../../envs/{config['software']['env']}.yaml"
 
 
+# One path segment each: experiment names and keys are checked in dpo_study.experiments (a pattern
+# joining every key would be matched against every path, and the DAG would grow quadratically).
 wildcard_constraints:
-    key="|".join(RUNS) or "none",
+    key="[^/]+",
     data_key="[^/]+",
-    experiment="|".join(BY_NAME),
+    experiment="[^/]+",
     judge="|".join(JUDGES),
 
 
