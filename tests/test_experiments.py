@@ -3,7 +3,7 @@ import re
 
 import pytest
 
-from dpo_study.experiments import ConfigError, expand
+from dpo_study.experiments import ConfigError, expand, settings_key
 
 DEFAULTS = dict(num_epoch=3, data_size=50, support_ratio=0, beta=0.1, lora_r=16, lora_alpha=16,
                 learning_rate=1e-4, strategy="swap", seed=42)
@@ -124,3 +124,32 @@ def test_non_finite_values_are_an_error():
 def test_a_name_a_path_cannot_hold_is_an_error():
     with pytest.raises(ConfigError, match=r"the name 'a/b' of 'a/b' holds a character"):
         expand({"defaults": DEFAULTS, "experiments": [{"name": "a/b"}]})
+
+
+GENERATION_DEFAULTS = {"max_new_tokens": 128, "do_sample": False, "temperature": 1.0, "seed": 0}
+
+
+def test_settings_keys_name_what_differs_from_the_defaults():
+    assert settings_key(GENERATION_DEFAULTS, GENERATION_DEFAULTS) == "default"
+    assert settings_key({**GENERATION_DEFAULTS, "temperature": 1}, GENERATION_DEFAULTS) == "default"
+    assert settings_key({**GENERATION_DEFAULTS, "max_new_tokens": 64}, GENERATION_DEFAULTS) == "max_new_tokens~64"
+    assert (settings_key({**GENERATION_DEFAULTS, "do_sample": True, "temperature": 0.7}, GENERATION_DEFAULTS)
+            == "do_sample~True_temperature~0.7")
+    training = {"loss_type": ["sigmoid"], "lora_dropout": 0.1}
+    assert settings_key({**training, "loss_type": ["sigmoid", "sft"]}, training) == "loss_type~sigmoid,sft"
+
+
+def test_settings_keys_of_nested_and_unsafe_values_stay_one_path_segment():
+    defaults = {"use": ["ngram"], "llm": {"backend": "base_model", "url": None}}
+    assert settings_key({**defaults, "llm": {"backend": "base_model", "url": None}}, defaults) == "default"
+    endpoint = {**defaults, "llm": {"backend": "endpoint", "url": "http://host:8000/v1"}}
+    key = settings_key(endpoint, defaults)
+    assert key.startswith("llm.backend_llm.url~") and re.fullmatch(r"[A-Za-z0-9_.,=~-]+", key)
+    other = {**defaults, "llm": {"backend": "endpoint", "url": "http://other:8000/v1"}}
+    assert settings_key(other, defaults) != key
+
+
+def test_close_settings_values_get_different_keys():
+    a = settings_key({**GENERATION_DEFAULTS, "temperature": 0.7}, GENERATION_DEFAULTS)
+    b = settings_key({**GENERATION_DEFAULTS, "temperature": 0.70000001}, GENERATION_DEFAULTS)
+    assert a != b

@@ -7,7 +7,9 @@ artifacts, and a changed parameter gives a new key, so only that experiment's jo
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import json
 import math
 import re
 import warnings
@@ -84,6 +86,8 @@ def format_float(value: float) -> str:
 def format_value(value) -> str:
     if isinstance(value, float):
         return format_float(value)
+    if isinstance(value, (list, tuple)):  # loss_type: sigmoid,sft
+        return ",".join(format_value(v) for v in value)
     if isinstance(value, dict):  # mix_weights: hedge=1,swap=3 (no regex-special characters)
         return ",".join(f"{k}={format_value(v)}" for k, v in sorted(value.items()))
     return str(value)
@@ -91,6 +95,41 @@ def format_value(value) -> str:
 
 def params_key(params: dict, names) -> str:
     return "_".join(f"{name}~{format_value(params[name])}" for name in names)
+
+
+SETTINGS_KEY_LIMIT = 100
+MISSING = object()  # a field that the defaults lack counts as changed
+
+
+def settings_key(settings: dict, defaults: dict) -> str:
+    """A short, readable key of a group of shared settings, for the paths of what they shape.
+
+    ``default`` when every field has its default, else the changed fields as ``name~value``
+    (``max_new_tokens~64``; nested fields as ``llm.backend~endpoint``). When that would be long or
+    hold a character a path cannot (a URL), the changed fields' names and a hash of their values.
+    The rules also get the whole group as a param, so a change of the defaults themselves re-runs
+    what they shaped instead of taking it for cached.
+    """
+    defaults = flatten(defaults)
+    changed = {name: value for name, value in flatten(settings).items() if defaults.get(name, MISSING) != value}
+    if not changed:
+        return "default"
+    readable = "_".join(f"{name}~{format_value(value)}" for name, value in changed.items())
+    if len(readable) <= SETTINGS_KEY_LIMIT and KEY_CHARACTERS.fullmatch(readable):
+        return readable
+    digest = hashlib.sha256(json.dumps(changed, sort_keys=True, default=str).encode("utf-8")).hexdigest()[:12]
+    names = "_".join(changed)
+    return f"{names}~{digest}" if len(names) <= SETTINGS_KEY_LIMIT else f"changed~{digest}"
+
+
+def flatten(settings: dict, prefix: str = "") -> dict:
+    out = {}
+    for name, value in settings.items():
+        if isinstance(value, dict) and value:
+            out.update(flatten(value, f"{prefix}{name}."))
+        else:
+            out[f"{prefix}{name}"] = value
+    return out
 
 
 def normalise(params: dict, where: str) -> dict:
