@@ -71,7 +71,7 @@ def test_reference_log_probs_once_train_like_the_in_loop_reference(demo, tmp_pat
     summaries, logs = {}, {}
     for precompute in (False, True):
         out = tmp_path / str(precompute)
-        train_adapter(model=str(demo / "model.json"), pairs=str(pairs), adapter=str(out / "adapter"),
+        train_adapter(manifest=str(demo / "model.json"), pairs=str(pairs), adapter=str(out / "adapter"),
                       train_log=str(out / "log.csv"), summary=str(out / "summary.json"),
                       checkpoints=str(out / "checkpoints"), experiment=experiment,
                       training={**training, "precompute_ref_logps": precompute}, model_settings=MODEL_SETTINGS,

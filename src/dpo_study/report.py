@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from dpo_study.experiments import EXPERIMENT_PARAMS, ConfigError, format_value
+from dpo_study.experiments import EXPERIMENT_PARAMS, format_value
+from dpo_study.validation import ConfigError
 
 GROUP_PARAMS = [p for p in EXPERIMENT_PARAMS if p != "seed"]
 TEST_CATEGORY = "test"  # the category data.prompt_records gives the test prompts
