@@ -94,7 +94,7 @@ def params_key(params: dict, names) -> str:
     return "_".join(f"{name}~{format_value(params[name])}" for name in names)
 
 
-SETTINGS_KEY_LIMIT = 100
+SETTINGS_KEY_LIMIT = 150  # characters: one path segment may hold 255
 MISSING = object()  # a field that the defaults lack counts as changed
 
 

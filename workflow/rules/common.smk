@@ -1,4 +1,5 @@
 import os
+import re
 import sys
 import warnings
 from pathlib import Path
@@ -16,6 +17,7 @@ os.environ.update(
 )
 sys.path.insert(0, SRC)
 
+from dpo_study.provenance import code_version
 from dpo_study.study import load_study
 from dpo_study.validation import ConfigError, validate_config
 
@@ -50,6 +52,9 @@ MODEL_SLUG = STUDY.model_slug
 MODEL_MANIFEST = STUDY.manifest
 MODEL_RESULTS = STUDY.model_results
 RUNS = STUDY.runs
+BASE = STUDY.base_dir  # the base model's folder
+RUN = STUDY.run_dir("{key}")  # a run's folder
+JUDGE_KEY = STUDY.keys["judge"]
 JUDGES = STUDY.judges
 PRIMARY_JUDGE = STUDY.primary_judge
 ENV = f"../../envs/{config['software']['env']}.yaml"
@@ -62,6 +67,7 @@ wildcard_constraints:
     data_key="[^/]+",
     experiment="[^/]+",
     judge="|".join(JUDGES),
+    prompt_set="|".join(STUDY.prompt_sets),
 
 
 # ---- input functions and params: thin views of STUDY (src/dpo_study/study.py) -----------
@@ -115,3 +121,25 @@ def judges_manifest_input(wildcards):
 
 def any_judge_runs_model():
     return any(STUDY.judge_runs_model(j) for j in JUDGES)
+
+
+def code(script):
+    """The hash of the code workflow/scripts/<script>.py runs: a params entry, so that a change to
+    that code (dpo_study modules included) re-runs the rule's jobs (dpo_study.provenance).
+    """
+    return code_version(Path(workflow.basedir, "workflow/scripts", f"{script}.py"))
+
+
+def prompt_set_input(wildcards):
+    return STUDY.prompt_sets[wildcards.prompt_set]
+
+
+def prompt_set_kind(wildcards):
+    return "test" if wildcards.prompt_set == "test" else "probe"
+
+
+def judged_folders():
+    """The answers' folders (the base model's or a run's, by generation settings), as a pattern."""
+    answers = re.escape(f"generation-{STUDY.keys['generation']}")
+    runs = re.escape(STUDY.run_dir(""))  # .../runs/training-<key>/
+    return f"{re.escape(BASE)}/{answers}|{runs}[^/]+/{answers}"
