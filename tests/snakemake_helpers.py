@@ -29,9 +29,9 @@ def workdir_with_config(path, overrides: dict, base="demo.yaml", name="study.yam
     return config_file
 
 
-def snakemake_command(workdir, config_file, *args, execution=LOCAL_EXECUTION) -> list[str]:
+def snakemake_command(workdir, config_file, *args, execution=LOCAL_EXECUTION, snakefile=REPO / "Snakefile") -> list[str]:
     # args (targets too) before the options that take several values and would swallow them
-    return [*SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(workdir), *args,
+    return [*SNAKEMAKE, "-s", str(snakefile), "-d", str(workdir), *args,
             "--configfile", str(config_file), *execution]
 
 
@@ -39,8 +39,9 @@ def snakemake_env(env=None) -> dict:
     return {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", **(env or {})}
 
 
-def snakemake(workdir, config_file, *args, check=True, timeout=1800, env=None, execution=LOCAL_EXECUTION):
-    command = snakemake_command(workdir, config_file, *args, execution=execution)
+def snakemake(workdir, config_file, *args, check=True, timeout=1800, env=None, execution=LOCAL_EXECUTION,
+              snakefile=REPO / "Snakefile"):
+    command = snakemake_command(workdir, config_file, *args, execution=execution, snakefile=snakefile)
     # A session of its own, so that a timeout ends snakemake's running jobs too, not only snakemake.
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                           env=snakemake_env(env), start_new_session=True) as process:
