@@ -5,6 +5,7 @@ import re
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import yaml
 
@@ -66,3 +67,17 @@ def scheduled_jobs(dry_run_output: str) -> dict[str, int]:
         if match and match.group(1) != "total":
             counts[match.group(1)] = int(match.group(2))
     return counts
+
+
+def only(paths):
+    """The one path a glob finds (a study's artifact under its settings keys)."""
+    (path,) = list(paths)
+    return path
+
+
+def study_prompts(results) -> "pd.DataFrame":
+    """Every prompt of a finished study: its prompt sets joined (results/prompts/<set>.jsonl)."""
+    import pandas as pd
+
+    files = sorted(Path(results, "prompts").glob("*.jsonl"), key=lambda p: p.stem != "test")
+    return pd.concat([pd.read_json(f, lines=True, dtype={"id": str}) for f in files], ignore_index=True)
