@@ -68,6 +68,13 @@ def record() -> dict:
 
 
 def file_sha256(path: str | Path) -> str:
+    stat = Path(path).stat()
+    return _file_sha256(str(Path(path).resolve()), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.cache
+def _file_sha256(path: str, mtime_ns: int, size: int) -> str:
+    """Once per file version: the workflow hashes the data files for every experiment."""
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
@@ -128,8 +135,14 @@ def imported_code(script: Path, package: Path = PACKAGE) -> tuple[dict[str, Path
 
 def imports(path: Path, package_name: str) -> tuple[str, ...]:
     """The modules a file imports, by absolute name (``from dpo_study import x`` gives dpo_study.x)."""
+    return _imports(path.read_text(encoding="utf-8"), package_name)
+
+
+# Each source is parsed once (several rules run the same modules); keyed by content, not by file.
+@functools.cache
+def _imports(source: str, package_name: str) -> tuple[str, ...]:
     names = []
-    for node in ast.walk(parsed(path)):
+    for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
             names += [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -153,16 +166,6 @@ def package_module(name: str, package: Path) -> Path | None:
 
 def code_digest(path: Path) -> str:
     return _code_digest(path.read_text(encoding="utf-8"))
-
-
-def parsed(path: Path) -> ast.Module:
-    return _parse(path.read_text(encoding="utf-8"))
-
-
-# Each source is parsed once (several rules run the same modules); keyed by content, not by file.
-@functools.cache
-def _parse(source: str) -> ast.Module:
-    return ast.parse(source)
 
 
 @functools.cache
