@@ -8,6 +8,7 @@ wraps it in thin input functions, so all of this is tested without Snakemake.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -156,6 +157,12 @@ class Study:
     def answers_dir(self, model_dir: str) -> str:
         """The answers of the base model (``base_dir``) or of a run, by generation settings."""
         return f"{model_dir}/generation-{self.keys['generation']}"
+
+    def answers_pattern(self) -> str:
+        """Every folder ``answers_dir`` gives (the base model's, each run's), as a regular expression."""
+        answers = re.escape(f"generation-{self.keys['generation']}")
+        runs = re.escape(self.run_dir(""))  # .../runs/training-<key>/
+        return f"{re.escape(self.base_dir)}/{answers}|{runs}[^/]+/{answers}"
 
     def responses(self, model_dir: str, prompt_set: str) -> str:
         return f"{self.answers_dir(model_dir)}/responses/{prompt_set}.jsonl"

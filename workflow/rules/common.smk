@@ -1,5 +1,4 @@
 import os
-import re
 import sys
 import warnings
 from pathlib import Path
@@ -50,7 +49,6 @@ RESULTS = STUDY.results
 MODEL = STUDY.model_name
 MODEL_SLUG = STUDY.model_slug
 MODEL_MANIFEST = STUDY.manifest
-MODEL_RESULTS = STUDY.model_results
 RUNS = STUDY.runs
 BASE = STUDY.base_dir  # the base model's folder
 RUN = STUDY.run_dir("{key}")  # a run's folder
@@ -136,10 +134,3 @@ def prompt_set_input(wildcards):
 
 def prompt_set_kind(wildcards):
     return "test" if wildcards.prompt_set == "test" else "probe"
-
-
-def judged_folders():
-    """The answers' folders (the base model's or a run's, by generation settings), as a pattern."""
-    answers = re.escape(f"generation-{STUDY.keys['generation']}")
-    runs = re.escape(STUDY.run_dir(""))  # .../runs/training-<key>/
-    return f"{re.escape(BASE)}/{answers}|{runs}[^/]+/{answers}"

@@ -38,7 +38,7 @@ rule judge_responses:
     log:
         f"{{folder}}/judge-{JUDGE_KEY}/stances/{{prompt_set}}.log",
     wildcard_constraints:
-        folder=judged_folders(),
+        folder=STUDY.answers_pattern(),
     conda:
         ENV
     threads: 2
