@@ -5,19 +5,14 @@ The machine is a CPU: these tests make torch report a GPU of 80 GiB and stop eac
 loads the base model, recording the plan it asked for.
 """
 
-import copy
-import os
-
 import pytest
 import torch
-import yaml
 
-from conftest import REPO
+from conftest import demo_config, load_demo_study
 from dpo_study import backends, modeling
 from dpo_study.generate import generate_responses
 from dpo_study.judge import make_judge
 from dpo_study.reward import implicit_rewards
-from dpo_study.study import load_study
 from dpo_study.train import train_adapter
 
 
@@ -42,16 +37,10 @@ def plans(monkeypatch):
 
 
 def study_with(recipe: str):
-    config = copy.deepcopy({**yaml.safe_load((REPO / "config/config.yaml").read_text()),
-                            **yaml.safe_load((REPO / "config/demo.yaml").read_text())})
+    config = demo_config()
     config["training"] = {**config["training"], "recipe": recipe}
     config["model"] = {**config["model"], "load_in_4bit": None}  # the recipe decides
-    cwd = os.getcwd()
-    os.chdir(REPO)
-    try:
-        return load_study(config)
-    finally:
-        os.chdir(cwd)
+    return load_demo_study(config)
 
 
 def stage_plans(study, manifest: str, tmp_path, asked: list) -> dict:

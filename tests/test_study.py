@@ -1,39 +1,21 @@
 """load_study: the whole study loaded and checked without Snakemake, and what the rules ask of it."""
 
-import copy
-import os
-
 import pytest
 import yaml
 
-from conftest import REPO
-from dpo_study.study import SETTINGS_GROUPS, load_study
+from conftest import REPO, demo_config, load_demo_study
+from dpo_study.study import SETTINGS_GROUPS
 from dpo_study.validation import ConfigError
 
 DEMO = yaml.safe_load((REPO / "config/demo.yaml").read_text())
-BASE = yaml.safe_load((REPO / "config/config.yaml").read_text())
 
 
-def demo_config(**overrides) -> dict:
-    """config/config.yaml overlaid with config/demo.yaml key by key, as `--configfile config/demo.yaml` does."""
-    return copy.deepcopy({**BASE, **DEMO, **overrides})
-
-
-@pytest.fixture
-def in_repo():
-    """The demo's data paths are relative to the checkout, as for a snakemake run there."""
-    cwd = os.getcwd()
-    os.chdir(REPO)
-    yield
-    os.chdir(cwd)
-
-
-def test_demo_study_holds_runs_data_keys_judges_and_paths(in_repo):
+def test_demo_study_holds_runs_data_keys_judges_and_paths():
     config = demo_config(experiments=[
         {"name": "a"}, {"name": "b", "num_epoch": 1}, {"name": "c", "support_ratio": 1},
         {"name": "p", "strategy": "on_policy"},
     ], questions=[])
-    study = load_study(config, [REPO / "config/demo.yaml", REPO / "config/config.yaml"])
+    study = load_demo_study(config)
     assert config["training"]["checkpoint_steps"] == 50  # the schema's defaults filled in
     assert [e.name for e in study.experiments] == ["a", "b", "c", "p"]
     assert set(study.runs) == {e.key for e in study.experiments}
@@ -73,8 +55,8 @@ def test_demo_study_holds_runs_data_keys_judges_and_paths(in_repo):
     assert [r["name"] for r in study.experiment_records()] == ["a", "b", "c", "p"]
 
 
-def test_settings_groups_are_separate_and_complete(in_repo):
-    study = load_study(demo_config())
+def test_settings_groups_are_separate_and_complete():
+    study = load_demo_study()
     groups = {name: study.settings_group(name, judge="ngram") for name in SETTINGS_GROUPS}
     assert groups["model"] == {"trust_remote_code": False, "load_in_4bit": study.config["model"]["load_in_4bit"],
                                "max_seq_length": study.config["model"]["max_seq_length"],
@@ -86,7 +68,7 @@ def test_settings_groups_are_separate_and_complete(in_repo):
     assert groups["judge"]["cv_folds"] == study.config["judge"]["cv_folds"]
     # Only a judge that runs the base model carries the model settings.
     assert "model_settings" not in study.judge_settings("ngram")
-    llm = load_study(demo_config(judge={**DEMO.get("judge", {}), "use": ["ngram", "llm"]}))
+    llm = load_demo_study(demo_config(judge={**DEMO["judge"], "use": ["ngram", "llm"]}))
     assert llm.judge_runs_model("llm")
     assert llm.judge_settings("llm")["model_settings"] == llm.model_settings
 
@@ -98,13 +80,13 @@ def test_settings_groups_are_separate_and_complete(in_repo):
     ({"questions": [{"name": "Q1", "a": "homework_default", "b": "nope"}]}, "questions[0] (Q1).b: 'nope'"),
     ({"training": {"per_device_train_batch_size": 3}}, "training.per_device_train_batch_size"),
 ])
-def test_bad_study_raises_a_config_error(in_repo, overrides, message):
+def test_bad_study_raises_a_config_error(overrides, message):
     with pytest.raises(ConfigError) as error:
-        load_study(demo_config(**overrides))
+        load_demo_study(demo_config(**overrides))
     assert message in str(error.value)
 
 
-def test_checks_run_in_order_schema_first(in_repo):
+def test_checks_run_in_order_schema_first():
     """A config with a schema error and a bad results folder reports the schema error (the first check)."""
     with pytest.raises(ConfigError, match="support_ratio"):
-        load_study(demo_config(results="/tmp/x", defaults={**DEMO.get("defaults", {}), "support_ratio": 2}))
+        load_demo_study(demo_config(results="/tmp/x", defaults={"support_ratio": 2}))

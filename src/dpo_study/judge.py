@@ -413,6 +413,5 @@ def judge_responses(responses: str, judges: list[str], stances: str, names: list
         log.info("%s judge: %s", name, columns["stance"].value_counts().to_dict())
     for column in ("stance", "support_score", "stance_score"):
         table[column] = primary_columns[column].to_numpy()
-    table["chars"] = table["response"].str.len()
     with atomic.atomic_path(stances) as temp:
         table.to_csv(temp, index=False)

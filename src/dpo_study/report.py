@@ -417,11 +417,6 @@ def html_page(title: str, body: str) -> str:
             f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>\n{body}\n</body></html>\n")
 
 
-def write_page(path: Path, title: str, body: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(html_page(title, body), encoding="utf-8")
-
-
 def note(text: str) -> str:
     return f'<p class="note">{html.escape(text)}</p>'
 
