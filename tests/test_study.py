@@ -90,3 +90,14 @@ def test_checks_run_in_order_schema_first():
     """A config with a schema error and a bad results folder reports the schema error (the first check)."""
     with pytest.raises(ConfigError, match="support_ratio"):
         load_demo_study(demo_config(results="/tmp/x", defaults={"support_ratio": 2}))
+
+
+def test_prompt_sets_are_the_test_prompts_then_each_probe_file_by_its_stem():
+    from dpo_study.study import prompt_sets
+
+    assert prompt_sets("data/test.json", ["config/probes.yaml", "mine/extra.json"]) == {
+        "test": "data/test.json", "probes": "config/probes.yaml", "extra": "mine/extra.json"}
+    with pytest.raises(ConfigError, match=r"data.probes: 'b/probes.json' names the prompt set 'probes', which is taken"):
+        prompt_sets("data/test.json", ["a/probes.yaml", "b/probes.json"])
+    with pytest.raises(ConfigError, match="names the prompt set 'test'"):
+        prompt_sets("data/test.json", ["more/test.yaml"])
