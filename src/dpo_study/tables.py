@@ -126,12 +126,26 @@ def perplexities(rewards: pd.DataFrame, ids) -> dict:
             else float("nan") for when, side in (("before", "original"), ("after", "aligned"))}
 
 
-def read_stances(path: str, encode=None) -> pd.DataFrame:
-    return measured(pd.read_csv(path, dtype={"id": str, "language": str}, keep_default_na=False), encode)
+def read_stances(paths: list[str], encode=None) -> pd.DataFrame:
+    """The judged answers of every prompt set of one model, measured together (relevance contrasts
+    each answer with all the model's prompts of its script)."""
+    return measured(read_sets(paths, lambda path: pd.read_csv(path, dtype={"id": str, "language": str},
+                                                              keep_default_na=False)), encode)
+
+
+def read_sets(paths: list[str], read) -> pd.DataFrame:
+    """The prompt sets' tables of one model, joined (test prompts first)."""
+    return pd.concat([read(path) for path in paths], ignore_index=True)
+
+
+def per_experiment(paths: list[str], prompt_sets: list[str]) -> list[list[str]]:
+    """An experiment-major list of per-set files, one list per experiment."""
+    size = len(prompt_sets)
+    return [paths[start : start + size] for start in range(0, len(paths), size)]
 
 
 def write_tables(
-    base_stances: str,
+    base_stances: list[str],
     summaries: list[str],
     stances: list[str],
     rewards: list[str],
@@ -140,20 +154,24 @@ def write_tables(
     responses_csv: str,
     responses_md: str,
     experiment_records: list[dict],
+    prompt_sets: list[str],
     relevance_model: str | None = None,
 ) -> None:
-    """Stage: ``experiment_records`` (name + parameters) pairs up, in order, with ``summaries``, ``stances``,
-    ``rewards``. ``relevance_model``: the sentence-transformers folder that scores each answer's relevance
-    (None: the bundled all-MiniLM-L6-v2)."""
+    """Stage: ``experiment_records`` (name + parameters) pairs up, in order, with ``summaries`` and,
+    ``len(prompt_sets)`` files each, with ``stances`` and ``rewards`` (``base_stances``: one per set).
+    ``relevance_model``: the sentence-transformers folder that scores each answer's relevance (None:
+    the bundled all-MiniLM-L6-v2)."""
     encode = sentence_encoder(relevance_model)
     base = read_stances(base_stances, encode)
     base_test = base[base["set"] == "test"]
     rows, responses = [], []
-    for experiment, summary_path, stances_path, rewards_path in zip(experiment_records, summaries, stances, rewards, strict=True):
+    for experiment, summary_path, stances_paths, rewards_paths in zip(
+            experiment_records, summaries, per_experiment(stances, prompt_sets), per_experiment(rewards, prompt_sets),
+            strict=True):
         summary = json.loads(Path(summary_path).read_text())
-        aligned = read_stances(stances_path, encode)
+        aligned = read_stances(stances_paths, encode)
         aligned_test = aligned[aligned["set"] == "test"]
-        answer_rewards = pd.read_csv(rewards_path, dtype={"id": str})
+        answer_rewards = read_sets(rewards_paths, lambda path: pd.read_csv(path, dtype={"id": str}))
         rows.append(
             {
                 **experiment,
