@@ -30,13 +30,14 @@ def experiment() -> dict:
 
 
 def main(manifest: str, pairs: str, out: str, overrides: str) -> None:
-    from dpo_study.backends import prepare_process
+    from dpo_study import smk
 
     model = defaults("model")
     training = {**defaults("training"), **json.loads(overrides), "max_length": model["max_seq_length"]}
     model_settings = {"trust_remote_code": False, "load_in_4bit": model["load_in_4bit"],
                       "max_seq_length": model["max_seq_length"], "recipe": training["recipe"]}
-    prepare_process(manifest, training, model_settings)
+    smk.claim_gpu()
+    smk.import_first({"model": manifest, "training": training, "model_settings": model_settings})
 
     from dpo_study.train import train_adapter
 
@@ -44,7 +45,7 @@ def main(manifest: str, pairs: str, out: str, overrides: str) -> None:
     out_dir = Path(out)
     train_adapter(
         model=manifest, pairs=pairs, adapter=str(out_dir / "adapter"), train_log=str(out_dir / "train_log.csv"),
-        summary=str(out_dir / "train_summary.json"), experiment=experiment(), training=training,
+        summary=str(out_dir / "train_summary.json"), checkpoints=str(out_dir / "checkpoints"), experiment=experiment(), training=training,
         model_settings=model_settings, threads=4,
     )
 

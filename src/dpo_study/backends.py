@@ -10,8 +10,8 @@ spends the GPU's memory on speed: bf16 weights, the largest micro-batch that fit
 checkpointing when it fits, fused AdamW, reference log-probs computed once before the loop.
 An explicit setting in the config always wins over the recipe.
 
-This module imports only torch and the standard library, so a stage script can plan and
-``import unsloth`` before anything imports transformers or TRL.
+This module imports only torch and the standard library, so a job can plan and
+``import unsloth`` before anything imports transformers or TRL (``dpo_study.smk``, ``dpo_study.worker``).
 """
 
 from __future__ import annotations
@@ -352,30 +352,3 @@ def load_for_training(plan: TrainPlan, manifest: dict, model_settings: dict, lor
     from dpo_study.modeling import load_model
 
     return load_model(manifest, {**model_settings, "load_in_4bit": plan.load_in_4bit}), lora
-
-
-def prepare_process(model_manifest: str | None, training: dict | None, model_settings: dict, gpu: bool = True) -> None:
-    """First thing in a GPU job's process: claim a GPU, then import Unsloth if this job trains with it.
-
-    Both must happen before transformers/TRL are imported and before CUDA starts.
-    """
-    from dpo_study.gpus import claim_gpu
-
-    if gpu:
-        claim_gpu()
-        # Batches of varying length fragment the caching allocator; growable segments are PyTorch's
-        # remedy (BENCHMARKS.md: 0.225 s a steady step with, 0.282 s without, in one run; not yet a
-        # clean A/B). Read when CUDA first allocates, so set before; a user's own setting is kept.
-        os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
-    if training is None or not torch.cuda.is_available():
-        return
-    manifest = json.loads(Path(model_manifest).read_text())
-    if plan_for_job(manifest, training, model_settings).backend == "unsloth":
-        import_unsloth()
-
-
-def prepare_job(smk) -> None:
-    """``prepare_process`` for a Snakemake job, from its input, params and resources (a job that
-    does not train needs no model manifest: e.g. a judge)."""
-    prepare_process(smk.input.get("model"), smk.params.get("training"), smk.params.get("model_settings", {}),
-                    gpu=bool(smk.resources.get("gpu", 0)))

@@ -55,18 +55,26 @@ def quantization_config(settings: dict):
 
 
 def load_model(manifest: dict, settings: dict):
-    """The base model: safetensors only, remote code only when the config allows it."""
+    """The base model: safetensors only, remote code only when the config allows it.
+
+    Inside a resident worker (``dpo_study.worker``) the model of the same load plan stays loaded
+    across jobs (``dpo_study.resident``); elsewhere each call loads it.
+    """
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(
+    from dpo_study import resident
+
+    dtype, quantization = dtype_for(settings), quantization_config(settings)
+    trust_remote_code = settings.get("trust_remote_code", False)
+    plan = (manifest["path"], str(dtype), quantization and quantization.to_json_string(), trust_remote_code, device())
+    return resident.load(plan, lambda: AutoModelForCausalLM.from_pretrained(
         manifest["path"],
-        dtype=dtype_for(settings),
-        quantization_config=quantization_config(settings),
-        trust_remote_code=settings.get("trust_remote_code", False),
+        dtype=dtype,
+        quantization_config=quantization,
+        trust_remote_code=trust_remote_code,
         use_safetensors=True,
         device_map={"": device()} if device() == "cuda" else None,
-    )
-    return model
+    ))
 
 
 def end_of_turn_ids(tokenizer, model) -> list[int]:
