@@ -160,3 +160,26 @@ def test_gpu_jobs_get_growable_allocator_segments_unless_the_user_chose(monkeypa
     monkeypatch.setenv("PYTORCH_CUDA_ALLOC_CONF", "max_split_size_mb:128")
     smk.claim_gpu()
     assert backends.os.environ["PYTORCH_CUDA_ALLOC_CONF"] == "max_split_size_mb:128"
+
+
+@pytest.mark.parametrize("capability, dtype, precision", [((7, 5), "float16", "fp16"), ((8, 0), "bfloat16", "bf16"),
+                                                          ((9, 0), "bfloat16", "bf16")])
+def test_a_gpu_without_bf16_gets_an_fp16_plan(monkeypatch, tmp_path, capability, dtype, precision):
+    """The T4 of Colab and Kaggle (compute capability 7.5) has no bf16: fp16 compute with loss scaling."""
+    import torch
+
+    from dpo_study import modeling, train
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(modeling, "gpu_capability", lambda: capability)
+    monkeypatch.setattr(backends, "gpu_memory_bytes", lambda: 15 * GIB)
+    monkeypatch.setattr(backends, "model_shape", lambda path: LLAMA3_8B)
+    monkeypatch.setattr(backends, "bitsandbytes_installed", lambda: True)
+    monkeypatch.setattr(backends, "unsloth_installed", lambda: False)
+    assert modeling.compute_dtype() == getattr(torch, dtype)
+    assert modeling.quantization_config({"load_in_4bit": True}).bnb_4bit_compute_dtype == getattr(torch, dtype)
+    job_plan = backends.plan_for_job({"path": str(tmp_path)}, {**TRAINING, "recipe": "homework"}, MODEL)
+    assert job_plan.precision == precision and job_plan.load_in_4bit
+    flags = train.precision_flags(job_plan.precision)
+    assert flags == {"bf16": precision == "bf16", "fp16": precision == "fp16"}
+    assert plan().precision == "fp32"  # the CPU

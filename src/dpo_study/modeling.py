@@ -23,9 +23,21 @@ def device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def gpu_capability() -> tuple[int, int] | None:
+    return torch.cuda.get_device_capability() if torch.cuda.is_available() else None
+
+
+def compute_dtype():
+    """bf16 on a GPU that has it (compute capability >= 8.0: A100, H100, RTX 30xx and later), fp16 on
+    older ones (the T4 of Colab and Kaggle, V100), fp32 on the CPU. The 4-bit base computes in it too."""
+    capability = gpu_capability()
+    if capability is None:
+        return torch.float32
+    return torch.bfloat16 if tuple(capability) >= (8, 0) else torch.float16
+
+
 def dtype_for(settings: dict):
-    """bf16 on a GPU (the homework's 4-bit base computes in bf16 too), fp32 on the CPU."""
-    return torch.bfloat16 if device() == "cuda" else torch.float32
+    return compute_dtype()
 
 
 def load_tokenizer(manifest: dict, settings: dict):
@@ -49,7 +61,7 @@ def quantization_config(settings: dict):
     return BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type="nf4",
-        bnb_4bit_compute_dtype=torch.bfloat16,
+        bnb_4bit_compute_dtype=compute_dtype(),
         bnb_4bit_use_double_quant=True,
     )
 
