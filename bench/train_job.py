@@ -4,12 +4,16 @@ The process does what a job does, in the same order: claim a GPU, import Unsloth
 plan trains with it, import the stage, train, save. The caller times the whole process.
 
     python bench/train_job.py MANIFEST PAIRS OUT_DIR '{"recipe": "homework", "backend": "unsloth"}'
+
+DPO_BENCH_CAPABILITY=7.5 makes the job plan as on a GPU of that compute capability (7.5: the T4,
+which has no bf16): the fp16 plan, forced on a GPU that has bf16.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -37,6 +41,11 @@ def main(manifest: str, pairs: str, out: str, overrides: str) -> None:
     model_settings = {"trust_remote_code": False, "load_in_4bit": model["load_in_4bit"],
                       "max_seq_length": model["max_seq_length"], "recipe": training["recipe"]}
     smk.claim_gpu()
+    if os.environ.get("DPO_BENCH_CAPABILITY"):
+        from dpo_study import modeling
+
+        forced = tuple(int(part) for part in os.environ["DPO_BENCH_CAPABILITY"].split("."))
+        modeling.gpu_capability = lambda: forced
     smk.import_first({"model": manifest, "training": training, "model_settings": model_settings})
 
     from dpo_study.train import train_adapter

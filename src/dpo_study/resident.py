@@ -45,10 +45,12 @@ def enabled() -> bool:
     return _enabled
 
 
+HOOKS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks",
+         "_state_dict_hooks", "_load_state_dict_pre_hooks")
+
+
 def _hooks(module) -> int:
-    return sum(len(getattr(module, name, {})) for name in (
-        "_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks",
-        "_state_dict_hooks", "_load_state_dict_pre_hooks"))
+    return sum(len(getattr(module, name, {})) for name in HOOKS)
 
 
 def fingerprint(model) -> dict:
@@ -71,6 +73,8 @@ def fingerprint(model) -> dict:
 def _state(model) -> dict:
     """The flags a trainer changes and ``reset`` puts back."""
     return {
+        "attributes": set(vars(model)),
+        "hooks": {name: {hooks: set(getattr(m, hooks, {})) for hooks in HOOKS} for name, m in model.named_modules()},
         "training": {name: m.training for name, m in model.named_modules()},
         "requires_grad": {name: p.requires_grad for name, p in model.named_parameters()},
         "config": model.config.to_dict(),
@@ -128,12 +132,21 @@ def strip_adapters(model) -> int:
 
 
 def _restore(model, state: dict) -> None:
-    if getattr(model, "is_gradient_checkpointing", False):
-        model.gradient_checkpointing_disable()
-    if hasattr(model, "_require_grads_hook"):
-        model.disable_input_require_grads()
+    # transformers 5.24 renamed gradient checkpointing to activation checkpointing; 5.17 has the old names only.
+    new_names = hasattr(type(model), "is_activation_checkpointing")
+    on = getattr(model, "is_activation_checkpointing" if new_names else "is_gradient_checkpointing", False)
+    if callable(on):
+        on = on()
+    if on:
+        getattr(model, "activation_checkpointing_disable" if new_names else "gradient_checkpointing_disable")()
     for name, module in model.named_modules():
         module.training = state["training"].get(name, module.training)
+        for hooks, kept in state["hooks"].get(name, {}).items():  # hooks a trainer added (input require-grads)
+            registry = getattr(module, hooks, {})
+            for key in [k for k in registry if k not in kept]:
+                del registry[key]
+    for attribute in set(vars(model)) - state["attributes"]:
+        delattr(model, attribute)
     for name, parameter in model.named_parameters():
         parameter.requires_grad_(state["requires_grad"].get(name, parameter.requires_grad))
         parameter.grad = None

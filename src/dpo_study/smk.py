@@ -14,13 +14,18 @@ only now (by name), so that Unsloth, when the job trains with it, is imported be
 
 from __future__ import annotations
 
+import fcntl
 import importlib
 import inspect
+import json
 import logging
 import os
+import time
 from contextlib import redirect_stderr, redirect_stdout
 
 from dpo_study import gpus, worker
+
+JOB_TIMES_VARIABLE = "DPO_STUDY_JOB_TIMES"  # a file: each job appends its timing (bench/study.py)
 
 
 def plain(value):
@@ -77,12 +82,38 @@ def run_here(stage: str, kwargs: dict, log_path: str, gpu_job: bool) -> None:
         func(**kwargs)
 
 
+def process_start_time() -> float | None:
+    """When this process started (epoch seconds): a job's wall time includes Python's start and imports."""
+    try:
+        ticks = int(open("/proc/self/stat").read().rsplit(")", 1)[1].split()[19])
+        boot = next(float(line.split()[1]) for line in open("/proc/stat") if line.startswith("btime"))
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+    return boot + ticks / os.sysconf("SC_CLK_TCK")
+
+
+def record_job_time(path: str, record: dict) -> None:
+    """One JSON line per job, for the study-level benchmark (``DPO_STUDY_JOB_TIMES``)."""
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        handle.write(json.dumps(record) + "\n")
+
+
 def call(stage: str, smk) -> None:
     """Run ``stage`` (``"module:function"``) for the Snakemake job ``smk``."""
+    start = time.time()
     gpu_job = bool(smk.resources.get("gpu", 0))
     gpu = claim_gpu() if gpu_job else None
     kwargs = stage_kwargs(smk)
-    if gpu_job and worker.enabled(smk.config.get("software", {}).get("gpu_worker", "auto")):
-        worker.run_stage(stage, kwargs, smk.log[0], gpu)
+    in_worker = gpu_job and worker.enabled(smk.config.get("software", {}).get("gpu_worker", "auto"))
+    result = {}
+    if in_worker:
+        result = worker.run_stage(stage, kwargs, smk.log[0], gpu)
     else:
         run_here(stage, kwargs, smk.log[0], gpu_job)
+    if os.environ.get(JOB_TIMES_VARIABLE):
+        record_job_time(os.environ[JOB_TIMES_VARIABLE], {
+            "stage": stage, "rule": smk.rule, "log": str(smk.log[0]), "gpu_job": gpu_job, "gpu": gpu,
+            "worker": in_worker, "process_start": process_start_time(), "call_start": start, "end": time.time(),
+            "worker_seconds": result.get("seconds"), "worker_pid": result.get("worker_pid"),
+        })
