@@ -38,6 +38,7 @@ def test_a_worker_reuses_the_model_and_training_leaves_no_trace(tiny_model, resi
     model.gradient_checkpointing_enable()
     model.enable_input_require_grads()
     model.config.use_cache = False
+    model.generation_config.pad_token_id = 7  # as TRL's trainer does
     with torch.no_grad():  # an adapter that changes the outputs
         for name, parameter in peft_model.named_parameters():
             if "lora_B" in name:

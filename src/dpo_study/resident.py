@@ -12,6 +12,7 @@ config and attributes). Anything that still differs evicts the model: the next j
 
 from __future__ import annotations
 
+import copy
 import gc
 import logging
 from dataclasses import dataclass
@@ -78,6 +79,8 @@ def _state(model) -> dict:
         "training": {name: m.training for name, m in model.named_modules()},
         "requires_grad": {name: p.requires_grad for name, p in model.named_parameters()},
         "config": model.config.to_dict(),
+        # TRL's trainer edits the generation config (pad and EOS ids): restored from this copy.
+        "generation_config": copy.deepcopy(getattr(model, "generation_config", None)),
     }
 
 
@@ -153,6 +156,9 @@ def _restore(model, state: dict) -> None:
     for key, value in state["config"].items():
         if getattr(model.config, key, None) != value:
             setattr(model.config, key, value)
+    saved = state["generation_config"]
+    if saved is not None and model.generation_config.to_json_string() != saved.to_json_string():
+        model.generation_config = copy.deepcopy(saved)
 
 
 def _first_difference(before: dict, after: dict) -> str | None:
