@@ -234,6 +234,28 @@ def estimate_notebook(sample: dict, default: dict, full_prompts: int) -> dict:
             "full_prompts": full_prompts}
 
 
+def notebook_from_single_jobs(default: dict, single: dict, full_prompts: int = 76, new_tokens: int = 128) -> dict:
+    """The notebook's way for the whole study, from bench/h200.py's single-job figures (when no sample ran).
+
+    Each training job takes the notebook recipe's measured job wall time; each generation job the
+    per-prompt loop's fixed cost (its job wall time minus its decoding) plus ``full_prompts`` answers
+    of ``new_tokens`` tokens (a random model never stops early) at its measured rate; the other rules
+    (judges, implicit reward: the recipe does not change them) and the time outside GPU jobs as in
+    the default run.
+    """
+    loop = single["gen_loop"]
+    generation = (loop["wall_s"] - loop["seconds"]) + full_prompts * new_tokens / loop["tok_s"]
+    per_rule = {**default["gpu_job_wall_s_by_rule"], "train_adapter": single["train_homework"]["wall_s"],
+                "generate_base": generation, "generate_aligned": generation}
+    gpu_s = sum(per_rule[rule] * count for rule, count in default["gpu_job_count_by_rule"].items())
+    outside = max(0.0, default["study_s"] - sum(j["wall_s"] for j in default["gpu_jobs"]))
+    return {"estimated_study_s": round(gpu_s + outside, 1), "estimated_gpu_jobs_s": round(gpu_s, 1),
+            "outside_gpu_jobs_s (from the default run)": round(outside, 1),
+            "job_wall_s_by_rule": {k: round(v, 1) for k, v in per_rule.items()},
+            "from": f"bench/h200.py's run of {single['date']}: train_homework.wall_s, gen_loop (wall_s, seconds, tok_s)",
+            "full_prompts": full_prompts}
+
+
 def headline(r: dict) -> dict:
     """The keys the issue asks for, from the ways that ran."""
     ways = r.get("ways", {})
@@ -246,11 +268,18 @@ def headline(r: dict) -> dict:
                    worker_job_overhead_s=w.get("job_overhead_mean_s"),
                    worker_job_overhead_sum_s=w.get("job_overhead_sum_s"),
                    worker_peak_gpu_memory_gib=w["peak_gpu_memory_gib"])
+        # After warm-up: the training jobs after the worker's first (whole loop), and their loops after epoch 1.
         later = [t["loop_mfu"] for t in w["training"][1:] if "loop_mfu" in t]
         out["worker_loop_mfu"] = round(sum(later) / len(later), 3) if later else None
+        steady = [t["steady_loop_mfu"] for t in w["training"][1:] if t.get("steady_loop_mfu") == t.get("steady_loop_mfu")
+                  and t.get("steady_loop_mfu") is not None]
+        out["worker_steady_loop_mfu"] = round(max(steady), 3) if steady else None
     if "notebook" in ways and "default" in ways:
         out["notebook_study_s"] = estimate_notebook(ways["notebook"], ways["default"], r.get("full_prompts", 76))[
             "estimated_study_s"]
+        out["notebook_study_is_estimate"] = True
+    elif "notebook_estimate" in r:
+        out["notebook_study_s"] = r["notebook_estimate"]["estimated_study_s"]
         out["notebook_study_is_estimate"] = True
     if "default" in ways:
         d = ways["default"]
@@ -288,6 +317,9 @@ def main() -> None:
     parser.add_argument("--cores", type=int, default=min(16, os.cpu_count() or 1))
     parser.add_argument("--time-limit", type=float, default=3600, help="seconds for the whole run")
     parser.add_argument("--merge", nargs="+", type=Path, default=None, help="join earlier results into --json")
+    parser.add_argument("--notebook-from", type=Path, default=None,
+                        help="with --merge and no notebook sample: estimate it from bench/h200.py's JSON")
+    parser.add_argument("--extra", nargs="+", type=Path, default=None, help="with --merge: JSON files kept as keys")
     args = parser.parse_args()
     args.deadline = time.monotonic() + args.time_limit
     if args.merge:
@@ -296,9 +328,14 @@ def main() -> None:
             part = json.loads(path.read_text())
             merged["ways"].update(part["ways"])
             merged["runs"].append({k: v for k, v in part.items() if k != "ways"})
-        merged.update(headline(merged))
         if "notebook" in merged["ways"] and "default" in merged["ways"]:
             merged["notebook_estimate"] = estimate_notebook(merged["ways"]["notebook"], merged["ways"]["default"], 76)
+        elif args.notebook_from and "default" in merged["ways"]:
+            merged["notebook_estimate"] = notebook_from_single_jobs(merged["ways"]["default"],
+                                                                    json.loads(args.notebook_from.read_text()))
+        for extra in args.extra or []:  # other figures of the same calls (e.g. the fp16 run)
+            merged[extra.stem] = json.loads(extra.read_text())
+        merged.update(headline(merged))
         args.json.write_text(json.dumps(merged, indent=1) + "\n")
         say(json.dumps(headline(merged), indent=1))
         return
