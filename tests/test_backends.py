@@ -122,7 +122,7 @@ def test_unsloth_job_imports_unsloth_before_the_stage_module(monkeypatch, tmp_pa
     monkeypatch.setattr(smk, "resolve", lambda stage: calls.append(stage) or (lambda **kwargs: None))
     manifest = tmp_path / "model.json"
     manifest.write_text('{"path": "x"}')
-    kwargs = {"model": str(manifest), "training": TRAINING, "model_settings": MODEL}
+    kwargs = {"manifest": str(manifest), "training": TRAINING, "model_settings": MODEL}
     smk.run_here("dpo_study.train:train_adapter", kwargs, str(tmp_path / "log"), gpu_job=True)
     assert calls == ["unsloth", "dpo_study.train:train_adapter"]
     monkeypatch.setattr(backends, "plan_for_job", lambda *a: plan(gpu_gib=139))
@@ -177,7 +177,9 @@ def test_a_gpu_without_bf16_gets_an_fp16_plan(monkeypatch, tmp_path, capability,
     monkeypatch.setattr(backends, "bitsandbytes_installed", lambda: True)
     monkeypatch.setattr(backends, "unsloth_installed", lambda: False)
     assert modeling.compute_dtype() == getattr(torch, dtype)
-    assert modeling.quantization_config({"load_in_4bit": True}).bnb_4bit_compute_dtype == getattr(torch, dtype)
+    four_bit = modeling.LoadPlan(str(tmp_path), "cuda", load_in_4bit=True, trust_remote_code=False)
+    assert four_bit.dtype == getattr(torch, dtype)
+    assert modeling.quantization_config(four_bit).bnb_4bit_compute_dtype == getattr(torch, dtype)
     job_plan = backends.plan_for_job({"path": str(tmp_path)}, {**TRAINING, "recipe": "homework"}, MODEL)
     assert job_plan.precision == precision and job_plan.load_in_4bit
     flags = train.precision_flags(job_plan.precision)

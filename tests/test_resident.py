@@ -14,7 +14,7 @@ def residency(monkeypatch):
 
 
 def load(tiny_model):
-    return modeling.load_model(modeling.read_manifest(tiny_model), {})
+    return modeling.load_base(modeling.read_manifest(tiny_model), {})
 
 
 def outputs(model):
@@ -67,5 +67,5 @@ def test_a_job_that_changes_the_base_weights_evicts_the_model(tiny_model, reside
 
 def test_another_load_plan_replaces_the_resident_model(tiny_model, residency):
     model = load(tiny_model)
-    other = modeling.load_model(modeling.read_manifest(tiny_model), {"trust_remote_code": True})
+    other = modeling.load_base(modeling.read_manifest(tiny_model), {"trust_remote_code": True})
     assert other is not model and resident.stats["loads"] == 2

@@ -32,12 +32,15 @@ def fail(out):
 def die(out):
     os._exit(3)
 
-def with_model(out, model):
-    write(out, model)
+def with_model(out, manifest):
+    write(out, manifest)
 
 def sleep(out, seconds):
+    start = time.time()
     time.sleep(seconds)
-    write(out, "slept")
+    with open(out, "w") as handle:
+        json.dump({"pid": os.getpid(), "gpu": os.environ.get("CUDA_VISIBLE_DEVICES"), "start": start,
+                   "end": time.time()}, handle)
 '''
 
 
@@ -152,9 +155,9 @@ def test_a_job_with_another_load_plan_gets_a_fresh_worker(stages):
         path = stages / f"{name}.model.json"
         path.write_text(json.dumps({"path": str(stages / name)}))
         manifests.append(str(path))
-    _, a = run(stages, "with_model", "a", model=manifests[0])
-    _, b = run(stages, "with_model", "b", model=manifests[0])
-    _, c = run(stages, "with_model", "c", model=manifests[1])
+    _, a = run(stages, "with_model", "a", manifest=manifests[0])
+    _, b = run(stages, "with_model", "b", manifest=manifests[0])
+    _, c = run(stages, "with_model", "c", manifest=manifests[1])
     assert a["pid"] == b["pid"] != c["pid"]
     assert wait_dead(a["pid"])  # the old plan's worker made room
 
@@ -185,7 +188,7 @@ rule all:
 rule job:
     output: out="job{i}.json"
     log: "logs/job{i}.log"
-    params: seconds=1
+    params: seconds=2
     resources: gpu=1
     script: "job.py"
 """
@@ -206,5 +209,8 @@ def test_each_fake_gpu_gets_its_own_worker_and_each_job_the_worker_of_the_gpu_it
     workers = {gpu: {j["pid"] for j in jobs if j["gpu"] == gpu} for gpu in ("fake0", "fake1")}
     assert all(len(pids) == 1 for pids in workers.values())  # one worker per GPU, serving all its jobs ...
     assert workers["fake0"] != workers["fake1"]  # ... and not the other GPU's
+    overlapping = [(a, b) for i, a in enumerate(jobs) for b in jobs[i + 1:]
+                   if a["start"] < b["end"] and b["start"] < a["end"]]
+    assert overlapping and all(a["gpu"] != b["gpu"] for a, b in overlapping)  # no job waited for the other GPU
     for pid in workers["fake0"] | workers["fake1"]:  # gone with the Snakemake run
         assert wait_dead(pid)

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from dpo_study.experiments import ConfigError
+from dpo_study.validation import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -356,6 +356,7 @@ def load_for_training(plan: TrainPlan, manifest: dict, model_settings: dict, lor
             max_seq_length=max_length,
         )
         return model, None
-    from dpo_study.modeling import load_model
+    from dpo_study.modeling import load_base
 
-    return load_model(manifest, {**model_settings, "load_in_4bit": plan.load_in_4bit}), lora
+    # The plan's precision is weights_in_4bit's for these settings: the same base the other stages load.
+    return load_base(manifest, {**model_settings, "load_in_4bit": plan.load_in_4bit}), lora

@@ -6,11 +6,13 @@ import json
 import logging
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from dpo_study import atomic
+from dpo_study.validation import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +38,6 @@ def compute_dtype():
     return torch.bfloat16 if tuple(capability) >= (8, 0) else torch.float16
 
 
-def dtype_for(settings: dict):
-    return compute_dtype()
-
-
 def load_tokenizer(manifest: dict, settings: dict):
     from transformers import AutoTokenizer
 
@@ -53,8 +51,60 @@ def load_tokenizer(manifest: dict, settings: dict):
     return tokenizer
 
 
-def quantization_config(settings: dict):
-    if not (settings.get("load_in_4bit") and device() == "cuda"):
+@dataclass(frozen=True)
+class LoadPlan:
+    """How the study's base model is loaded. One plan for training, generation, the implicit reward
+    and the judges, so that all of them see the same base model (the training's reference)."""
+
+    path: str
+    device: str
+    load_in_4bit: bool
+    trust_remote_code: bool
+
+    @property
+    def dtype(self):
+        """bf16 on a GPU that has it, fp16 on one that has not, fp32 on the CPU (``compute_dtype``)."""
+        return compute_dtype() if self.device == "cuda" else torch.float32
+
+
+def load_plan(manifest: dict, settings: dict) -> LoadPlan:
+    """The plan for the model settings (the study's ``model`` group) on this machine: 4-bit or bf16 by
+    the explicit ``load_in_4bit``, else by the recipe (backends.weights_in_4bit)."""
+    from dpo_study.backends import gpu_memory_bytes, model_shape, weights_in_4bit
+
+    where = device()
+    in_4bit = weights_in_4bit(settings, device=where, gpu_bytes=gpu_memory_bytes(),
+                              shape=model_shape(manifest["path"]) if where == "cuda" else None)
+    return LoadPlan(str(manifest["path"]), where, in_4bit, bool(settings.get("trust_remote_code", False)))
+
+
+def load_base(manifest: dict, settings: dict):
+    """The study's base model, in the precision its settings resolve to: the one way every stage loads it."""
+    return load_planned(load_plan(manifest, settings))
+
+
+def load_planned(plan: LoadPlan):
+    """Safetensors only, remote code only when the config allows it.
+
+    Inside a resident worker (``dpo_study.worker``) the model of the same plan stays loaded across
+    jobs (``dpo_study.resident``, which hands it back as freshly loaded); elsewhere each call loads it.
+    """
+    from transformers import AutoModelForCausalLM
+
+    from dpo_study import resident
+
+    return resident.load(plan, lambda: AutoModelForCausalLM.from_pretrained(
+        plan.path,
+        dtype=plan.dtype,
+        quantization_config=quantization_config(plan),
+        trust_remote_code=plan.trust_remote_code,
+        use_safetensors=True,
+        device_map={"": plan.device} if plan.device == "cuda" else None,
+    ))
+
+
+def quantization_config(plan: LoadPlan):
+    if not (plan.load_in_4bit and plan.device == "cuda"):
         return None
     from transformers import BitsAndBytesConfig
 
@@ -64,29 +114,6 @@ def quantization_config(settings: dict):
         bnb_4bit_compute_dtype=compute_dtype(),
         bnb_4bit_use_double_quant=True,
     )
-
-
-def load_model(manifest: dict, settings: dict):
-    """The base model: safetensors only, remote code only when the config allows it.
-
-    Inside a resident worker (``dpo_study.worker``) the model of the same load plan stays loaded
-    across jobs (``dpo_study.resident``); elsewhere each call loads it.
-    """
-    from transformers import AutoModelForCausalLM
-
-    from dpo_study import resident
-
-    dtype, quantization = dtype_for(settings), quantization_config(settings)
-    trust_remote_code = settings.get("trust_remote_code", False)
-    plan = (manifest["path"], str(dtype), quantization and quantization.to_json_string(), trust_remote_code, device())
-    return resident.load(plan, lambda: AutoModelForCausalLM.from_pretrained(
-        manifest["path"],
-        dtype=dtype,
-        quantization_config=quantization,
-        trust_remote_code=trust_remote_code,
-        use_safetensors=True,
-        device_map={"": device()} if device() == "cuda" else None,
-    ))
 
 
 def end_of_turn_ids(tokenizer, model) -> list[int]:
@@ -112,8 +139,6 @@ def hub_offline() -> bool:
 
 def require_safetensors(folder: str | Path, what: str) -> None:
     """Weights are read from safetensors only: a pickled checkpoint can run code when loaded."""
-    from dpo_study.experiments import ConfigError
-
     if not any(Path(folder).glob("*.safetensors")):
         raise ConfigError(
             f"{what} {str(folder)!r} holds no *.safetensors weights "
@@ -123,8 +148,6 @@ def require_safetensors(folder: str | Path, what: str) -> None:
 
 def check_model_name(name: str) -> None:
     """Fail before any job when a model cannot be found: a missing local folder, or offline and not cached."""
-    from dpo_study.experiments import ConfigError
-
     if name == "demo":
         return
     if Path(name).is_dir():

@@ -26,7 +26,7 @@ _enabled = False
 
 @dataclass
 class Entry:
-    key: tuple
+    key: object  # the load plan (hashable): modeling.LoadPlan
     model: object
     fingerprint: dict
     state: dict
@@ -84,14 +84,14 @@ def _state(model) -> dict:
     }
 
 
-def load(key: tuple, loader):
+def load(key, loader):
     """The model for ``key``: the resident one inside a worker (same key), else ``loader()``."""
     global _entry
     if not _enabled:
         return loader()
     if _entry is not None and _entry.key == key:
         stats["reuses"] += 1
-        log.info("base model already loaded in this worker: reused (%s)", key[0])
+        log.info("base model already loaded in this worker: reused (%s)", key)
         return _entry.model
     evict("another load plan" if _entry is not None else None)
     model = loader()

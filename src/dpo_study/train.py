@@ -110,7 +110,7 @@ def peak_memory_gib() -> float:
 
 
 def train_adapter(
-    model: str,
+    manifest: str,
     pairs: str,
     adapter: str,
     train_log: str,
@@ -124,7 +124,7 @@ def train_adapter(
     """Stage: train one experiment's LoRA adapter; write it, its per-step log and a summary."""
     job_start, started_at = time.perf_counter(), time.time()
     torch.set_num_threads(threads)
-    manifest = read_manifest(model)
+    manifest_path, manifest = manifest, read_manifest(manifest)
     # Backend, precision, batch split etc. for this machine (backends.py); recipe fields filled in.
     plan = backends.plan_for_job(manifest, training, model_settings)
     training = plan.training_settings(training)
@@ -140,7 +140,7 @@ def train_adapter(
     rows = [{k: r[k] for k in ("prompt", "chosen", "rejected")} for r in read_jsonl(pairs)]
     steps = StepLog()
     resume = train_guards.resume_point(
-        checkpoints, train_guards.fingerprint(model, pairs, experiment, training, model_settings)
+        checkpoints, train_guards.fingerprint(manifest_path, pairs, experiment, training, model_settings)
     )
     resumed_from_step = train_guards.checkpoint_step(Path(resume)) if resume else 0
     trainer = DPOTrainer(

@@ -239,7 +239,7 @@ def plan_of(kwargs: dict) -> dict:
     from dpo_study import backends
     from dpo_study.modeling import read_manifest
 
-    manifest = read_manifest(kwargs["model"]) if kwargs.get("model") else None
+    manifest = read_manifest(kwargs["manifest"]) if kwargs.get("manifest") else None
     training = kwargs.get("training")
     unsloth = bool(manifest and training) and backends.plan_for_job(
         manifest, training, kwargs.get("model_settings", {})).backend == "unsloth"

@@ -13,8 +13,8 @@ if MODEL == "demo":
             ENV
         threads: 2
         params:
-            **config["demo_model"],
-            system_prompt=config["data"]["system_prompt"],
+            **STUDY.demo_model_settings,
+            system_prompt=STUDY.system_prompt,
         script:
             "../scripts/build_demo_model.py"
 
