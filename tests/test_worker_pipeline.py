@@ -43,7 +43,8 @@ def tables(workdir) -> dict:
     out = {}
     for path in sorted((workdir / "results/tables").glob("*.csv")):
         table = pd.read_csv(path)
-        out[path.name] = table.drop(columns=[c for c in TIMING_COLUMNS if c in table.columns])
+        # git_commit records the code a run used (a commit during the test changes it), not a result.
+        out[path.name] = table.drop(columns=[c for c in [*TIMING_COLUMNS, "git_commit"] if c in table.columns])
     return out
 
 
