@@ -29,6 +29,7 @@ from dpo_study.validation import (
 )
 from dpo_study.backends import batch_split
 from dpo_study.generate import check_generation
+from dpo_study.input_checks import check_config_files, check_study
 
 
 def checked(check, *args):
@@ -47,6 +48,7 @@ def checked(check, *args):
 # The --configfile files first (the last one wins), so that errors name the file to fix.
 CONFIG_FILES = [*reversed(workflow.overwrite_configfiles), *workflow.configfiles]
 CONFIG_SCHEMA = workflow.source_path("../schemas/config.schema.yaml")
+checked(check_config_files, CONFIG_FILES)  # strictly, before the schema walks them
 try:
     validate(config, CONFIG_SCHEMA)  # fills in the schema's defaults
 except WorkflowError:
@@ -76,10 +78,10 @@ for e in EXPERIMENTS:
             f"is larger than the {len(TRAIN_ROWS)} rows of {config['data']['train']}"
         )
 checked(check_strategies, EXPERIMENTS, TRAIN_ROWS, config["data"]["train"])
-checked(check_model_name, config["model"]["name"])
+checked(check_model_name, config["model"]["name"], config["training"]["target_modules"])
 PROBE_CATEGORIES = list(dict.fromkeys(r["category"] for r in PROBE_ROWS))
 checked(check_questions, config["questions"], BY_NAME, PROBE_CATEGORIES)
-checked(load_rows, config["judge"]["texts"], "judge_texts")
+JUDGE_TEXTS = checked(load_rows, config["judge"]["texts"], "judge_texts")
 checked(load_rows, config["judge"]["holdout"], "judge_texts")
 JUDGES = config["judge"]["use"]
 PRIMARY_JUDGE = config["judge"]["primary"] or JUDGES[0]
@@ -96,6 +98,16 @@ MODEL_SLUG = model_slug(MODEL)
 MODEL_MANIFEST = f"{RESULTS}/models/{MODEL_SLUG}.json"
 MODEL_RESULTS = f"{RESULTS}/{MODEL_SLUG}"
 ENV = f"../../envs/{config['software']['env']}.yaml"
+checked(
+    check_study,
+    config,
+    CONFIG_FILES,
+    TRAIN_ROWS,
+    TEST_ROWS,
+    PROBE_ROWS,
+    JUDGE_TEXTS,
+    MODEL_MANIFEST,
+)
 
 
 wildcard_constraints:

@@ -33,5 +33,6 @@ else:
             ENV
         params:
             name=MODEL,
+            target_modules=config["training"]["target_modules"],
         script:
             "../scripts/resolve_model.py"
