@@ -167,3 +167,17 @@ def check_text_lengths(rows: list[dict], fields, path, max_chars: int, what: str
                     f"{path}: row {index} (id {json.dumps(row.get('id'), ensure_ascii=False)}), field {field!r}: "
                     f"{len(text)} characters; {what}"
                 )
+
+
+if __name__ == "__main__":  # `python -m dpo_study.safe_input FILE...`: why Snakemake refused a config file
+    import sys
+
+    failed = False
+    for name in sys.argv[1:]:
+        try:
+            check_config_file(name)
+            print(f"{name}: ok")
+        except ConfigError as error:
+            print(error)
+            failed = True
+    sys.exit(1 if failed else 0)
