@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from dpo_study import atomic, safe_input, strategies, validation
+from dpo_study import artifacts, atomic, safe_input, strategies, validation
 from dpo_study.experiments import ConfigError
 
 DEFAULT_SYSTEM_PROMPT = "Your entire response must be 100 characters or less."
@@ -112,7 +112,8 @@ def write_pairs(train: str, pairs: str, data: dict, system_prompt: str, base_res
     context = strategies.StrategyContext(
         seed=data.get("seed", 0),
         mix_weights=data.get("mix_weights", {}),
-        base_responses={r["id"]: r["response"] for r in read_jsonl(base_responses)} if base_responses else {},
+        base_responses={r["id"]: r["response"] for r in artifacts.read_responses(
+            base_responses, [r["id"] for r in rows], train)} if base_responses else {},
     )
     built = build_pairs(rows, data["data_size"], data["support_ratio"], data["strategy"], system_prompt, context)
     write_jsonl(built, pairs)

@@ -9,6 +9,7 @@ import torch
 from tqdm import tqdm
 
 from dpo_study.backends import gpu_memory_bytes, model_shape, weights_in_4bit
+from dpo_study import artifacts
 from dpo_study.data import read_jsonl, write_jsonl
 from dpo_study.decode import greedy_decode
 from dpo_study.experiments import ConfigError
@@ -97,6 +98,8 @@ def generate_answers(model, tokenizer, records: list[dict], generation: dict) ->
 
 def load_for_generation(model: str, model_settings: dict, adapter: str | None = None):
     """(model, tokenizer): the base in the precision the training jobs chose, with the adapter if given."""
+    if adapter:
+        artifacts.check_adapter(adapter)  # before the base model loads
     manifest = read_manifest(model)
     tokenizer = load_tokenizer(manifest, model_settings)
     in_4bit = weights_in_4bit(model_settings, device=device(), gpu_bytes=gpu_memory_bytes(),

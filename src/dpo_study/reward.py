@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from dpo_study import artifacts
 from dpo_study.data import read_jsonl
 from dpo_study.modeling import load_model, load_tokenizer, read_manifest, sequence_logprobs
 
@@ -52,6 +53,9 @@ def implicit_rewards(
     (``aligned_implicit_reward``, ``original_implicit_reward``) under one experiment's adapter."""
     from peft import PeftModel
 
+    artifacts.check_adapter(adapter)
+    base_records = artifacts.read_jsonl_checked(base_responses, artifacts.responses_rule(base_responses))
+    artifacts.read_responses(aligned_responses, [r["id"] for r in base_records], base_responses)
     torch.set_num_threads(threads)
     manifest = read_manifest(model)
     tokenizer = load_tokenizer(manifest, model_settings)

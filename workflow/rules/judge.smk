@@ -31,6 +31,7 @@ rule judge_responses:
     input:
         unpack(judges_model_input),
         responses="{folder}/responses.jsonl",
+        prompts=f"{RESULTS}/prompts.jsonl",
         judges=judge_files(),
     output:
         stances="{folder}/stances.csv",
