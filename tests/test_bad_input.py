@@ -229,3 +229,10 @@ def test_prompt_longer_than_max_seq_length_in_tokens(tmp_path, model_folder, wri
                        "test.json: row 0 (id 51), field 'prompt'", "tokens; must fit model.max_seq_length = 64")
     assert len(long_prompt) < 64 * input_checks.MAX_CHARS_PER_TOKEN
 
+
+
+def test_target_modules_checked_against_a_model_an_earlier_run_built(tmp_path, tiny_model):
+    """The demo model is built by the first job; once its manifest exists, every parse checks it."""
+    rejected(tmp_path, "training: {target_modules: [q_proj, c_attn]}", "training.target_modules: ['c_attn']",
+             manifest=tiny_model)
+    parse_time(tmp_path, "training: {target_modules: [q_proj, v_proj]}", manifest=tiny_model)

@@ -213,11 +213,13 @@ def check_study(config: dict, config_files, train_rows, test_rows, probe_rows, j
     check_training(config["training"], source)
     check_packages(config, source)
     check_cv_folds(config["judge"]["cv_folds"], train_rows, judge_texts, config["judge"]["use"], config["judge"]["texts"])
+    resolved = tokenizer_file(config["model"]["name"], manifest)
+    if resolved and manifest and Path(manifest).is_file():  # a model an earlier run resolved or built
+        check_model_folder(resolved.parent, config["training"]["target_modules"], f"model.name {config['model']['name']!r}")
     data = config["data"]
     safe_input.check_no_special_tokens([{"id": None, "system_prompt": data["system_prompt"]}], ["system_prompt"], source)
-    probes = [r for r in probe_rows]
     check_text_lengths(
         {data["train"]: (train_rows, ("prompt", "support", "oppose")), data["test"]: (test_rows, ("prompt",)),
-         "data.probes": (probes, ("prompt", "system"))},
-        config["model"]["max_seq_length"], tokenizer_file(config["model"]["name"], manifest),
+         "data.probes": (probe_rows, ("prompt", "system"))},
+        config["model"]["max_seq_length"], resolved,
     )
