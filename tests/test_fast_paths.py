@@ -67,7 +67,7 @@ def test_reference_log_probs_once_train_like_the_in_loop_reference(demo, tmp_pat
     write_pairs(str(REPO / "data/train.json"), str(pairs), {"data_size": 16, "support_ratio": 0.5,
                                                             "strategy": "swap"}, defaults("data")["system_prompt"])
     training = {**defaults("training"), **DEMO["training"], "max_length": 512}
-    experiment = {**defaults("defaults"), "num_epoch": 2, "learning_rate": 2e-3}
+    experiment = {**defaults("defaults"), "num_epoch": 2, "learning_rate": 2e-3, "data_size": 16}
     summaries, logs = {}, {}
     for precompute in (False, True):
         out = tmp_path / str(precompute)
