@@ -60,8 +60,11 @@ def allowed(values, known: set[str], library) -> tuple[list[str], set[str]]:
     return [v for v in unknown if v not in accepted], accepted
 
 
-def check_training(training: dict, source: str = "config") -> None:
-    """loss_type, loss_weights, lr_scheduler_type, optim and cpu_optim as TRL and transformers take them."""
+def check_training(training: dict, config_files=()) -> None:
+    """loss_type, loss_weights, lr_scheduler_type, optim and cpu_optim as TRL and transformers take them;
+    each problem names the config file that set the field."""
+    from dpo_study.validation import source_of
+
     problems = []
     bad, accepted = allowed(training["loss_type"], KNOWN_LOSS_TYPES, trl_loss_types)
     if bad:
@@ -86,7 +89,9 @@ def check_training(training: dict, source: str = "config") -> None:
         problems.append(f"training.cpu_optim = {training['cpu_optim']!r}: 8-bit and paged optimizers need a GPU "
                         "(bitsandbytes); use e.g. adamw_torch")
     if problems:
-        raise ConfigError("\n".join(f"{source}: {p}" for p in problems))
+        raise ConfigError("\n".join(
+            f"{source_of(['training', p.split(' ')[0].removeprefix('training.')], config_files)}: {p}" for p in problems
+        ))
 
 
 def missing_packages(config: dict) -> list[str]:
@@ -210,7 +215,7 @@ def check_study(config: dict, config_files, train_rows, test_rows, probe_rows, j
     """The checks above on a schema-validated config and its loaded data (common.smk, parse time)."""
     source = str(config_files[0]) if config_files else "config"
     safe_input.check_values(config, source)  # --config values too
-    check_training(config["training"], source)
+    check_training(config["training"], config_files)
     check_packages(config, source)
     check_cv_folds(config["judge"]["cv_folds"], train_rows, judge_texts, config["judge"]["use"], config["judge"]["texts"])
     resolved = tokenizer_file(config["model"]["name"], manifest)
