@@ -400,12 +400,12 @@ def judge_responses(responses: str, judges: list[str], stances: str, names: list
     torch.set_num_threads(threads)
     rows = artifacts.read_responses(responses, artifacts.prompt_ids(prompts), prompts) if prompts else read_jsonl(responses)
     table = pd.DataFrame(rows)
-    texts, prompts = list(table["response"].fillna("")), list(table["prompt"])
+    texts, questions = list(table["response"].fillna("")), list(table["prompt"])
     for name, path in zip(names, judges, strict=True):
         judge = joblib.load(path)
         if judge.uses_base_model:
             judge.model = model  # the study's model manifest, as this job's input names it
-        columns = stance_columns(judge.probabilities(texts, prompts))
+        columns = stance_columns(judge.probabilities(texts, questions))
         table[f"{name}_stance"] = columns["stance"].to_numpy()
         table[f"{name}_score"] = columns["stance_score"].to_numpy()
         if name == primary:
