@@ -93,10 +93,10 @@ def check_adapter(folder) -> None:
         json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
         raise CorruptArtifact(f"{folder}/adapter_config.json: cannot be read ({error}); {hint}") from None
-    files = sorted(folder.glob("*.safetensors"))
-    if not files:
-        raise CorruptArtifact(f"{folder}: holds no *.safetensors weights; {hint}")
-    for file in files:
+    from dpo_study.modeling import require_safetensors
+
+    require_safetensors(folder, "adapter folder")  # pickled weights are refused, not rebuilt
+    for file in sorted(folder.glob("*.safetensors")):
         try:
             with safe_open(str(file), framework="numpy") as weights:
                 list(weights.keys())
