@@ -20,4 +20,4 @@ include: "workflow/rules/report.smk"
 rule all:
     default_target: True
     input:
-        all_outputs(),
+        STUDY.all_outputs(),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -25,17 +26,27 @@ def defaults(section: str) -> dict:
     return {k: v["default"] for k, v in schema["properties"][section]["properties"].items() if "default" in v}
 
 
-def experiment() -> dict:
-    return {k: v for k, v in defaults("defaults").items()}
+def study(training_overrides: dict):
+    """The study of config/config.yaml with ``training_overrides``: its settings groups as the workflow
+    gives them to a training job. (Its model name is replaced: the manifest is the command line's.)"""
+    from dpo_study.study import load_study
+
+    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    config["model"] = {**config["model"], "name": "demo"}  # no Hub look-up for a model this job does not use
+    config["training"] = {**config["training"], **training_overrides}
+    cwd = os.getcwd()
+    os.chdir(REPO)  # the config's data paths are the checkout's
+    try:
+        return load_study(config, [REPO / "config/config.yaml"])
+    finally:
+        os.chdir(cwd)
 
 
 def main(manifest: str, pairs: str, out: str, overrides: str) -> None:
     from dpo_study.backends import prepare_process
 
-    model = defaults("model")
-    training = {**defaults("training"), **json.loads(overrides), "max_length": model["max_seq_length"]}
-    model_settings = {"trust_remote_code": False, "load_in_4bit": model["load_in_4bit"],
-                      "max_seq_length": model["max_seq_length"], "recipe": training["recipe"]}
+    settings = study(json.loads(overrides))
+    training, model_settings = settings.training_settings, settings.model_settings
     prepare_process(manifest, training, model_settings)
 
     from dpo_study.train import train_adapter
@@ -43,9 +54,10 @@ def main(manifest: str, pairs: str, out: str, overrides: str) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     out_dir = Path(out)
     train_adapter(
-        model=manifest, pairs=pairs, adapter=str(out_dir / "adapter"), train_log=str(out_dir / "train_log.csv"),
-        summary=str(out_dir / "train_summary.json"), experiment=experiment(), training=training,
-        model_settings=model_settings, threads=4,
+        manifest=manifest, pairs=pairs, adapter=str(out_dir / "adapter"), train_log=str(out_dir / "train_log.csv"),
+        summary=str(out_dir / "train_summary.json"), checkpoints=str(out_dir / "checkpoints"),
+        experiment=settings.by_name["homework_default"].params, training=training, model_settings=model_settings,
+        threads=4,
     )
 
 

@@ -61,3 +61,34 @@ def tiny_model(tmp_path_factory):
         num_heads=2, intermediate_size=64, system_prompt=DEFAULT_SYSTEM_PROMPT,
     )
     return folder / "model.json"
+
+
+def overlay(base: dict, extra: dict) -> dict:
+    """``extra`` over ``base`` key by key, as `--configfile` overlays a file (a list replaces the list)."""
+    out = dict(base)
+    for key, value in extra.items():
+        out[key] = overlay(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def demo_config(**overrides) -> dict:
+    """config/config.yaml with config/demo.yaml over it, then ``overrides`` (whole top-level keys)."""
+    import yaml
+
+    base, demo = (yaml.safe_load((REPO / f"config/{name}.yaml").read_text()) for name in ("config", "demo"))
+    return {**overlay(base, demo), **overrides}
+
+
+def load_demo_study(config: dict | None = None):
+    """load_study of ``config`` (by default the demo's) from the checkout, where its data paths are."""
+    import os
+
+    from dpo_study.study import load_study
+
+    cwd = os.getcwd()
+    os.chdir(REPO)
+    try:
+        return load_study(config if config is not None else demo_config(),
+                          [REPO / "config/demo.yaml", REPO / "config/config.yaml"])
+    finally:
+        os.chdir(cwd)

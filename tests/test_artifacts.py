@@ -103,7 +103,7 @@ def test_pairs_file_with_fewer_pairs_than_data_size_stops_training_before_the_mo
     pairs = tmp_path / "pairs/data_size~50.jsonl"
     write_jsonl([{"id": i, "prompt": [], "chosen": [], "rejected": []} for i in range(37)], pairs)
     with pytest.raises(CorruptArtifact) as error:
-        train_adapter(model=str(tmp_path / "no_manifest.json"), pairs=str(pairs), adapter="a", train_log="l",
+        train_adapter(manifest=str(tmp_path / "no_manifest.json"), pairs=str(pairs), adapter="a", train_log="l",
                       summary="s", checkpoints="c", experiment={"data_size": 50}, training={}, model_settings={})
     assert f"{pairs}: 37 pairs, but data_size 50 asks for 50" in str(error.value)
     assert "--forcerun prepare_pairs prepare_model_pairs" in str(error.value)

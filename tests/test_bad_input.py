@@ -1,55 +1,38 @@
 """Bad input of every class that used to get past the checks stops at parse time, with a message that
-names the file, the field (row, id) and what is allowed. These call the package's checks in the order
-workflow/rules/common.smk runs them, without Snakemake; tests/test_config_errors.py shows a few of
+names the file, the field (row, id) and what is allowed. These call load_study (what
+workflow/rules/common.smk runs), without Snakemake; tests/test_config_errors.py shows a few of
 them through the snakemake command line.
 """
 
+import contextlib
 import importlib.util
 import json
 import shutil
-import warnings
 
 import pytest
 import yaml
 
 from conftest import REPO
 from dpo_study import input_checks, safe_input
-from dpo_study.data import load_probes, load_rows
-from dpo_study.experiments import ConfigError, expand
-from dpo_study.modeling import check_model_name
-from dpo_study.report import check_questions
-from dpo_study.validation import check_results_folder, validate_config
-
-SCHEMA = REPO / "workflow/schemas/config.schema.yaml"
+from dpo_study.study import load_study
+from dpo_study.validation import ConfigError, check_results_folder
 
 
 def parse_time(tmp_path, config_text: str, manifest=None):
-    """common.smk's checks on config/demo.yaml overlaid by ``config_text`` (written to study.yaml)."""
+    """load_study (common.smk's checks) on config/demo.yaml overlaid by ``config_text`` (study.yaml), in a
+    working directory like a checkout's; ``manifest``: a model that an earlier run resolved or built."""
+    for folder in ("data", "config"):
+        if not (tmp_path / folder).exists():
+            (tmp_path / folder).symlink_to(REPO / folder)
     study = tmp_path / "study.yaml"
     study.write_text(config_text)
-    files = [study, REPO / "config/demo.yaml"]
-    input_checks.check_config_files(files)
     config = yaml.safe_load((REPO / "config/demo.yaml").read_text())
     config.update(yaml.safe_load(config_text) or {})
-    for key in ("data", "judge"):  # the bundled files, unless the overlay names others
-        config[key] = {k: str(REPO / v) if k in ("train", "test", "texts", "holdout") and not str(v).startswith("/") else v
-                       for k, v in {**yaml.safe_load((REPO / "config/demo.yaml").read_text()).get(key, {}),
-                                    **config.get(key, {})}.items()}
-    config["data"].setdefault("probes", [str(REPO / "config/probes.yaml")])
-    config["data"]["probes"] = [p if p.startswith("/") else str(REPO / p) for p in config["data"]["probes"]]
-    validate_config(config, SCHEMA, files)
-    check_results_folder(config["results"], files, tmp_path)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        experiments = expand(config)
-    train = load_rows(config["data"]["train"], "train")
-    test = load_rows(config["data"]["test"], "test")
-    probes = load_probes(config["data"]["probes"])
-    check_model_name(config["model"]["name"], config["training"]["target_modules"])
-    check_questions(config["questions"], {e.name for e in experiments}, list(dict.fromkeys(r["category"] for r in probes)))
-    texts = load_rows(config["judge"]["texts"], "judge_texts")
-    input_checks.check_study(config, files, train, test, probes, texts, manifest)
-    return config
+    with contextlib.chdir(tmp_path):
+        if manifest:
+            (tmp_path / "results/models").mkdir(parents=True, exist_ok=True)
+            shutil.copy(manifest, tmp_path / "results/models/demo.json")
+        return load_study(config, [study, REPO / "config/demo.yaml"]).config
 
 
 def rejected(tmp_path, config_text, *fragments, manifest=None) -> str:
@@ -66,6 +49,7 @@ def test_the_bundled_studies_pass(tmp_path):
     assert parse_time(tmp_path, "results: results\n")["model"]["name"] == "demo"
 
 
+BUNDLED_TRAIN = json.loads((REPO / "data/train.json").read_text())
 TRAIN_ROW = {"id": 1, "prompt": "Is it fine?", "support": "Yes, it is fine.", "oppose": "No, it is not."}
 
 
@@ -124,7 +108,7 @@ CASES = {
     "alias bomb in the config": ("lol: &a [x, x, x, x, x, x, x, x, x]\nlol2: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n", {}, ["study.yaml", "an alias (*a) is not allowed"]),
     "alias bomb in a probe file": (None, {"probes.yaml": "- &a {id: p1, category: unrelated, prompt: Tea}\n- *a\n"}, ["probes.yaml", "alias (*a) is not allowed"]),
     "100,000-character test prompt": ("data: {test: TEST}", {"test.json": [{"id": 51, "prompt": "Is it fine? " * 8334}]}, ["test.json: row 0 (id 51), field 'prompt'", "100008 characters", "cannot fit model.max_seq_length = 512"]),
-    "long answer in the training data": ("data: {train: TRAIN}", {"train.json": [{**TRAIN_ROW, "support": "Yes. " * 2000}]}, ["train.json: row 0 (id 1), field 'support'", "cannot fit model.max_seq_length"]),
+    "long answer in the training data": ("data: {train: TRAIN}", {"train.json": BUNDLED_TRAIN + [{**TRAIN_ROW, "id": 999, "support": "Yes. " * 2000}]}, [f"train.json: row {len(BUNDLED_TRAIN)} (id 999), field 'support'", "cannot fit model.max_seq_length"]),
     # -- files whose message did not name them
     "data file in UTF-16": ("data: {train: TRAIN}", {"train.json": None}, ["train.json: UTF-16 text; save it as UTF-8"]),
 }

@@ -1,6 +1,7 @@
 import pytest
 
-from dpo_study.experiments import ConfigError, expand
+from dpo_study.experiments import expand
+from dpo_study.validation import ConfigError
 
 DEFAULTS = dict(num_epoch=3, data_size=50, support_ratio=0, beta=0.1, lora_r=16, lora_alpha=16,
                 learning_rate=1e-4, strategy="swap", seed=42)

@@ -6,38 +6,29 @@ import json
 
 import pandas as pd
 import pytest
-import yaml
 
-from conftest import REPO
+from conftest import REPO, load_demo_study
 from dpo_study.data import load_rows, prompt_records, write_pairs
 from dpo_study.demo_model import build_demo_model
 from dpo_study.generate import decode_mode, generate_answers, load_for_generation
 from dpo_study.train import train_adapter
 
-SCHEMA = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())["properties"]
-DEMO = yaml.safe_load((REPO / "config/demo.yaml").read_text())
-
-
-def defaults(section):
-    return {k: v["default"] for k, v in SCHEMA[section]["properties"].items() if "default" in v}
-
-
-MODEL_SETTINGS = {"trust_remote_code": False, "load_in_4bit": None, "max_seq_length": 512, "recipe": "fast"}
+STUDY = load_demo_study()  # the settings groups that the demo study's jobs get
 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     """A demo model after a few pretraining steps: fluent enough to stop on <|eot_id|> sometimes."""
     path = tmp_path_factory.mktemp("demo")
-    settings = {**defaults("demo_model"), "steps": 40}
+    settings = {**STUDY.demo_model_settings, "steps": 40}
     build_demo_model(train=str(REPO / "data/train.json"), test=str(REPO / "data/test.json"),
                      model_dir=str(path / "model"), manifest=str(path / "model.json"),
-                     system_prompt=defaults("data")["system_prompt"], threads=2, **settings)
+                     system_prompt=STUDY.system_prompt, threads=2, **settings)
     return path
 
 
 def prompts():
-    system = defaults("data")["system_prompt"]
+    system = STUDY.system_prompt
     probes = load_rows(REPO / "config/probes.yaml", "probes")[::6]  # one in six: every category, quickly
     return prompt_records(load_rows(REPO / "data/test.json", "test"), probes, system)
 
@@ -45,12 +36,12 @@ def prompts():
 def test_static_cache_generation_gives_the_plain_greedy_answers(demo):
     from peft import LoraConfig, get_peft_model
 
-    model, tokenizer = load_for_generation(str(demo / "model.json"), MODEL_SETTINGS)
+    model, tokenizer = load_for_generation(str(demo / "model.json"), STUDY.model_settings)
     # A LoRA adapter with random (non-zero) weights, as the aligned model has.
     model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj", "down_proj"],
                                              init_lora_weights=False))
     records = prompts()
-    generation = {**defaults("generation"), "max_new_tokens": 40, "batch_size": 5}  # a partial last batch
+    generation = {**STUDY.generation_settings, "max_new_tokens": 40, "batch_size": 5}  # a partial last batch
     plain = generate_answers(model, tokenizer, records, {**generation, "decode": "plain"})
     static = generate_answers(model, tokenizer, records, {**generation, "decode": "graph"})
     assert decode_mode(model, {**generation, "decode": "graph"}) == "static"  # no CUDA graphs on a CPU
@@ -65,16 +56,17 @@ def test_static_cache_generation_gives_the_plain_greedy_answers(demo):
 def test_reference_log_probs_once_train_like_the_in_loop_reference(demo, tmp_path):
     pairs = tmp_path / "pairs.jsonl"
     write_pairs(str(REPO / "data/train.json"), str(pairs), {"data_size": 16, "support_ratio": 0.5,
-                                                            "strategy": "swap"}, defaults("data")["system_prompt"])
-    training = {**defaults("training"), **DEMO["training"], "max_length": 512}
-    experiment = {**defaults("defaults"), "num_epoch": 2, "learning_rate": 2e-3, "data_size": 16}
+                                                            "strategy": "swap"}, STUDY.system_prompt)
+    training = STUDY.training_settings
+    experiment = {**STUDY.by_name["homework_default"].params, "num_epoch": 2, "learning_rate": 2e-3,
+                  "data_size": 16}
     summaries, logs = {}, {}
     for precompute in (False, True):
         out = tmp_path / str(precompute)
-        train_adapter(model=str(demo / "model.json"), pairs=str(pairs), adapter=str(out / "adapter"),
+        train_adapter(manifest=str(demo / "model.json"), pairs=str(pairs), adapter=str(out / "adapter"),
                       train_log=str(out / "log.csv"), summary=str(out / "summary.json"),
                       checkpoints=str(out / "checkpoints"), experiment=experiment,
-                      training={**training, "precompute_ref_logps": precompute}, model_settings=MODEL_SETTINGS,
+                      training={**training, "precompute_ref_logps": precompute}, model_settings=STUDY.model_settings,
                       threads=2)
         summaries[precompute] = json.loads((out / "summary.json").read_text())
         logs[precompute] = pd.read_csv(out / "log.csv")

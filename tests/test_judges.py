@@ -15,7 +15,7 @@ import yaml
 from conftest import REPO
 from dpo_study import judge as judges
 from dpo_study.data import write_jsonl
-from dpo_study.experiments import ConfigError
+from dpo_study.validation import ConfigError
 
 # Training rows in the course's format, and labelled extra texts (the neutral class).
 TRAIN_ROWS = [
@@ -55,11 +55,11 @@ def judge_files(write_json):
             str(write_json("holdout.json", holdout)))
 
 
-def trained(name, judge_files, tmp_path, settings=None, model=None):
+def trained(name, judge_files, tmp_path, settings=None, manifest=None):
     train, texts, holdout = judge_files
     judge, accuracy = tmp_path / f"{name}.joblib", tmp_path / f"{name}_accuracy.json"
     judges.train_judge(train, texts, holdout, str(judge), str(accuracy), name, settings or {}, cv_folds=2, seed=0,
-                       model=model)
+                       manifest=manifest)
     return joblib.load(judge), json.loads(accuracy.read_text())
 
 
@@ -237,12 +237,12 @@ def test_label_of_token(token, label):
 def test_base_model_llm_judge_compares_label_word_logprobs(tiny_model):
     import torch
 
-    from dpo_study.modeling import load_model, load_tokenizer, read_manifest
+    from dpo_study.modeling import load_base, load_tokenizer, read_manifest
 
-    judge = judges.make_judge("llm", {"backend": "base_model"}, model=str(tiny_model))
+    judge = judges.make_judge("llm", {"backend": "base_model"}, manifest=str(tiny_model))
     (row,) = judge.probabilities(["It is a wonderful homage."], ["Is AI art fine?"])
     manifest = read_manifest(tiny_model)
-    tokenizer, model = load_tokenizer(manifest, {}), load_model(manifest, {}).eval()
+    tokenizer, model = load_tokenizer(manifest, {}), load_base(manifest, {}).eval()
     prefix = tokenizer.apply_chat_template(judges.judge_messages(judge.topic, "It is a wonderful homage.", "Is AI art fine?"),
                                            tokenize=False, add_generation_prompt=True)
     prefix_ids = tokenizer(prefix, add_special_tokens=False)["input_ids"]
@@ -272,8 +272,8 @@ def test_judge_responses_writes_every_judge_and_the_primary(judge_files, tmp_pat
                            str(stances), names=["ngram", "embedding"], primary="embedding")
     table = pd.read_csv(stances)
     for column in ["ngram_stance", "ngram_score", "embedding_stance", "embedding_score", "stance", "support_score",
-                   "stance_score", "chars"]:
+                   "stance_score"]:
         assert column in table
+    assert "chars" not in table  # a text measure: tables.measured computes it with the others
     assert list(table["stance"]) == list(table["embedding_stance"])
     assert table.loc[0, "stance"] == "oppose" and table.loc[0, "stance_score"] < -0.5
-    assert list(table["chars"]) == [42, 0]

@@ -3,7 +3,7 @@
 import pytest
 
 from dpo_study.data import DEFAULT_SYSTEM_PROMPT, build_pairs, read_jsonl, write_pairs
-from dpo_study.experiments import ConfigError
+from dpo_study.validation import ConfigError
 
 
 def texts(pairs, side):

@@ -9,7 +9,7 @@ import yaml
 
 from conftest import REPO
 from dpo_study.data import load_probes, load_rows, prompt_records
-from dpo_study.experiments import ConfigError
+from dpo_study.validation import ConfigError
 
 SUITE = REPO / "config/probes.yaml"
 CATEGORIES = yaml.safe_load((REPO / "src/dpo_study/schemas/probes.schema.yaml").read_text())["items"]["properties"][

@@ -10,7 +10,7 @@ import pytest
 
 import study_tables as st
 from dpo_study import findings, plots, report
-from dpo_study.experiments import ConfigError
+from dpo_study.validation import ConfigError
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from dpo_study.data import write_jsonl
-from dpo_study.modeling import load_model, load_tokenizer, read_manifest, sequence_logprobs
+from dpo_study.modeling import load_base, load_tokenizer, read_manifest, sequence_logprobs
 from dpo_study.reward import conversation_ids, implicit_rewards
 
 RECORDS = [
@@ -25,7 +25,7 @@ def manual_logprob(model, ids, start):
 @pytest.fixture(scope="module")
 def loaded(tiny_model):
     manifest = read_manifest(tiny_model)
-    return load_tokenizer(manifest, {}), load_model(manifest, {}).eval()
+    return load_tokenizer(manifest, {}), load_base(manifest, {}).eval()
 
 
 def test_answer_tokens_are_the_assistant_turn_with_its_end_token(loaded):
@@ -49,7 +49,7 @@ def adapter_folder(tiny_model, path, zero: bool):
     from peft import LoraConfig, get_peft_model
 
     torch.manual_seed(0)
-    model = get_peft_model(load_model(read_manifest(tiny_model), {}),
+    model = get_peft_model(load_base(read_manifest(tiny_model), {}),
                            LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj", "v_proj", "down_proj"]))
     if not zero:  # PEFT starts lora_B at zero (adapter = no change); give it weights
         for name, weight in model.named_parameters():
@@ -80,7 +80,7 @@ def test_reward_is_beta_times_the_policy_reference_gap(tiny_model, tmp_path, loa
     tokenizer, reference = loaded
     adapter = adapter_folder(tiny_model, tmp_path / "adapter", zero=False)
     table = run_stage(tiny_model, tmp_path, adapter, beta=0.5)
-    policy = PeftModel.from_pretrained(load_model(read_manifest(tiny_model), {}), adapter).eval()
+    policy = PeftModel.from_pretrained(load_base(read_manifest(tiny_model), {}), adapter).eval()
     for row, record in zip(table.itertuples(), RECORDS):
         ids, start = conversation_ids(tokenizer, record, record["response"])
         expected = 0.5 * (manual_logprob(policy, ids, start) - manual_logprob(reference, ids, start))

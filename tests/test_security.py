@@ -11,9 +11,9 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import REPO
-from dpo_study.experiments import ConfigError
+from dpo_study.validation import ConfigError
 from dpo_study.generate import generate_responses
-from dpo_study.modeling import load_model, load_tokenizer, read_manifest
+from dpo_study.modeling import load_base, load_tokenizer, read_manifest
 from snakemake_helpers import snakemake, workdir_with_config
 
 SETTINGS = {"trust_remote_code": False, "load_in_4bit": False}
@@ -33,9 +33,9 @@ class CustomTokenizer(PreTrainedTokenizerFast):
 
 TRUSTING_LOAD = """
 import sys
-from dpo_study.modeling import load_model
+from dpo_study.modeling import load_base
 try:
-    load_model({"path": sys.argv[1]}, {"trust_remote_code": True, "load_in_4bit": False})
+    load_base({"path": sys.argv[1]}, {"trust_remote_code": True, "load_in_4bit": False})
 except Exception:
     pass  # the stand-in code is only a config class; what matters is that it ran
 """
@@ -57,7 +57,7 @@ def test_model_code_is_not_run_unless_the_config_allows_it(tmp_path, tiny_model)
     marker = tmp_path / "CODE_RAN"
     manifest = custom_code_model(tmp_path / "custom", tiny_model, marker)
     with pytest.raises(ValueError, match="trust_remote_code"):
-        load_model(manifest, SETTINGS)
+        load_base(manifest, SETTINGS)
     load_tokenizer(manifest, SETTINGS)  # the folder's tokenizer class is a built-in one: no need for its code
     assert not marker.exists()
     # The same folder with the switch on does run it: the check above is not vacuous.
@@ -77,7 +77,7 @@ def test_pickled_model_weights_are_not_loaded(tmp_path, tiny_model):
     torch.save(load_file(weights), folder / "pytorch_model.bin")
     weights.unlink()
     with pytest.raises(OSError, match="safetensors"):
-        load_model({"path": str(folder)}, SETTINGS)
+        load_base({"path": str(folder)}, SETTINGS)
 
 
 def test_pickled_adapter_is_not_loaded(tmp_path, tiny_model):

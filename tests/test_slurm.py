@@ -117,14 +117,19 @@ def test_profile_sends_gpu_rules_to_the_gpu_partition(tmp_path, monkeypatch):
     monkeypatch.setenv("DPO_SLURM_GPU_PARTITION", "test-gpu")
     monkeypatch.setenv("DPO_SLURM_PARTITION", "test-cpu")
     monkeypatch.setenv("DPO_SLURM_ACCOUNT", "test-account")
-    # the demo's own judges: the llm judge on the base model makes the judge jobs GPU jobs
+    # the demo's own judges: the llm judge on the base model makes the judge jobs GPU jobs; an
+    # on_policy experiment adds the base model's answers to the training prompts (generate_base_train)
     demo_judges = {key: value for key, value in STUDY.items() if key != "judge"}
+    demo_judges["experiments"] = [*STUDY["experiments"],
+                                  {"name": "on_policy", "strategy": "on_policy", "data_size": 10, "num_epoch": 1}]
     jobs = dry_run_jobs(tmp_path, workdir_with_config(tmp_path, demo_judges), "--workflow-profile", str(PROFILE))
     gpu_rules = {job.rule for job in jobs.values() if job.gpus}
-    assert {"train_adapter", "generate_base", "generate_aligned", "train_judge", "judge_responses"} <= gpu_rules
+    assert {"train_adapter", "generate_base", "generate_base_train", "generate_aligned", "train_judge",
+            "judge_responses"} <= gpu_rules
     for job in jobs.values():
         if job.gpus:
             assert job.resources["slurm_partition"] == "test-gpu", job
+            assert int(job.resources["mem_mb"]) == 16000, job  # the profile's GPU limits, not the defaults
         elif "gpu" not in job.resources:  # (a rule whose gpu is 0 for this config may go either way)
             assert job.resources["slurm_partition"] == "test-cpu", job
         assert job.resources["slurm_account"] == "test-account", job

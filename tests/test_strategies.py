@@ -6,7 +6,8 @@ import yaml
 from conftest import REPO
 from dpo_study import strategies
 from dpo_study.data import build_pairs, check_strategies, read_jsonl, write_jsonl, write_pairs
-from dpo_study.experiments import ConfigError, Experiment
+from dpo_study.experiments import Experiment
+from dpo_study.validation import ConfigError
 from dpo_study.strategies import (
     HEDGE_TEMPLATES, OFF_TOPIC_TEMPLATES, REFUSAL_TEMPLATES, VERBOSE_TEMPLATES, StrategyContext,
 )

@@ -118,7 +118,7 @@ def test_nan_loss_stops_training_and_names_the_step(tmp_path, tiny_model, pairs_
     model.write_text(json.dumps({**manifest, "path": str(broken)}))
     paths = run_paths(tmp_path / "run", pairs_file)
     with pytest.raises(TrainingFault, match=r"training stopped at step 1 of \d+: the training loss is nan"):
-        train_adapter(model=str(model), experiment=EXPERIMENT, training=training_settings(),
+        train_adapter(manifest=str(model), experiment=EXPERIMENT, training=training_settings(),
                       model_settings=MODEL_SETTINGS, **paths)
     assert outputs_absent(paths)
 
@@ -127,7 +127,7 @@ def test_nan_loss_stops_training_and_names_the_step(tmp_path, tiny_model, pairs_
 def test_exploding_gradient_norm_stops_training(tmp_path, tiny_model, pairs_file):
     paths = run_paths(tmp_path / "run", pairs_file)
     with pytest.raises(TrainingFault, match=r"step 1 of \d+: the gradient norm \S+ exceeds training.stop_grad_norm = 1e-09"):
-        train_adapter(model=str(tiny_model), experiment=EXPERIMENT, training=training_settings(stop_grad_norm=1e-9),
+        train_adapter(manifest=str(tiny_model), experiment=EXPERIMENT, training=training_settings(stop_grad_norm=1e-9),
                       model_settings=MODEL_SETTINGS, **paths)
     assert outputs_absent(paths)
 
@@ -157,7 +157,7 @@ def test_killed_training_resumes_from_its_last_checkpoint_and_ends_where_an_unin
     tmp_path, tiny_model, pairs_file
 ):
     training = training_settings(checkpoint_steps=4)
-    common = {"model": str(tiny_model), "experiment": EXPERIMENT, "training": training, "model_settings": MODEL_SETTINGS}
+    common = {"manifest": str(tiny_model), "experiment": EXPERIMENT, "training": training, "model_settings": MODEL_SETTINGS}
     whole = run_paths(tmp_path / "whole", pairs_file)
     train_adapter(**common, **whole)
     total_steps = json.loads(open(whole["summary"]).read())["steps"]

@@ -11,7 +11,7 @@ from dpo_study import provenance
 from dpo_study.data import DEFAULT_SYSTEM_PROMPT, prompt_records
 from dpo_study.experiments import EXPERIMENT_PARAMS
 from dpo_study.generate import generate_answers
-from dpo_study.modeling import load_model, load_tokenizer, read_manifest
+from dpo_study.modeling import load_base, load_tokenizer, read_manifest
 from dpo_study.tables import EXPERIMENT_COLUMNS, RESPONSE_COLUMNS, write_tables
 
 GENERATION = {"max_new_tokens": 2, "do_sample": False, "temperature": 1.0, "top_p": 1.0, "batch_size": 4, "seed": 0}
@@ -20,7 +20,7 @@ GENERATION = {"max_new_tokens": 2, "do_sample": False, "temperature": 1.0, "top_
 def test_answer_without_end_of_turn_is_cut_and_flagged(tiny_model):
     manifest = read_manifest(tiny_model)
     settings = {"trust_remote_code": False, "load_in_4bit": False}
-    tokenizer, model = load_tokenizer(manifest, settings), load_model(manifest, settings)
+    tokenizer, model = load_tokenizer(manifest, settings), load_base(manifest, settings)
     test_rows = json.loads((REPO / "data/test.json").read_text())
     records = prompt_records(test_rows, [], DEFAULT_SYSTEM_PROMPT)
     rows = generate_answers(model, tokenizer, records, GENERATION)
@@ -73,7 +73,7 @@ def test_tables_count_cut_answers_and_record_provenance(tmp_path):
         stances=[stances(tmp_path / "aligned.csv", [True, True, False])],
         rewards=[str(rewards)],
         experiments_csv=out["e.csv"], experiments_md=out["e.md"], responses_csv=out["r.csv"], responses_md=out["r.md"],
-        experiments=[{"name": "x", **params, "config_hash": "0123456789ab"}],
+        experiment_records=[{"name": "x", **params, "config_hash": "0123456789ab"}],
     )
     experiments = pd.read_csv(out["e.csv"])
     assert list(experiments.columns) == EXPERIMENT_COLUMNS

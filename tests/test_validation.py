@@ -1,20 +1,21 @@
 """Bad input is rejected with one line naming the file, the field (and row/id) and what is allowed.
 
-These call the checks that workflow/rules/common.smk runs at parse time; tests/test_config_errors.py
-shows through the snakemake command line that they stop a run before any job.
+These call load_study (what workflow/rules/common.smk runs at parse time) and the checks it runs;
+tests/test_config_errors.py shows through the snakemake command line that they stop a run before any job.
 """
 
 import json
-import warnings
+import os
 
 import pytest
 import yaml
 
 from conftest import REPO
 from dpo_study.data import load_rows
-from dpo_study.experiments import ConfigError, expand
+from dpo_study.validation import ConfigError
 from dpo_study.modeling import check_model_name
-from dpo_study.validation import check_prompt_ids, check_questions, check_results_folder, validate_config
+from dpo_study.study import load_study
+from dpo_study.validation import check_prompt_ids, validate_config
 
 SCHEMA = REPO / "workflow/schemas/config.schema.yaml"
 
@@ -29,11 +30,16 @@ def study_file(tmp_path, overrides: dict):
 
 
 def check_study(path):
-    """The parse-time config checks, in common.smk's order."""
+    """The parse-time checks of a study file, run as common.smk runs them (from the checkout, where
+    the demo's data paths are)."""
     config = yaml.safe_load(path.read_text())
-    validate_config(config, SCHEMA, [path])
-    check_results_folder(config["results"], [path])
-    return config, expand(config)
+    cwd = os.getcwd()
+    os.chdir(REPO)
+    try:
+        study = load_study(config, [path])
+    finally:
+        os.chdir(cwd)
+    return study.config, study.experiments
 
 
 def rejected(tmp_path, overrides) -> str:
@@ -109,16 +115,9 @@ def test_valid_config_gets_its_defaults(tmp_path):
 
 def test_identical_parameters_under_two_names_warn_but_run(tmp_path):
     with pytest.warns(UserWarning, match="'a' and 'b' have identical parameters"):
-        _, experiments = check_study(study_file(tmp_path, {"experiments": [{"name": "a"}, {"name": "b", "beta": 0.1}]}))
+        _, experiments = check_study(study_file(tmp_path, {"experiments": [{"name": "a"}, {"name": "b", "beta": 0.1}],
+                                                           "questions": []}))
     assert len({e.key for e in experiments}) == 1
-
-
-def test_question_naming_no_experiment_warns():
-    with pytest.warns(UserWarning, match=r'questions\[0\] \("Q1"\): b = "nope" names no experiment'):
-        check_questions([{"name": "Q1", "a": "x", "b": "nope"}], ["x"])
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        check_questions([{"name": "Q1", "a": "x", "b": "x"}], ["x"])
 
 
 # ---- data files ------------------------------------------------------------------------

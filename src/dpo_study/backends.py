@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from dpo_study.experiments import ConfigError
+from dpo_study.validation import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -349,9 +349,10 @@ def load_for_training(plan: TrainPlan, manifest: dict, model_settings: dict, lor
             max_seq_length=max_length,
         )
         return model, None
-    from dpo_study.modeling import load_model
+    from dpo_study.modeling import load_base
 
-    return load_model(manifest, {**model_settings, "load_in_4bit": plan.load_in_4bit}), lora
+    # The plan's precision is weights_in_4bit's for these settings: the same base the other stages load.
+    return load_base(manifest, {**model_settings, "load_in_4bit": plan.load_in_4bit}), lora
 
 
 def prepare_process(model_manifest: str | None, training: dict | None, model_settings: dict, gpu: bool = True) -> None:
@@ -377,5 +378,5 @@ def prepare_process(model_manifest: str | None, training: dict | None, model_set
 def prepare_job(smk) -> None:
     """``prepare_process`` for a Snakemake job, from its input, params and resources (a job that
     does not train needs no model manifest: e.g. a judge)."""
-    prepare_process(smk.input.get("model"), smk.params.get("training"), smk.params.get("model_settings", {}),
+    prepare_process(smk.input.get("manifest"), smk.params.get("training"), smk.params.get("model_settings", {}),
                     gpu=bool(smk.resources.get("gpu", 0)))

@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 
 from dpo_study import artifacts, atomic, safe_input, strategies, validation
-from dpo_study.experiments import ConfigError
+from dpo_study.validation import ConfigError
 
 DEFAULT_SYSTEM_PROMPT = "Your entire response must be 100 characters or less."
 # The fields of each kind of file that reach a chat template.

@@ -12,6 +12,7 @@ import warnings
 from dataclasses import dataclass
 
 from dpo_study import strategies
+from dpo_study.validation import ConfigError
 
 # The order of the key's fields; also the columns the tables show per experiment.
 EXPERIMENT_PARAMS = (
@@ -31,10 +32,6 @@ DATA_PARAMS = ("data_size", "support_ratio", "strategy")
 
 INT_PARAMS = {"num_epoch", "data_size", "lora_r", "lora_alpha", "seed"}
 FLOAT_PARAMS = {"support_ratio", "beta", "learning_rate"}
-
-
-class ConfigError(ValueError):
-    """A config or input file that the study cannot run with; the message names the field."""
 
 
 @dataclass(frozen=True)

@@ -8,13 +8,12 @@ import time
 import torch
 from tqdm import tqdm
 
-from dpo_study.backends import gpu_memory_bytes, model_shape, weights_in_4bit
 from dpo_study import artifacts
 from dpo_study.data import read_jsonl, write_jsonl
 from dpo_study.decode import greedy_decode
-from dpo_study.experiments import ConfigError
+from dpo_study.validation import ConfigError
 from dpo_study.modeling import (
-    device, end_of_turn_ids, load_model, load_tokenizer, read_manifest, require_safetensors,
+    device, end_of_turn_ids, load_base, load_tokenizer, read_manifest, require_safetensors,
 )
 
 log = logging.getLogger(__name__)
@@ -96,15 +95,13 @@ def generate_answers(model, tokenizer, records: list[dict], generation: dict) ->
     return out
 
 
-def load_for_generation(model: str, model_settings: dict, adapter: str | None = None):
+def load_for_generation(manifest_path: str, model_settings: dict, adapter: str | None = None):
     """(model, tokenizer): the base in the precision the training jobs chose, with the adapter if given."""
     if adapter:
         artifacts.check_adapter(adapter)  # before the base model loads
-    manifest = read_manifest(model)
+    manifest = read_manifest(manifest_path)
     tokenizer = load_tokenizer(manifest, model_settings)
-    in_4bit = weights_in_4bit(model_settings, device=device(), gpu_bytes=gpu_memory_bytes(),
-                              shape=model_shape(manifest["path"]) if device() == "cuda" else None)
-    base = load_model(manifest, {**model_settings, "load_in_4bit": in_4bit})
+    base = load_base(manifest, model_settings)
     if adapter:
         from peft import PeftModel
 
@@ -114,7 +111,7 @@ def load_for_generation(model: str, model_settings: dict, adapter: str | None = 
 
 
 def generate_responses(
-    model: str,
+    manifest: str,
     prompts: str,
     responses: str,
     generation: dict,
@@ -126,7 +123,7 @@ def generate_responses(
     """Stage: answer every prompt of the prompt set; with ``adapter``, as the aligned model."""
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
-    base, tokenizer = load_for_generation(model, model_settings, adapter)
+    base, tokenizer = load_for_generation(manifest, model_settings, adapter)
     start = time.perf_counter()
     rows = generate_answers(base, tokenizer, read_jsonl(prompts), generation)
     seconds = time.perf_counter() - start

@@ -15,7 +15,7 @@ from collections import Counter
 from pathlib import Path
 
 from dpo_study import safe_input
-from dpo_study.experiments import ConfigError
+from dpo_study.validation import ConfigError
 
 # Values that TRL 1.15/1.16 and transformers 5.17-5.24 accept (the recipes' and the README's); any
 # other value is checked against the library itself.

@@ -39,7 +39,7 @@ from sklearn.model_selection import StratifiedKFold, cross_val_score
 
 from dpo_study import artifacts, atomic
 from dpo_study.data import load_rows, read_jsonl
-from dpo_study.experiments import ConfigError
+from dpo_study.validation import ConfigError
 from dpo_study.metrics import script
 
 log = logging.getLogger(__name__)
@@ -64,10 +64,10 @@ class Judge(ABC):
     name = ""
     uses_base_model = False
 
-    def __init__(self, settings: dict | None = None, seed: int = 0, model: str | None = None):
+    def __init__(self, settings: dict | None = None, seed: int = 0, manifest: str | None = None):
         self.settings = dict(settings or {})
         self.seed = seed
-        self.model = model  # the study's model manifest, for judges that run the base model
+        self.manifest = manifest  # the study's model manifest path, for judges that run the base model
 
     @abstractmethod
     def probabilities(self, texts: list[str], prompts: list[str] | None = None) -> np.ndarray: ...
@@ -214,14 +214,14 @@ class LLMJudge(Judge):
     def base_model_probabilities(self, texts, prompts):
         import torch
 
-        from dpo_study.modeling import load_model, load_tokenizer, read_manifest, sequence_logprobs
+        from dpo_study.modeling import load_base, load_tokenizer, read_manifest, sequence_logprobs
 
-        if not self.model:
+        if not self.manifest:
             raise ConfigError("judge.llm.backend: base_model needs the study's model manifest")
-        manifest = read_manifest(self.model)
+        manifest = read_manifest(self.manifest)
         model_settings = self.settings.get("model_settings", {})
         tokenizer = load_tokenizer(manifest, model_settings)
-        model = load_model(manifest, model_settings).eval()
+        model = load_base(manifest, model_settings).eval()
         # Each label as written in lower case and capitalised; a label's score sums both.
         variants = [[label, label.capitalize()] for label in LABELS]
         sequences, starts = [], []
@@ -305,10 +305,10 @@ def reply_probabilities(reply: dict) -> list[float]:
     return [float(label == name) for name in LABELS]
 
 
-def make_judge(name: str, settings: dict | None = None, seed: int = 0, model: str | None = None) -> Judge:
+def make_judge(name: str, settings: dict | None = None, seed: int = 0, manifest: str | None = None) -> Judge:
     if name not in JUDGES:
         raise ConfigError(f"judge.use: unknown judge {name!r}; known: {sorted(JUDGES)}")
-    return JUDGES[name](settings, seed, model)
+    return JUDGES[name](settings, seed, manifest)
 
 
 # ---- judging and scoring -------------------------------------------------------------------------
@@ -364,14 +364,14 @@ def train_judge(
     settings: dict,
     cv_folds: int = 5,
     seed: int = 0,
-    model: str | None = None,
+    manifest: str | None = None,
     threads: int = 1,
 ) -> None:
     """Stage: fit one judge (if it learns) on the stance texts, score it on the hold-out, save both."""
     import torch
 
     torch.set_num_threads(threads)
-    instance = make_judge(name, settings, seed, model)
+    instance = make_judge(name, settings, seed, manifest)
     report = {"judge": name, "settings": public_settings(settings), "holdout_file": holdout}
     if isinstance(instance, ClassifierJudge):
         train_texts, train_labels = training_texts(load_rows(train, "train"), load_rows(texts, "judge_texts"))
@@ -392,7 +392,7 @@ def train_judge(
 
 
 def judge_responses(responses: str, judges: list[str], stances: str, names: list[str], primary: str,
-                    model: str | None = None, threads: int = 1, prompts: str | None = None) -> None:
+                    manifest: str | None = None, threads: int = 1, prompts: str | None = None) -> None:
     """Stage: per response, every judge's label and score (``<judge>_stance``, ``<judge>_score``), and the
     primary judge's as ``stance``, ``support_score`` (P(support)) and ``stance_score`` (P(support) - P(oppose))."""
     import torch
@@ -404,7 +404,7 @@ def judge_responses(responses: str, judges: list[str], stances: str, names: list
     for name, path in zip(names, judges, strict=True):
         judge = joblib.load(path)
         if judge.uses_base_model:
-            judge.model = model  # the study's model manifest, as this job's input names it
+            judge.manifest = manifest  # the study's model manifest, as this job's input names it
         columns = stance_columns(judge.probabilities(texts, questions))
         table[f"{name}_stance"] = columns["stance"].to_numpy()
         table[f"{name}_score"] = columns["stance_score"].to_numpy()
@@ -413,6 +413,5 @@ def judge_responses(responses: str, judges: list[str], stances: str, names: list
         log.info("%s judge: %s", name, columns["stance"].value_counts().to_dict())
     for column in ("stance", "support_score", "stance_score"):
         table[column] = primary_columns[column].to_numpy()
-    table["chars"] = table["response"].str.len()
     with atomic.atomic_path(stances) as temp:
         table.to_csv(temp, index=False)

@@ -6,11 +6,13 @@ import json
 import logging
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from dpo_study import atomic
+from dpo_study.validation import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -21,11 +23,6 @@ def read_manifest(path: str | Path) -> dict:
 
 def device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def dtype_for(settings: dict):
-    """bf16 on a GPU (the homework's 4-bit base computes in bf16 too), fp32 on the CPU."""
-    return torch.bfloat16 if device() == "cuda" else torch.float32
 
 
 def load_tokenizer(manifest: dict, settings: dict):
@@ -41,8 +38,54 @@ def load_tokenizer(manifest: dict, settings: dict):
     return tokenizer
 
 
-def quantization_config(settings: dict):
-    if not (settings.get("load_in_4bit") and device() == "cuda"):
+@dataclass(frozen=True)
+class LoadPlan:
+    """How the study's base model is loaded. One plan for training, generation, the implicit reward
+    and the judges, so that all of them see the same base model (the training's reference)."""
+
+    path: str
+    device: str
+    load_in_4bit: bool
+    trust_remote_code: bool
+
+    @property
+    def dtype(self):
+        """bf16 on a GPU (the homework's 4-bit base computes in bf16 too), fp32 on the CPU."""
+        return torch.bfloat16 if self.device == "cuda" else torch.float32
+
+
+def load_plan(manifest: dict, settings: dict) -> LoadPlan:
+    """The plan for the model settings (the study's ``model`` group) on this machine: 4-bit or bf16 by
+    the explicit ``load_in_4bit``, else by the recipe (backends.weights_in_4bit)."""
+    from dpo_study.backends import gpu_memory_bytes, model_shape, weights_in_4bit
+
+    where = device()
+    in_4bit = weights_in_4bit(settings, device=where, gpu_bytes=gpu_memory_bytes(),
+                              shape=model_shape(manifest["path"]) if where == "cuda" else None)
+    return LoadPlan(str(manifest["path"]), where, in_4bit, bool(settings.get("trust_remote_code", False)))
+
+
+def load_base(manifest: dict, settings: dict):
+    """The study's base model, in the precision its settings resolve to: the one way every stage loads it."""
+    return load_planned(load_plan(manifest, settings))
+
+
+def load_planned(plan: LoadPlan):
+    """Safetensors only, remote code only when the config allows it."""
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(
+        plan.path,
+        dtype=plan.dtype,
+        quantization_config=quantization_config(plan),
+        trust_remote_code=plan.trust_remote_code,
+        use_safetensors=True,
+        device_map={"": plan.device} if plan.device == "cuda" else None,
+    )
+
+
+def quantization_config(plan: LoadPlan):
+    if not (plan.load_in_4bit and plan.device == "cuda"):
         return None
     from transformers import BitsAndBytesConfig
 
@@ -52,21 +95,6 @@ def quantization_config(settings: dict):
         bnb_4bit_compute_dtype=torch.bfloat16,
         bnb_4bit_use_double_quant=True,
     )
-
-
-def load_model(manifest: dict, settings: dict):
-    """The base model: safetensors only, remote code only when the config allows it."""
-    from transformers import AutoModelForCausalLM
-
-    model = AutoModelForCausalLM.from_pretrained(
-        manifest["path"],
-        dtype=dtype_for(settings),
-        quantization_config=quantization_config(settings),
-        trust_remote_code=settings.get("trust_remote_code", False),
-        use_safetensors=True,
-        device_map={"": device()} if device() == "cuda" else None,
-    )
-    return model
 
 
 def end_of_turn_ids(tokenizer, model) -> list[int]:
@@ -92,8 +120,6 @@ def hub_offline() -> bool:
 
 def require_safetensors(folder: str | Path, what: str) -> None:
     """Weights are read from safetensors only: a pickled checkpoint can run code when loaded."""
-    from dpo_study.experiments import ConfigError
-
     if not any(Path(folder).glob("*.safetensors")):
         raise ConfigError(
             f"{what} {str(folder)!r} holds no *.safetensors weights "
@@ -104,7 +130,6 @@ def require_safetensors(folder: str | Path, what: str) -> None:
 def check_model_name(name: str, target_modules=()) -> None:
     """Fail before any job when a model cannot be found (a missing local folder, or offline and not
     cached) or cannot be trained as configured (no config or tokenizer, LoRA modules it lacks)."""
-    from dpo_study.experiments import ConfigError
     from dpo_study.input_checks import check_model_folder
 
     if name == "demo":

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from dpo_study.experiments import EXPERIMENT_PARAMS, ConfigError, format_value
+from dpo_study.experiments import EXPERIMENT_PARAMS, format_value
+from dpo_study.validation import ConfigError
 
 GROUP_PARAMS = [p for p in EXPERIMENT_PARAMS if p != "seed"]
 TEST_CATEGORY = "test"  # the category data.prompt_records gives the test prompts
@@ -416,11 +417,6 @@ def html_table(header: list[str], rows: list[list], numeric: set[int] = frozense
 def html_page(title: str, body: str) -> str:
     return (f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
             f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>\n{body}\n</body></html>\n")
-
-
-def write_page(path: Path, title: str, body: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(html_page(title, body), encoding="utf-8")
 
 
 def note(text: str) -> str:

@@ -1,7 +1,8 @@
 """The DPO implicit reward of an answer: beta * (log pi(y|x) - log pi_ref(y|x)).
 
 pi is the aligned model (base + the experiment's LoRA adapter), pi_ref the base model: the same
-weights with the adapter switched off, exactly the reference that training used. An answer y is
+weights with the adapter switched off, loaded by modeling.load_base in the precision training used
+(the recipe's 4-bit or bf16), so exactly the reference that training used. An answer y is
 scored as the chat template writes an assistant turn (its text and the end-of-turn token), after the
 system and user turns x that it was generated for.
 """
@@ -9,14 +10,13 @@ system and user turns x that it was generated for.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import pandas as pd
 import torch
 
-from dpo_study import artifacts
+from dpo_study import artifacts, atomic
 from dpo_study.data import read_jsonl
-from dpo_study.modeling import load_model, load_tokenizer, read_manifest, sequence_logprobs
+from dpo_study.modeling import load_base, load_tokenizer, read_manifest, sequence_logprobs
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ def answer_logprobs(model, tokenizer, records: list[dict], batch_size: int = 8) 
 
 
 def implicit_rewards(
-    model: str,
+    manifest: str,
     adapter: str,
     aligned_responses: str,
     base_responses: str,
@@ -57,9 +57,9 @@ def implicit_rewards(
     base_records = artifacts.read_jsonl_checked(base_responses, artifacts.responses_rule(base_responses))
     artifacts.read_responses(aligned_responses, [r["id"] for r in base_records], base_responses)
     torch.set_num_threads(threads)
-    manifest = read_manifest(model)
-    tokenizer = load_tokenizer(manifest, model_settings)
-    policy = PeftModel.from_pretrained(load_model(manifest, model_settings), adapter).eval()
+    base_manifest = read_manifest(manifest)
+    tokenizer = load_tokenizer(base_manifest, model_settings)
+    policy = PeftModel.from_pretrained(load_base(base_manifest, model_settings), adapter).eval()
     table = None
     for side, path in (("aligned", aligned_responses), ("original", base_responses)):
         records = read_jsonl(path)
@@ -74,5 +74,5 @@ def implicit_rewards(
         })
         table = side_table if table is None else table.merge(side_table, on="id", validate="one_to_one")
         log.info("%s answers: mean implicit reward %.4f", side, side_table[f"{side}_implicit_reward"].mean())
-    Path(rewards).parent.mkdir(parents=True, exist_ok=True)
-    table.round(6).to_csv(rewards, index=False)
+    with atomic.atomic_path(rewards) as temp:
+        table.round(6).to_csv(temp, index=False)

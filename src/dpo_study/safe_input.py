@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from dpo_study.experiments import ConfigError
+from dpo_study.validation import ConfigError
 
 MAX_NODES = 200_000  # values in one document; the bundled files have a few thousand
 

@@ -101,13 +101,13 @@ def write_tables(
     experiments_md: str,
     responses_csv: str,
     responses_md: str,
-    experiments: list[dict],
+    experiment_records: list[dict],
 ) -> None:
-    """Stage: ``experiments`` (name + parameters) pairs up, in order, with ``summaries``, ``stances``, ``rewards``."""
+    """Stage: ``experiment_records`` (name + parameters) pairs up, in order, with ``summaries``, ``stances``, ``rewards``."""
     base = read_stances(base_stances)
     base_test = base[base["set"] == "test"]
     rows, responses = [], []
-    for experiment, summary_path, stances_path, rewards_path in zip(experiments, summaries, stances, rewards, strict=True):
+    for experiment, summary_path, stances_path, rewards_path in zip(experiment_records, summaries, stances, rewards, strict=True):
         summary = json.loads(Path(summary_path).read_text())
         aligned = read_stances(stances_path)
         aligned_test = aligned[aligned["set"] == "test"]

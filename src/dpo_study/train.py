@@ -105,7 +105,7 @@ def peak_memory_gib() -> float:
 
 
 def train_adapter(
-    model: str,
+    manifest: str,
     pairs: str,
     adapter: str,
     train_log: str,
@@ -120,7 +120,7 @@ def train_adapter(
     job_start, started_at = time.perf_counter(), time.time()
     pair_rows = artifacts.read_pairs(pairs, experiment["data_size"])  # before the model loads
     torch.set_num_threads(threads)
-    manifest = read_manifest(model)
+    manifest_path, manifest = manifest, read_manifest(manifest)
     # Backend, precision, batch split etc. for this machine (backends.py); recipe fields filled in.
     plan = backends.plan_for_job(manifest, training, model_settings)
     training = plan.training_settings(training)
@@ -136,7 +136,7 @@ def train_adapter(
     rows = [{k: r[k] for k in ("prompt", "chosen", "rejected")} for r in pair_rows]
     steps = StepLog()
     resume = train_guards.resume_point(
-        checkpoints, train_guards.fingerprint(model, pairs, experiment, training, model_settings)
+        checkpoints, train_guards.fingerprint(manifest_path, pairs, experiment, training, model_settings)
     )
     resumed_from_step = train_guards.checkpoint_step(Path(resume)) if resume else 0
     trainer = DPOTrainer(

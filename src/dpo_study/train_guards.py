@@ -60,11 +60,11 @@ class NumericalGuard(TrainerCallback):
             raise TrainingFault(message)
 
 
-def fingerprint(model: str, pairs: str, experiment: dict, training: dict, model_settings: dict) -> str:
+def fingerprint(manifest: str, pairs: str, experiment: dict, training: dict, model_settings: dict) -> str:
     """What a checkpoint must have been made with to be resumed from."""
     return settings_hash(
         {
-            "model_manifest": file_sha256(model),
+            "model_manifest": file_sha256(manifest),
             "pairs": file_sha256(pairs),
             "experiment": experiment,
             "training": training,

@@ -11,14 +11,12 @@ from __future__ import annotations
 import copy
 import difflib
 import json
-import warnings
 from pathlib import Path, PurePosixPath
 
 import jsonschema
 import yaml
 from jsonschema.exceptions import ValidationError, best_match
 
-from dpo_study.experiments import ConfigError
 
 TYPE_NAMES = {
     "integer": "a whole number",
@@ -29,6 +27,10 @@ TYPE_NAMES = {
     "object": "a mapping of keys to values",
     "null": "null",
 }
+
+
+class ConfigError(ValueError):
+    """A config or input file that the study cannot run with; the message names the field."""
 
 
 def render(value, limit: int = 60) -> str:
@@ -224,21 +226,6 @@ def check_results_folder(results: str, config_files=(), workdir: str | Path = ".
         raise ConfigError(f"{where}: is the working directory itself; name a folder inside it (e.g. results)")
     if root not in resolved.parents:
         raise ConfigError(f"{where}: leads through a symlink to {resolved}, outside the working directory {root}")
-
-
-def check_questions(questions: list[dict], experiment_names) -> None:
-    """A warning, not an error: a study file that replaces the experiments inherits the default
-    questions, which then compare experiments it does not have."""
-    names = set(experiment_names)
-    for index, question in enumerate(questions):
-        missing = [side for side in ("a", "b") if question[side] not in names]
-        if missing:
-            warnings.warn(
-                f"questions[{index}] ({render(question['name'])}): "
-                + ", ".join(f"{side} = {render(question[side])}" for side in missing)
-                + f" names no experiment of this study (experiments: {', '.join(sorted(names))})",
-                stacklevel=2,
-            )
 
 
 # ---- data files ------------------------------------------------------------------------

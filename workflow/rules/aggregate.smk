@@ -1,7 +1,7 @@
 rule aggregate_tables:
     input:
         responses=f"{RESULTS}/tables/responses.csv",
-        accuracies=judge_accuracies(),
+        accuracies=STUDY.judge_accuracies(),
     output:
         categories_csv=report(
             f"{RESULTS}/tables/categories.csv",

@@ -9,7 +9,7 @@ rule prepare_pairs:
         ENV
     params:
         data=data_params,
-        system_prompt=config["data"]["system_prompt"],
+        system_prompt=STUDY.system_prompt,
     script:
         "../scripts/prepare_pairs.py"
 
@@ -32,7 +32,7 @@ rule prepare_prompts:
     conda:
         ENV
     params:
-        system_prompt=config["data"]["system_prompt"],
+        system_prompt=STUDY.system_prompt,
     script:
         "../scripts/prepare_prompts.py"
 
@@ -47,6 +47,6 @@ rule prepare_train_prompts:
     conda:
         ENV
     params:
-        system_prompt=config["data"]["system_prompt"],
+        system_prompt=STUDY.system_prompt,
     script:
         "../scripts/prepare_train_prompts.py"

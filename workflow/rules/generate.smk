@@ -1,6 +1,6 @@
 rule generate_base:
     input:
-        model=MODEL_MANIFEST,
+        manifest=MODEL_MANIFEST,
         prompts=f"{RESULTS}/prompts.jsonl",
     output:
         responses=f"{MODEL_RESULTS}/base/responses.jsonl",
@@ -12,15 +12,15 @@ rule generate_base:
     resources:
         gpu=1,
     params:
-        generation=config["generation"],
-        model_settings=model_settings(),
+        generation=STUDY.generation_settings,
+        model_settings=STUDY.model_settings,
     script:
         "../scripts/generate_responses.py"
 
 
 rule generate_aligned:
     input:
-        model=MODEL_MANIFEST,
+        manifest=MODEL_MANIFEST,
         prompts=f"{RESULTS}/prompts.jsonl",
         adapter=f"{MODEL_RESULTS}/runs/{{key}}/adapter",
     output:
@@ -33,8 +33,8 @@ rule generate_aligned:
     resources:
         gpu=1,
     params:
-        generation=config["generation"],
-        model_settings=model_settings(),
+        generation=STUDY.generation_settings,
+        model_settings=STUDY.model_settings,
     script:
         "../scripts/generate_responses.py"
 
@@ -42,7 +42,7 @@ rule generate_aligned:
 # The base model's own answers to the training prompts, for strategies that reject them (on_policy).
 use rule generate_base as generate_base_train with:
     input:
-        model=MODEL_MANIFEST,
+        manifest=MODEL_MANIFEST,
         prompts=f"{RESULTS}/train_prompts.jsonl",
     output:
         responses=f"{MODEL_RESULTS}/base/train_responses.jsonl",

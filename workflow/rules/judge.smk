@@ -1,6 +1,6 @@
 rule train_judge:
     input:
-        unpack(judge_model_input),
+        unpack(judge_manifest_input),
         train=config["data"]["train"],
         texts=config["judge"]["texts"],
         holdout=config["judge"]["holdout"],
@@ -17,7 +17,7 @@ rule train_judge:
         ENV
     threads: 2
     resources:
-        gpu=lambda wildcards: int(judge_runs_model(wildcards.judge)),
+        gpu=judge_gpus,
     params:
         name=lambda wildcards: wildcards.judge,
         settings=judge_settings,
@@ -29,10 +29,10 @@ rule train_judge:
 
 rule judge_responses:
     input:
-        unpack(judges_model_input),
+        unpack(judges_manifest_input),
         responses="{folder}/responses.jsonl",
         prompts=f"{RESULTS}/prompts.jsonl",
-        judges=judge_files(),
+        judges=STUDY.judge_files(),
     output:
         stances="{folder}/stances.csv",
     log:
@@ -43,7 +43,7 @@ rule judge_responses:
         ENV
     threads: 2
     resources:
-        gpu=int(any(judge_runs_model(j) for j in JUDGES)),
+        gpu=int(any_judge_runs_model()),
     params:
         names=JUDGES,
         primary=PRIMARY_JUDGE,

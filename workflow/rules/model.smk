@@ -13,8 +13,8 @@ if MODEL == "demo":
             ENV
         threads: 2
         params:
-            **config["demo_model"],
-            system_prompt=config["data"]["system_prompt"],
+            **STUDY.demo_model_settings,
+            system_prompt=STUDY.system_prompt,
         script:
             "../scripts/build_demo_model.py"
 
@@ -33,6 +33,6 @@ else:
             ENV
         params:
             name=MODEL,
-            target_modules=config["training"]["target_modules"],
+            target_modules=STUDY.training_settings["target_modules"],
         script:
             "../scripts/resolve_model.py"

@@ -86,7 +86,7 @@ rule response_tables:
 
 rule training_curves:
     input:
-        train_logs=all_train_logs(),
+        train_logs=STUDY.run_files("train_log.csv"),
     output:
         training_dir=report(
             directory(f"{RESULTS}/report/plots/training"),
@@ -100,7 +100,7 @@ rule training_curves:
     conda:
         ENV
     params:
-        experiments=experiment_records(),
+        experiments=STUDY.experiment_records(),
     script:
         "../scripts/plot_training_curves.py"
 
@@ -165,7 +165,7 @@ rule findings:
     input:
         experiments=f"{RESULTS}/tables/experiments.csv",
         responses=f"{RESULTS}/tables/responses.csv",
-        judge_accuracy=judge_accuracies(),
+        judge_accuracy=STUDY.judge_accuracies(),
     output:
         findings_md=f"{RESULTS}/findings.md",
         findings_html=report(

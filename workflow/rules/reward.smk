@@ -1,6 +1,6 @@
 rule implicit_reward:
     input:
-        model=MODEL_MANIFEST,
+        manifest=MODEL_MANIFEST,
         adapter=f"{MODEL_RESULTS}/runs/{{key}}/adapter",
         aligned_responses=f"{MODEL_RESULTS}/runs/{{key}}/responses.jsonl",
         base_responses=f"{MODEL_RESULTS}/base/responses.jsonl",
@@ -15,6 +15,6 @@ rule implicit_reward:
         gpu=1,
     params:
         beta=lambda wildcards: RUNS[wildcards.key].params["beta"],
-        model_settings=model_settings(),
+        model_settings=STUDY.model_settings,
     script:
         "../scripts/implicit_reward.py"

@@ -1,9 +1,9 @@
 rule tables:
     input:
         base_stances=f"{MODEL_RESULTS}/base/stances.csv",
-        summaries=all_summaries(),
-        stances=all_stances(),
-        rewards=all_rewards(),
+        summaries=STUDY.run_files("train_summary.json"),
+        stances=STUDY.run_files("stances.csv"),
+        rewards=STUDY.run_files("rewards.csv"),
     output:
         experiments_csv=report(
             f"{RESULTS}/tables/experiments.csv",
@@ -22,7 +22,7 @@ rule tables:
     conda:
         ENV
     params:
-        experiments=experiment_records(),
+        experiment_records=STUDY.experiment_records(),
     script:
         "../scripts/write_tables.py"
 

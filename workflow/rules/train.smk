@@ -1,6 +1,6 @@
 rule train_adapter:
     input:
-        model=MODEL_MANIFEST,
+        manifest=MODEL_MANIFEST,
         pairs=pairs_file,
     output:
         adapter=directory(f"{MODEL_RESULTS}/runs/{{key}}/adapter"),
@@ -16,7 +16,7 @@ rule train_adapter:
     params:
         checkpoints=checkpoint_dir,
         experiment=experiment_params,
-        training=training_settings(),
-        model_settings=model_settings(),
+        training=STUDY.training_settings,
+        model_settings=STUDY.model_settings,
     script:
         "../scripts/train_adapter.py"

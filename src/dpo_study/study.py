@@ -1,0 +1,229 @@
+"""The study: a config loaded and checked once, with everything the workflow's rules ask of it.
+
+``load_study(config, config_files)`` runs every check that must pass before any job (one readable
+``ConfigError`` naming file and field), then holds the experiments, the runs by key, the data keys,
+the judges, the per-stage settings groups and the artifact paths. ``workflow/rules/common.smk`` only
+wraps it in thin input functions, so all of this is tested without Snakemake.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dpo_study.backends import batch_split
+from dpo_study.data import check_strategies, load_probes, load_rows
+from dpo_study.experiments import Experiment, expand
+from dpo_study.generate import check_generation
+from dpo_study.input_checks import check_config_files, check_study
+from dpo_study.modeling import check_model_name, model_slug
+from dpo_study.provenance import experiment_config_hash
+from dpo_study.report import check_questions
+from dpo_study.strategies import needs_base_responses
+from dpo_study.validation import ConfigError, check_prompt_ids, check_results_folder, validate_config
+
+# The config schema of a checkout (src/dpo_study/ -> workflow/schemas/).
+CONFIG_SCHEMA = Path(__file__).resolve().parents[2] / "workflow/schemas/config.schema.yaml"
+# The named settings groups, each the whole input of one kind of job besides its files.
+SETTINGS_GROUPS = ("model", "training", "generation", "demo_model", "judge")
+
+
+@dataclass
+class Study:
+    """A checked study. Build it with ``load_study``; the config holds the schema's defaults."""
+
+    config: dict
+    config_files: list[str]
+    experiments: list[Experiment]
+    probe_categories: list[str]
+    judges: list[str]
+    primary_judge: str
+    runs: dict[str, Experiment] = field(init=False)  # identical parameter sets share one run
+    by_name: dict[str, Experiment] = field(init=False)
+    data_params_by_key: dict[str, dict] = field(init=False)
+
+    def __post_init__(self):
+        self.runs = {e.key: e for e in self.experiments}
+        self.by_name = {e.name: e for e in self.experiments}
+        self.data_params_by_key = {e.data_key: e.data_params for e in self.experiments}
+
+    # ---- settings groups: what each kind of job is given, one named group each ------------
+
+    @property
+    def model_settings(self) -> dict:
+        """What every model-loading job needs; the recipe and max length decide the base precision."""
+        model = self.config["model"]
+        return {
+            "trust_remote_code": model["trust_remote_code"],
+            "load_in_4bit": model["load_in_4bit"],
+            "max_seq_length": model["max_seq_length"],
+            "recipe": self.config["training"]["recipe"],
+        }
+
+    @property
+    def training_settings(self) -> dict:
+        return {**self.config["training"], "max_length": self.config["model"]["max_seq_length"]}
+
+    @property
+    def generation_settings(self) -> dict:
+        return self.config["generation"]
+
+    @property
+    def demo_model_settings(self) -> dict:
+        return self.config["demo_model"]
+
+    @property
+    def system_prompt(self) -> str:
+        return self.config["data"]["system_prompt"]
+
+    def judge_runs_model(self, name: str) -> bool:
+        """Judges that run the study's base model need its manifest (and a GPU on a GPU study)."""
+        return name == "llm" and self.config["judge"]["llm"]["backend"] == "base_model"
+
+    def judge_settings(self, name: str) -> dict:
+        settings = dict(self.config["judge"].get(name, {}))
+        if self.judge_runs_model(name):
+            settings["model_settings"] = self.model_settings
+        return settings
+
+    def settings_group(self, group: str, judge: str | None = None) -> dict:
+        """One named group of ``SETTINGS_GROUPS`` (``judge`` takes the judge's name)."""
+        if group == "judge":
+            judge_config = self.config["judge"]
+            return {"settings": self.judge_settings(judge), "cv_folds": judge_config["cv_folds"],
+                    "seed": judge_config["seed"]}
+        return {"model": self.model_settings, "training": self.training_settings,
+                "generation": self.generation_settings, "demo_model": self.demo_model_settings}[group]
+
+    # ---- experiments and data keys ------------------------------------------------------
+
+    def data_params(self, data_key: str) -> dict:
+        """num_epoch etc. do not shape the pairs: see Experiment.data_params."""
+        try:
+            return self.data_params_by_key[data_key]
+        except KeyError:
+            raise KeyError(f"no experiment uses the data parameters {data_key}") from None
+
+    def experiment_records(self) -> list[dict]:
+        """Per experiment its name, parameters and the hash of all that shapes its results."""
+        return [{"name": e.name, **e.params, "config_hash": experiment_config_hash(e.params, self.config)}
+                for e in self.experiments]
+
+    # ---- artifact paths -----------------------------------------------------------------
+
+    @property
+    def results(self) -> str:
+        return self.config["results"]
+
+    @property
+    def model_name(self) -> str:
+        return self.config["model"]["name"]
+
+    @property
+    def model_slug(self) -> str:
+        return model_slug(self.model_name)
+
+    @property
+    def manifest(self) -> str:
+        return f"{self.results}/models/{self.model_slug}.json"
+
+    @property
+    def model_results(self) -> str:
+        return f"{self.results}/{self.model_slug}"
+
+    def run_dir(self, key: str) -> str:
+        return f"{self.model_results}/runs/{key}"
+
+    def checkpoint_dir(self, key: str) -> str:
+        """Not an output on purpose: it must survive a failed or killed job, for the rerun to resume."""
+        return f"{self.run_dir(key)}/checkpoints"
+
+    def run_files(self, name: str) -> list[str]:
+        """One file of every experiment's run, in experiment order (a run shared by two names twice)."""
+        return [f"{self.run_dir(e.key)}/{name}" for e in self.experiments]
+
+    def pairs_file(self, key: str) -> str:
+        """Pairs built from the base model's own answers belong to that model; the others are shared."""
+        params = self.runs[key].params
+        own = needs_base_responses(params["strategy"], params.get("mix_weights"))
+        return f"{self.model_results if own else self.results}/pairs/{self.runs[key].data_key}.jsonl"
+
+    def pairs_inputs(self, data_key: str) -> dict:
+        """The base model's answers to the training prompts only for strategies that reject them."""
+        data = self.data_params(data_key)
+        inputs = {"train": self.config["data"]["train"]}
+        if needs_base_responses(data["strategy"], data.get("mix_weights")):
+            inputs["base_responses"] = f"{self.model_results}/base/train_responses.jsonl"
+        return inputs
+
+    def aligned_responses(self, name: str) -> str:
+        return f"{self.run_dir(self.by_name[name].key)}/responses.jsonl"
+
+    def judge_files(self) -> list[str]:
+        return [f"{self.results}/judge/{name}.joblib" for name in self.judges]
+
+    def judge_accuracies(self) -> list[str]:
+        return [f"{self.results}/judge/{name}_accuracy.json" for name in self.judges]
+
+    def report_outputs(self) -> list[str]:
+        report = f"{self.results}/report"
+        return [
+            f"{self.results}/findings.md",
+            f"{report}/experiments_summary.html",
+            f"{report}/questions",
+            f"{report}/sweeps",
+            f"{report}/responses",
+            f"{report}/plots/training",
+            f"{report}/plots/sweeps",
+            f"{report}/plots/length_vs_epochs.png",
+            f"{report}/plots/stance_shift_heatmap.png",
+        ]
+
+    def all_outputs(self) -> list[str]:
+        tables = ("experiments", "responses", "categories", "defects", "generalisation", "judges")
+        return [
+            *[f"{self.results}/tables/{name}.csv" for name in tables],
+            *[f"{self.results}/submissions/{e.name}.json" for e in self.experiments],
+            *self.report_outputs(),
+        ]
+
+
+def load_study(config: dict, config_files=(), schema: str | Path = CONFIG_SCHEMA) -> Study:
+    """Check ``config`` and its input files (in this order, the first problem stops), fill in the
+    schema's defaults (in place) and return the study. Raises ``ConfigError``; warns (``UserWarning``)
+    about what runs but looks unintended (two experiments with identical parameters).
+
+    ``config_files`` are the config files in priority order (the last ``--configfile`` first), so
+    that a message names the file that set the bad value.
+    """
+    config_files = [str(f) for f in config_files]
+    check_config_files(config_files)  # strictly (no aliases, duplicate keys), before the schema walks them
+    validate_config(config, schema, config_files)
+    check_results_folder(config["results"], config_files)
+    experiments = expand(config)
+    data = config["data"]
+    train_rows = load_rows(data["train"], "train")
+    test_rows = load_rows(data["test"], "test")
+    probe_rows = load_probes(data["probes"])  # an id once across probe files
+    check_prompt_ids({data["test"]: test_rows, **{path: load_rows(path, "probes") for path in data["probes"]}})
+    for e in experiments:
+        if e.params["data_size"] > len(train_rows):
+            raise ConfigError(
+                f"experiment {e.name!r}, field data_size: {e.params['data_size']} "
+                f"is larger than the {len(train_rows)} rows of {data['train']}"
+            )
+    check_strategies(experiments, train_rows, data["train"])
+    check_model_name(config["model"]["name"], config["training"]["target_modules"])
+    probe_categories = list(dict.fromkeys(r["category"] for r in probe_rows))
+    check_questions(config["questions"], [e.name for e in experiments], probe_categories)
+    judge_texts = load_rows(config["judge"]["texts"], "judge_texts")
+    load_rows(config["judge"]["holdout"], "judge_texts")
+    judges = list(config["judge"]["use"])
+    primary = config["judge"]["primary"] or judges[0]
+    if primary not in judges:
+        raise ConfigError(f"judge.primary: {primary!r} is not one of judge.use {judges}")
+    batch_split(config["training"], config["training"]["recipe"])
+    check_generation(config["generation"])
+    manifest = f"{config['results']}/models/{model_slug(config['model']['name'])}.json"
+    check_study(config, config_files, train_rows, test_rows, probe_rows, judge_texts, manifest)
+    return Study(config, config_files, experiments, probe_categories, judges, primary)

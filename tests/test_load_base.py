@@ -1,0 +1,90 @@
+"""One owner of the study's base model: training, generation, the implicit reward and the llm judge
+ask modeling.load_base for the same load plan (on a GPU, the recipe's 4-bit or bf16 for all four).
+
+The machine is a CPU: these tests make torch report a GPU of 80 GiB and stop each stage where it
+loads the base model, recording the plan it asked for.
+"""
+
+import pytest
+import torch
+
+from conftest import demo_config, load_demo_study
+from dpo_study import backends, modeling
+from dpo_study.generate import generate_responses
+from dpo_study.judge import make_judge
+from dpo_study.reward import implicit_rewards
+from dpo_study.train import train_adapter
+
+
+class Loaded(Exception):
+    """Raised instead of loading: the stage got as far as asking for the base model."""
+
+
+@pytest.fixture
+def plans(monkeypatch):
+    asked = []
+
+    def record(plan):
+        asked.append(plan)
+        raise Loaded
+
+    monkeypatch.setattr(modeling, "load_planned", record)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(backends, "gpu_memory_bytes", lambda: 80 * 2**30)
+    monkeypatch.setattr(backends, "unsloth_installed", lambda: False)
+    monkeypatch.setattr(backends, "bitsandbytes_installed", lambda: True)
+    return asked
+
+
+def study_with(recipe: str):
+    config = demo_config()
+    config["training"] = {**config["training"], "recipe": recipe}
+    config["model"] = {**config["model"], "load_in_4bit": None}  # the recipe decides
+    return load_demo_study(config)
+
+
+def stage_plans(study, manifest: str, tmp_path, asked: list) -> dict:
+    """The load plan each of the four model-loading stages asks for."""
+    out = {}
+    calls = {
+        "training": lambda: train_adapter(
+            manifest=manifest, pairs=str(tmp_path / "pairs.jsonl"), adapter=str(tmp_path / "adapter"),
+            train_log=str(tmp_path / "log.csv"), summary=str(tmp_path / "summary.json"),
+            checkpoints=str(tmp_path / "checkpoints"), experiment=study.experiments[0].params,
+            training=study.training_settings, model_settings=study.model_settings),
+        "generation": lambda: generate_responses(
+            manifest=manifest, prompts=str(tmp_path / "prompts.jsonl"), responses=str(tmp_path / "r.jsonl"),
+            generation=study.generation_settings, model_settings=study.model_settings),
+        "reward": lambda: implicit_rewards(
+            manifest=manifest, adapter=str(tmp_path / "adapter"), aligned_responses="a.jsonl",
+            base_responses="b.jsonl", rewards=str(tmp_path / "rewards.csv"), beta=0.1,
+            model_settings=study.model_settings),
+        "judge": lambda: make_judge("llm", study.judge_settings("llm"), manifest=manifest).probabilities(
+            ["It is fine."], ["Is it fine?"]),
+    }
+    for stage, call in calls.items():
+        with pytest.raises(Loaded):
+            call()
+        out[stage] = asked[-1]
+    return out
+
+
+@pytest.mark.parametrize(("recipe", "in_4bit"), [("homework", True), ("fast", False)])
+def test_every_stage_loads_the_base_the_training_used(tiny_model, tmp_path, plans, recipe, in_4bit):
+    study = study_with(recipe)
+    assert study.judge_runs_model("llm")
+    by_stage = stage_plans(study, str(tiny_model), tmp_path, plans)
+    assert len(set(by_stage.values())) == 1, by_stage
+    plan = by_stage["training"]
+    assert plan.device == "cuda" and plan.load_in_4bit is in_4bit and plan.dtype == torch.bfloat16
+
+
+def test_explicit_precision_wins_and_cpu_never_quantizes(tiny_model, monkeypatch):
+    manifest = modeling.read_manifest(tiny_model)
+    settings = {"trust_remote_code": False, "load_in_4bit": None, "max_seq_length": 512, "recipe": "homework"}
+    cpu = modeling.load_plan(manifest, settings)
+    assert (cpu.device, cpu.load_in_4bit, cpu.dtype) == ("cpu", False, torch.float32)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(backends, "gpu_memory_bytes", lambda: 80 * 2**30)
+    assert modeling.load_plan(manifest, settings).load_in_4bit is True
+    assert modeling.load_plan(manifest, {**settings, "load_in_4bit": False}).load_in_4bit is False
