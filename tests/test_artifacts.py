@@ -51,14 +51,14 @@ def test_truncated_responses_stop_the_judge_job(study):
     message = str(error.value)
     assert f"{responses}: 56 answers for the 76 prompts of {study / 'prompts.jsonl'}" in message
     assert "missing ids ['57', '58'" in message
-    assert f"delete {responses}" in message and "--forcerun generate_aligned" in message
+    assert f"add `--forcerun {responses}` to the snakemake command" in message
     assert not (study / "stances.csv").exists()
 
 
-def test_base_responses_name_their_own_rule(study):
+def test_cut_base_responses(study):
     responses = study / "base/responses.jsonl"
     cut_to(responses, 10)
-    with pytest.raises(CorruptArtifact, match="--forcerun generate_base`"):
+    with pytest.raises(CorruptArtifact, match=r"10 answers for the 76 prompts .*--forcerun .*base/responses\.jsonl`"):
         artifacts.read_responses(responses, artifacts.prompt_ids(study / "prompts.jsonl"), study / "prompts.jsonl")
 
 
@@ -91,7 +91,7 @@ def test_truncated_base_train_answers_stop_the_pairs(tmp_path, train_rows, write
     train = write_json("train.json", train_rows)
     base = tmp_path / "base/train_responses.jsonl"
     write_jsonl(answers(range(1, 8)), base)
-    with pytest.raises(CorruptArtifact, match=r"train_responses\.jsonl: 7 answers for the 10 prompts .*--forcerun generate_base_train"):
+    with pytest.raises(CorruptArtifact, match=r"train_responses\.jsonl: 7 answers for the 10 prompts .*--forcerun .*train_responses\.jsonl`"):
         write_pairs(str(train), str(tmp_path / "pairs.jsonl"), {"data_size": 5, "support_ratio": 0, "strategy": "on_policy"},
                     "s", str(base))
 
@@ -106,7 +106,7 @@ def test_pairs_file_with_fewer_pairs_than_data_size_stops_training_before_the_mo
         train_adapter(manifest=str(tmp_path / "no_manifest.json"), pairs=str(pairs), adapter="a", train_log="l",
                       summary="s", checkpoints="c", experiment={"data_size": 50}, training={}, model_settings={})
     assert f"{pairs}: 37 pairs, but data_size 50 asks for 50" in str(error.value)
-    assert "--forcerun prepare_pairs prepare_model_pairs" in str(error.value)
+    assert f"--forcerun {pairs}`" in str(error.value)
 
 
 def test_pairs_row_without_a_field(tmp_path):
@@ -135,7 +135,7 @@ def test_half_size_adapter_stops_generation_before_the_model_loads(adapter, tmp_
     with pytest.raises(CorruptArtifact) as error:
         load_for_generation(str(tmp_path / "no_manifest.json"), {}, str(adapter))
     assert f"{weights}: not a complete safetensors file" in str(error.value)
-    assert "--forcerun train_adapter" in str(error.value)
+    assert f"--forcerun {adapter}`" in str(error.value)
 
 
 def test_adapter_with_a_broken_config(adapter):
@@ -149,3 +149,16 @@ def test_truncated_aligned_answers_stop_the_implicit_reward_before_the_model_loa
     with pytest.raises(CorruptArtifact, match="56 answers for the 76 prompts"):
         implicit_rewards(str(study / "no_manifest.json"), str(adapter), str(study / "runs/key/responses.jsonl"),
                          str(study / "base/responses.jsonl"), str(study / "rewards.csv"), 0.1, {})
+
+
+def test_cut_adapter_weights_stop_the_next_run_before_any_job(adapter, tmp_path):
+    """Snakemake dates the adapter folder, not the file cut inside it, and would find nothing to do;
+    load_study checks every adapter folder already there. It has to be deleted first (the check would stop
+    a run with --forcerun too)."""
+    artifacts.check_finished_adapters([adapter, tmp_path / "not_trained_yet"])
+    weights = adapter / "adapter_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(CorruptArtifact) as error:
+        artifacts.check_finished_adapters([adapter])
+    assert f"{weights}: not a complete safetensors file" in str(error.value)
+    assert f"delete {adapter}, then add `--forcerun {adapter}` to the snakemake command" in str(error.value)

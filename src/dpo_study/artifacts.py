@@ -11,18 +11,23 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from dpo_study.validation import ConfigError
 
-class CorruptArtifact(RuntimeError):
+
+class CorruptArtifact(ConfigError):
     """An earlier job's output that does not hold what its parameters promise."""
 
 
-def rebuild(path, rule: str) -> str:
-    return (f"rebuild it: delete {path} and run the study again, or add `--forcerun {rule}` "
-            "to the snakemake command")
+def rebuild(path, before_any_job: bool = False) -> str:
+    """How to rebuild ``path``: --forcerun with the path re-runs exactly the job that writes it and what
+    follows (a rule name would re-run that rule's jobs of every experiment)."""
+    if before_any_job:  # the check runs at parse time, so the bad file has to go first
+        return f"rebuild it: delete {path}, then add `--forcerun {path}` to the snakemake command"
+    return f"rebuild it: add `--forcerun {path}` to the snakemake command (or delete it and run with that flag)"
 
 
-def read_jsonl_checked(path, rule: str) -> list[dict]:
-    """A JSONL artifact line by line; a cut or edited line names the file, the line and the rule."""
+def read_jsonl_checked(path) -> list[dict]:
+    """A JSONL artifact line by line; a cut or edited line names the file and the line."""
     rows = []
     with Path(path).open(encoding="utf-8") as handle:
         for number, line in enumerate(handle, 1):
@@ -31,29 +36,20 @@ def read_jsonl_checked(path, rule: str) -> list[dict]:
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as error:
-                raise CorruptArtifact(f"{path}: line {number} is not a JSON row ({error.msg}); {rebuild(path, rule)}") from None
+                raise CorruptArtifact(f"{path}: line {number} is not a JSON row ({error.msg}); {rebuild(path)}") from None
             if not isinstance(row, dict):
-                raise CorruptArtifact(f"{path}: line {number} is not a JSON object; {rebuild(path, rule)}")
+                raise CorruptArtifact(f"{path}: line {number} is not a JSON object; {rebuild(path)}")
             rows.append(row)
     return rows
 
 
-def responses_rule(path) -> str:
-    """The rule that wrote a responses file, by where it lies."""
-    path = Path(path)
-    if path.parent.name == "base":
-        return "generate_base_train" if path.name.startswith("train_") else "generate_base"
-    return "generate_aligned"
-
-
 def prompt_ids(prompts) -> list[str]:
-    return [str(r["id"]) for r in read_jsonl_checked(prompts, "prepare_prompts")]
+    return [str(r["id"]) for r in read_jsonl_checked(prompts)]
 
 
 def read_responses(path, expected_ids, prompts) -> list[dict]:
     """A responses file that answers exactly the prompts ``expected_ids`` of ``prompts`` (each once)."""
-    rule = responses_rule(path)
-    rows = read_jsonl_checked(path, rule)
+    rows = read_jsonl_checked(path)
     expected = [str(i) for i in expected_ids]
     got = [str(r.get("id")) for r in rows]
     if sorted(got) != sorted(expected):
@@ -66,29 +62,28 @@ def read_responses(path, expected_ids, prompts) -> list[dict]:
             f"repeated ids {repeated[:10]}" if repeated else "",
         ) if part)
         raise CorruptArtifact(
-            f"{path}: {len(got)} answers for the {len(expected)} prompts of {prompts} ({detail}); {rebuild(path, rule)}"
+            f"{path}: {len(got)} answers for the {len(expected)} prompts of {prompts} ({detail}); {rebuild(path)}"
         )
     return rows
 
 
 def read_pairs(path, data_size: int) -> list[dict]:
     """A pairs file with one pair for each of the first ``data_size`` training rows."""
-    rule = "prepare_pairs prepare_model_pairs"  # shared pairs, or those built from the model's answers
-    rows = read_jsonl_checked(path, rule)
+    rows = read_jsonl_checked(path)
     incomplete = [i for i, r in enumerate(rows, 1) if not all(k in r for k in ("prompt", "chosen", "rejected"))]
     if len(rows) != data_size or incomplete:
         what = f"line {incomplete[0]} lacks prompt, chosen or rejected" if incomplete else (
             f"{len(rows)} pairs, but data_size {data_size} asks for {data_size}")
-        raise CorruptArtifact(f"{path}: {what}; {rebuild(path, rule)}")
+        raise CorruptArtifact(f"{path}: {what}; {rebuild(path)}")
     return rows
 
 
-def check_adapter(folder) -> None:
+def check_adapter(folder, before_any_job: bool = False) -> None:
     """An adapter folder that PEFT can open: a readable config and complete safetensors files."""
     from safetensors import safe_open
 
     folder = Path(folder)
-    hint = rebuild(folder, "train_adapter")
+    hint = rebuild(folder, before_any_job)
     try:
         json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
@@ -102,3 +97,11 @@ def check_adapter(folder) -> None:
                 list(weights.keys())
         except Exception as error:  # safetensors raises its own error type for a cut file
             raise CorruptArtifact(f"{file}: not a complete safetensors file ({error}); {hint}") from None
+
+
+def check_finished_adapters(folders) -> None:
+    """Parse time: every adapter folder already there must open. Snakemake dates a folder output by the
+    folder, so a weights file cut inside it would be taken as finished ("Nothing to be done")."""
+    for folder in folders:
+        if Path(folder).is_dir():
+            check_adapter(folder, before_any_job=True)

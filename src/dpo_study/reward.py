@@ -54,7 +54,7 @@ def implicit_rewards(
     from peft import PeftModel
 
     artifacts.check_adapter(adapter)
-    base_records = artifacts.read_jsonl_checked(base_responses, artifacts.responses_rule(base_responses))
+    base_records = artifacts.read_jsonl_checked(base_responses)
     artifacts.read_responses(aligned_responses, [r["id"] for r in base_records], base_responses)
     torch.set_num_threads(threads)
     base_manifest = read_manifest(manifest)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dpo_study.artifacts import check_finished_adapters
 from dpo_study.backends import batch_split
 from dpo_study.data import check_strategies, load_probes, load_rows
 from dpo_study.experiments import Experiment, expand
@@ -226,4 +227,6 @@ def load_study(config: dict, config_files=(), schema: str | Path = CONFIG_SCHEMA
     check_generation(config["generation"])
     manifest = f"{config['results']}/models/{model_slug(config['model']['name'])}.json"
     check_study(config, config_files, train_rows, test_rows, probe_rows, judge_texts, manifest)
-    return Study(config, config_files, experiments, probe_categories, judges, primary)
+    study = Study(config, config_files, experiments, probe_categories, judges, primary)
+    check_finished_adapters(f"{study.run_dir(key)}/adapter" for key in study.runs)
+    return study

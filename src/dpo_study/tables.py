@@ -142,7 +142,7 @@ def write_tables(
 
 def write_submission(base_responses: str, aligned_responses: str, submission: str, experiment: dict) -> None:
     """Stage: the homework's submission JSON of one experiment (test prompts only)."""
-    base_ids = [r["id"] for r in artifacts.read_jsonl_checked(base_responses, artifacts.responses_rule(base_responses))]
+    base_ids = [r["id"] for r in artifacts.read_jsonl_checked(base_responses)]
     aligned = {r["id"]: r for r in artifacts.read_responses(aligned_responses, base_ids, base_responses)}
     results = []
     for row in read_jsonl(base_responses):
