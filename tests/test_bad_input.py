@@ -8,6 +8,7 @@ import contextlib
 import importlib.util
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 import yaml
@@ -29,9 +30,11 @@ def parse_time(tmp_path, config_text: str, manifest=None):
     config = yaml.safe_load((REPO / "config/demo.yaml").read_text())
     config.update(yaml.safe_load(config_text) or {})
     with contextlib.chdir(tmp_path):
-        if manifest:
-            (tmp_path / "results/models").mkdir(parents=True, exist_ok=True)
-            shutil.copy(manifest, tmp_path / "results/models/demo.json")
+        if manifest:  # where the demo model's manifest lies (the overlays here do not change its settings)
+            demo = yaml.safe_load((REPO / "config/demo.yaml").read_text())
+            path = Path(load_study(demo, [REPO / "config/demo.yaml"]).manifest)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(manifest, path)
         return load_study(config, [study, REPO / "config/demo.yaml"]).config
 
 

@@ -158,9 +158,13 @@ def prompt_records(test_rows: list[dict], probe_rows: list[dict], system_prompt:
     return records
 
 
-def write_prompts(test: str, prompts: str, system_prompt: str, probes: list[str] = ()) -> None:
-    """Stage: the combined prompt set (test prompts and probes) as JSONL."""
-    write_jsonl(prompt_records(load_rows(test, "test"), load_probes(probes), system_prompt), prompts)
+def write_prompts(source: str, prompts: str, system_prompt: str, kind: str) -> None:
+    """Stage: one prompt set as JSONL: the test prompts (``kind`` "test") or one probe file ("probe")."""
+    if kind == "test":
+        records = prompt_records(load_rows(source, "test"), [], system_prompt)
+    else:
+        records = prompt_records([], load_probes([source]), system_prompt)
+    write_jsonl(records, prompts)
 
 
 def write_train_prompts(train: str, prompts: str, system_prompt: str) -> None:

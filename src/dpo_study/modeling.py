@@ -153,9 +153,10 @@ def check_model_name(name: str, target_modules=()) -> None:
         check_model_folder(folder, target_modules, f"model.name {name!r}")
 
 
-def resolve_model(manifest: str, name: str, target_modules=()) -> None:
+def resolve_model(manifest: str, name: str) -> None:
     """Stage: find (download once, if online) a model and record where it is, for the other stages;
-    a model without config, tokenizer or the LoRA target modules stops here, before any GPU job."""
+    a model without a config or tokenizer stops here, before any GPU job (its modules are checked
+    against training.target_modules at every parse once the manifest exists)."""
     record = {"name": name}
     if Path(name).is_dir():
         record["path"] = str(Path(name).resolve())
@@ -172,7 +173,7 @@ def resolve_model(manifest: str, name: str, target_modules=()) -> None:
         record["revision"] = Path(record["path"]).name
     from dpo_study.input_checks import check_model_folder
 
-    check_model_folder(record["path"], target_modules, f"model.name {name!r}")
+    check_model_folder(record["path"], (), f"model.name {name!r}")
     atomic.write_json(manifest, record)
 
 

@@ -12,8 +12,14 @@ import logging
 from contextlib import redirect_stderr, redirect_stdout
 
 
+# Params that are there for Snakemake's params trigger only, not arguments of the stage: the
+# hash of the code the rule runs (dpo_study.provenance.code_version).
+TRIGGER_PARAMS = ("code",)
+
+
 def stage_kwargs(func, smk) -> dict:
-    kwargs = {**dict(smk.input.items()), **dict(smk.output.items()), **dict(smk.params.items())}
+    params = {name: value for name, value in smk.params.items() if name not in TRIGGER_PARAMS}
+    kwargs = {**dict(smk.input.items()), **dict(smk.output.items()), **params}
     if "threads" in inspect.signature(func).parameters:
         kwargs["threads"] = smk.threads
     return kwargs
