@@ -5,6 +5,7 @@ import re
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import yaml
 
@@ -29,9 +30,9 @@ def workdir_with_config(path, overrides: dict, base="demo.yaml", name="study.yam
     return config_file
 
 
-def snakemake_command(workdir, config_file, *args, execution=LOCAL_EXECUTION) -> list[str]:
+def snakemake_command(workdir, config_file, *args, execution=LOCAL_EXECUTION, snakefile=REPO / "Snakefile") -> list[str]:
     # args (targets too) before the options that take several values and would swallow them
-    return [*SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(workdir), *args,
+    return [*SNAKEMAKE, "-s", str(snakefile), "-d", str(workdir), *args,
             "--configfile", str(config_file), *execution]
 
 
@@ -39,8 +40,9 @@ def snakemake_env(env=None) -> dict:
     return {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", **(env or {})}
 
 
-def snakemake(workdir, config_file, *args, check=True, timeout=1800, env=None, execution=LOCAL_EXECUTION):
-    command = snakemake_command(workdir, config_file, *args, execution=execution)
+def snakemake(workdir, config_file, *args, check=True, timeout=1800, env=None, execution=LOCAL_EXECUTION,
+              snakefile=REPO / "Snakefile"):
+    command = snakemake_command(workdir, config_file, *args, execution=execution, snakefile=snakefile)
     # A session of its own, so that a timeout ends snakemake's running jobs too, not only snakemake.
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                           env=snakemake_env(env), start_new_session=True) as process:
@@ -65,3 +67,17 @@ def scheduled_jobs(dry_run_output: str) -> dict[str, int]:
         if match and match.group(1) != "total":
             counts[match.group(1)] = int(match.group(2))
     return counts
+
+
+def only(paths):
+    """The one path a glob finds (a study's artifact under its settings keys)."""
+    (path,) = list(paths)
+    return path
+
+
+def study_prompts(results) -> "pd.DataFrame":
+    """Every prompt of a finished study: its prompt sets joined (results/prompts/<set>.jsonl)."""
+    import pandas as pd
+
+    files = sorted(Path(results, "prompts").glob("*.jsonl"), key=lambda p: p.stem != "test")
+    return pd.concat([pd.read_json(f, lines=True, dtype={"id": str}) for f in files], ignore_index=True)

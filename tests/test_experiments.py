@@ -1,6 +1,9 @@
+import math
+import re
+
 import pytest
 
-from dpo_study.experiments import expand
+from dpo_study.experiments import expand, settings_key
 from dpo_study.validation import ConfigError
 
 DEFAULTS = dict(num_epoch=3, data_size=50, support_ratio=0, beta=0.1, lora_r=16, lora_alpha=16,
@@ -81,3 +84,73 @@ def test_strategy_is_a_sweep_dimension():
     experiments = expand({"defaults": DEFAULTS, "grids": [{"name": "g", "strategy": ["swap", "hedge", "on_policy"]}]})
     assert [e.name for e in experiments] == ["g_strategy~swap", "g_strategy~hedge", "g_strategy~on_policy"]
     assert len({e.data_key for e in experiments}) == 3
+
+
+def test_keys_of_close_floats_differ_and_read_back_exactly():
+    a, b = expand({"defaults": DEFAULTS, "experiments": [
+        {"name": "a", "learning_rate": 0.002}, {"name": "b", "learning_rate": 0.0020000001}]})
+    assert a.key != b.key
+    for experiment in (a, b):
+        text = experiment.key.split("learning_rate~")[1].split("_")[0]
+        assert float(text) == experiment.params["learning_rate"]
+
+
+@pytest.mark.parametrize("value", [0.1, 0.0001, 5e-05, 2e-3, 1.0, 1e6, 1e16, 1e-300, 0.1 + 0.2, 123456789.123])
+def test_float_keys_round_trip_and_hold_no_plus(value):
+    (e,) = expand({"defaults": DEFAULTS, "experiments": [{"name": "a", "beta": value}]})
+    text = e.key.split("beta~")[1].split("_")[0]
+    assert float(text) == value and "+" not in text
+    assert re.fullmatch(r"[A-Za-z0-9_.,=~-]+", e.key)
+
+
+def test_common_values_stay_readable():
+    (e,) = expand({"defaults": DEFAULTS, "experiments": [{"name": "a", "beta": 1.0e6, "learning_rate": 5e-5,
+                                                            "support_ratio": 0.5}]})
+    assert "support_ratio~0.5_beta~1000000_" in e.key and "learning_rate~5e-05_" in e.key
+
+
+def test_grid_names_carry_exact_values():
+    experiments = expand({"defaults": DEFAULTS, "grids": [{"name": "g", "learning_rate": [0.002, 0.0020000001]}]})
+    assert [e.name for e in experiments] == ["g_learning_rate~0.002", "g_learning_rate~0.0020000001"]
+
+
+def test_non_finite_values_are_an_error():
+    with pytest.raises(ConfigError, match=r"experiments\[0\] \(a\)\.beta: must be a finite number"):
+        expand({"defaults": DEFAULTS, "experiments": [{"name": "a", "beta": math.inf}]})
+    with pytest.raises(ConfigError, match="mix_weights: must be finite numbers"):
+        expand({"defaults": DEFAULTS, "mix_weights": {"swap": math.inf},
+                "experiments": [{"name": "a", "strategy": "mix"}]})
+
+
+def test_a_name_a_path_cannot_hold_is_an_error():
+    with pytest.raises(ConfigError, match=r"the name 'a/b' of 'a/b' holds a character"):
+        expand({"defaults": DEFAULTS, "experiments": [{"name": "a/b"}]})
+
+
+GENERATION_DEFAULTS = {"max_new_tokens": 128, "do_sample": False, "temperature": 1.0, "seed": 0}
+
+
+def test_settings_keys_name_what_differs_from_the_defaults():
+    assert settings_key(GENERATION_DEFAULTS, GENERATION_DEFAULTS) == "default"
+    assert settings_key({**GENERATION_DEFAULTS, "temperature": 1}, GENERATION_DEFAULTS) == "default"
+    assert settings_key({**GENERATION_DEFAULTS, "max_new_tokens": 64}, GENERATION_DEFAULTS) == "max_new_tokens~64"
+    assert (settings_key({**GENERATION_DEFAULTS, "do_sample": True, "temperature": 0.7}, GENERATION_DEFAULTS)
+            == "do_sample~True_temperature~0.7")
+    training = {"loss_type": ["sigmoid"], "lora_dropout": 0.1}
+    assert settings_key({**training, "loss_type": ["sigmoid", "sft"]}, training) == "loss_type~sigmoid,sft"
+
+
+def test_settings_keys_of_nested_and_unsafe_values_stay_one_path_segment():
+    defaults = {"use": ["ngram"], "llm": {"backend": "base_model", "url": None}}
+    assert settings_key({**defaults, "llm": {"backend": "base_model", "url": None}}, defaults) == "default"
+    endpoint = {**defaults, "llm": {"backend": "endpoint", "url": "http://host:8000/v1"}}
+    key = settings_key(endpoint, defaults)
+    assert key.startswith("llm.backend_llm.url~") and re.fullmatch(r"[A-Za-z0-9_.,=~-]+", key)
+    other = {**defaults, "llm": {"backend": "endpoint", "url": "http://other:8000/v1"}}
+    assert settings_key(other, defaults) != key
+
+
+def test_close_settings_values_get_different_keys():
+    a = settings_key({**GENERATION_DEFAULTS, "temperature": 0.7}, GENERATION_DEFAULTS)
+    b = settings_key({**GENERATION_DEFAULTS, "temperature": 0.70000001}, GENERATION_DEFAULTS)
+    assert a != b

@@ -8,7 +8,7 @@ import pytest
 
 from conftest import DEMO_EXPERIMENTS, DEMO_QUESTIONS, REPO
 from dpo_study.data import read_jsonl
-from snakemake_helpers import scheduled_jobs, snakemake, workdir_with_config
+from snakemake_helpers import only, scheduled_jobs, snakemake, study_prompts, workdir_with_config
 
 pytestmark = pytest.mark.slow
 
@@ -41,7 +41,8 @@ def test_support_ratio_1_moves_stance_towards_support(study):
 
 def test_demo_model_is_readable_and_not_pre_aligned(study):
     workdir, _ = study
-    base = pd.read_csv(workdir / "results/demo/base/stances.csv", dtype={"id": str})
+    base = pd.read_csv(only(workdir.glob("results/demo/model-*/base/generation-*/judge-*/stances/test.csv")),
+                       dtype={"id": str})
     test = base[base["set"] == "test"]
     assert 0.2 <= (test["stance"] == "support").mean() <= 0.8
     train = json.loads((REPO / "data/train.json").read_text())
@@ -61,12 +62,12 @@ def test_tables_and_submissions(study):
         "learning_rate", "strategy", "seed"]
     assert (table["rewards_accuracies"] >= 0).all() and (table["train_seconds"] > 0).all()
     responses = pd.read_csv(workdir / "results/tables/responses.csv")
-    assert len(responses) == len(EXPERIMENTS) * len(pd.read_json(workdir / "results/prompts.jsonl", lines=True))
+    assert len(responses) == len(EXPERIMENTS) * len(study_prompts(workdir / "results"))
     submission = json.loads((workdir / "results/submissions/ratio_1.json").read_text())
     assert (submission["num_epoch"], submission["data_size"], submission["support_ratio"]) == (3, 50, 1)
     assert [r["id"] for r in submission["results"]] == list(range(51, 61))
     assert set(submission["results"][0]) == {"id", "prompt", "original_response", "aligned_response"}
-    run = next((workdir / "results/demo/runs").iterdir())
+    run = next(workdir.glob("results/demo/model-*/runs/training-*/*"))
     assert (run / "adapter/adapter_model.safetensors").is_file()
     log = pd.read_csv(run / "train_log.csv")
     for column in ["loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies",
@@ -110,14 +111,16 @@ def test_changing_the_seed_of_a_swap_experiment_keeps_its_pairs(study):
 
 def test_on_policy_rejects_the_demo_models_own_answers(study):
     workdir, _ = study
-    base_answers = workdir / "results/demo/base/train_responses.jsonl"
-    assert not base_answers.exists()  # the swap study did not need them
+    assert not list(workdir.glob("results/**/train_responses.jsonl"))  # the swap study did not need them
     # Short answers, so that the demo model's (otherwise memorised) answers differ from the data's.
     config = workdir_with_config(
         workdir, {"experiments": [{"name": "on_policy", "strategy": "on_policy"}], "questions": [],
                   "generation": {"max_new_tokens": 12}}, name="on_policy.yaml",
     )
-    pairs = "results/demo/pairs/data_size~50_support_ratio~0_strategy~on_policy.jsonl"  # the model's own
+    # The model's own pairs: under its answers, keyed by the generation settings they were made with.
+    answers = "results/demo/model-load_in_4bit~False/base/generation-max_new_tokens~12"
+    pairs = f"{answers}/pairs/data_size~50_support_ratio~0_strategy~on_policy.jsonl"
+    base_answers = workdir / answers / "train_responses.jsonl"
     snakemake(workdir, config, pairs)
     train = json.loads((REPO / "data/train.json").read_text())
     answers = read_jsonl(base_answers)
@@ -138,7 +141,7 @@ def test_judges_report_their_own_accuracy(study):
     judges = pd.read_csv(workdir / "results/tables/judges.csv").set_index("judge")
     assert list(judges.index) == ["ngram", "embedding", "llm"] and judges.loc["ngram", "primary"]
     for name in judges.index:
-        report = json.loads((workdir / f"results/judge/{name}_accuracy.json").read_text())
+        report = json.loads(only(workdir.glob(f"results/judge/judge-*/{name}_accuracy.json")).read_text())
         assert report["holdout"]["examples"] == len(json.loads((REPO / "data/judge_holdout.json").read_text()))
         assert judges.loc[name, "holdout_accuracy"] == report["holdout"]["accuracy"]
     # The trained judges beat chance (1/3) on the hold-out by far.
@@ -164,7 +167,7 @@ def test_per_response_measures_and_summaries(study):
     # DPO raises the policy's likelihood of its own answers over the reference's: positive rewards.
     experiments = experiments_table(workdir)
     assert (experiments["mean_implicit_reward"] > 0).all(), experiments["mean_implicit_reward"]
-    prompts = pd.read_json(workdir / "results/prompts.jsonl", lines=True, dtype={"id": str})
+    prompts = study_prompts(workdir / "results")
     categories = pd.read_csv(workdir / "results/tables/categories.csv")
     assert set(categories["category"]) == set(prompts["category"])
     assert categories.groupby("experiment")["prompts"].sum().tolist() == [len(prompts)] * len(EXPERIMENTS)

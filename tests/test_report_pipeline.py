@@ -11,7 +11,7 @@ import pytest
 import browser
 from conftest import DEMO_EXPERIMENTS, DEMO_QUESTIONS
 from dpo_study.report import Estimate, fmt
-from snakemake_helpers import snakemake
+from snakemake_helpers import snakemake, study_prompts
 
 pytestmark = pytest.mark.slow
 
@@ -36,7 +36,7 @@ def test_question_tables_and_findings_hold_the_measured_values(demo_study):
     assert (q1.loc["support_rate", "a_n"], q1.loc["support_rate", "b_n"]) == (1, 2)
     assert q1.loc["support_rate", "difference"] == pytest.approx(ratio_1.mean - ratio_0)
     q4 = pd.read_csv(workdir / "results/report/questions/Q4.csv")
-    probe_categories = set(pd.read_json(workdir / "results/prompts.jsonl", lines=True)["category"])
+    probe_categories = set(study_prompts(workdir / "results")["category"])
     assert set(q4["category"]) == probe_categories
     findings = (workdir / "results/findings.md").read_text()
     assert (f"after DPO the support rate on the 10 test prompts is {fmt(ratio_0)} for ratio_0 and {ratio_1} "
@@ -63,7 +63,7 @@ def test_report_opens_every_table_and_plot_in_chromium(html_report, tmp_path):
         assert shown[name]["shown"] == "img" and shown[name]["width"] > 300, shown[name]
     q1 = shown["Q1.html"]
     assert q1["title"].startswith("Q1: support_ratio 0 vs 1") and q1["rows"] >= 5
-    assert shown["ratio_0.html"]["rows"] == 1 + len(pd.read_json(html_report.parent / "prompts.jsonl", lines=True))
+    assert shown["ratio_0.html"]["rows"] == 1 + len(study_prompts(html_report.parent))
 
 
 @pytest.mark.parametrize("result", ["stance_shift_heatmap.png", "questions/Q1.html"])

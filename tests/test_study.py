@@ -29,16 +29,28 @@ def test_demo_study_holds_runs_data_keys_judges_and_paths():
         study.data_params("data_size~1_support_ratio~0_strategy~swap")
     assert study.judges == DEMO["judge"]["use"] and study.primary_judge == DEMO["judge"]["use"][0]
     assert "in_distribution" in study.probe_categories
-    # Paths: the model's folder, and pairs from the model's own answers under it.
-    assert study.manifest == "results/models/demo.json"
-    assert study.model_results == "results/demo"
+    # Paths: each holds the keys of the settings that shape it (what differs from the schema's defaults).
+    assert study.keys == {
+        "model": "load_in_4bit~False", "demo_model": "default",
+        "training": ("per_device_train_batch_size~8_gradient_accumulation_steps~1_loss_type~sigmoid,sft_"
+                     "gradient_checkpointing~False"),
+        "generation": "default", "judge": "use~ngram,embedding,llm"}
+    assert study.manifest == "results/models/demo-default.json"
+    model = "results/demo/model-load_in_4bit~False"
+    assert study.model_results == model
+    run = f"{model}/runs/training-{study.keys['training']}"
+    answers = f"{model}/base/generation-default"
     assert study.pairs_file(a.key) == f"results/pairs/{a.data_key}.jsonl"
-    assert study.pairs_file(p.key) == f"results/demo/pairs/{p.data_key}.jsonl"
-    assert study.pairs_inputs(p.data_key)["base_responses"] == "results/demo/base/train_responses.jsonl"
+    assert study.pairs_file(p.key) == f"{answers}/pairs/{p.data_key}.jsonl"
+    assert study.pairs_inputs(p.data_key)["base_responses"] == f"{answers}/train_responses.jsonl"
     assert "base_responses" not in study.pairs_inputs(a.data_key)
-    assert study.checkpoint_dir(a.key) == f"results/demo/runs/{a.key}/checkpoints"
-    assert study.run_files("stances.csv")[1] == f"results/demo/runs/{b.key}/stances.csv"
-    assert study.aligned_responses("c") == f"results/demo/runs/{c.key}/responses.jsonl"
+    assert study.checkpoint_dir(a.key) == f"{run}/{a.key}/checkpoints"
+    assert study.prompt_sets == {"test": "data/test.json", "probes": "config/probes.yaml"}
+    assert study.base_stances() == [f"{answers}/judge-use~ngram,embedding,llm/stances/{s}.csv" for s in ("test", "probes")]
+    assert study.run_stances()[2] == f"{run}/{b.key}/generation-default/judge-use~ngram,embedding,llm/stances/test.csv"
+    assert study.run_rewards()[3] == f"{run}/{b.key}/generation-default/rewards/probes.csv"
+    assert study.aligned_responses("c") == f"{run}/{c.key}/generation-default/responses/test.jsonl"
+    assert study.judge_files()[0] == "results/judge/judge-use~ngram,embedding,llm/ngram.joblib"
     assert "results/submissions/p.json" in study.all_outputs()
     assert [r["name"] for r in study.experiment_records()] == ["a", "b", "c", "p"]
 
@@ -78,3 +90,14 @@ def test_checks_run_in_order_schema_first():
     """A config with a schema error and a bad results folder reports the schema error (the first check)."""
     with pytest.raises(ConfigError, match="support_ratio"):
         load_demo_study(demo_config(results="/tmp/x", defaults={"support_ratio": 2}))
+
+
+def test_prompt_sets_are_the_test_prompts_then_each_probe_file_by_its_stem():
+    from dpo_study.study import prompt_sets
+
+    assert prompt_sets("data/test.json", ["config/probes.yaml", "mine/extra.json"]) == {
+        "test": "data/test.json", "probes": "config/probes.yaml", "extra": "mine/extra.json"}
+    with pytest.raises(ConfigError, match=r"data.probes: 'b/probes.json' names the prompt set 'probes', which is taken"):
+        prompt_sets("data/test.json", ["a/probes.yaml", "b/probes.json"])
+    with pytest.raises(ConfigError, match="names the prompt set 'test'"):
+        prompt_sets("data/test.json", ["more/test.yaml"])

@@ -68,12 +68,13 @@ def test_tables_count_cut_answers_and_record_provenance(tmp_path):
     pd.DataFrame({"id": ["51", "52", "53"], "original_implicit_reward": 0.0, "aligned_implicit_reward": 0.1}).to_csv(
         rewards, index=False)
     write_tables(
-        base_stances=stances(tmp_path / "base.csv", [True, False, False]),
+        base_stances=[stances(tmp_path / "base.csv", [True, False, False])],
         summaries=[str(summary)],
         stances=[stances(tmp_path / "aligned.csv", [True, True, False])],
         rewards=[str(rewards)],
         experiments_csv=out["e.csv"], experiments_md=out["e.md"], responses_csv=out["r.csv"], responses_md=out["r.md"],
         experiment_records=[{"name": "x", **params, "config_hash": "0123456789ab"}],
+        prompt_sets=["test"],
     )
     experiments = pd.read_csv(out["e.csv"])
     assert list(experiments.columns) == EXPERIMENT_COLUMNS

@@ -7,7 +7,11 @@ artifacts, and a changed parameter gives a new key, so only that experiment's jo
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import json
+import math
+import re
 import warnings
 from dataclasses import dataclass
 
@@ -59,9 +63,28 @@ class Experiment:
         return params_key(params, params)
 
 
+# Every character a key can hold: no "/" (one path segment) and nothing that a shell or a regular
+# expression treats specially, so that one simple wildcard pattern matches every key.
+KEY_CHARACTERS = re.compile(r"[A-Za-z0-9_.,=~-]+")
+
+
+def format_float(value: float) -> str:
+    """The shortest text that reads back as exactly ``value`` (Python's repr), made path-friendly.
+
+    0.002 and 0.0020000001 stay apart (``%g`` merged them); common values read as before (0.1,
+    0.0001, 5e-05, 1 for 1.0); the exponent's "+" is dropped (1e+16 -> 1e16, which ``float`` reads).
+    """
+    if not math.isfinite(value):
+        raise ValueError(f"{value!r} is not a finite number")
+    text = repr(value).replace("e+", "e")
+    return text[:-2] if text.endswith(".0") else text
+
+
 def format_value(value) -> str:
     if isinstance(value, float):
-        return f"{value:g}"
+        return format_float(value)
+    if isinstance(value, (list, tuple)):  # loss_type: sigmoid,sft
+        return ",".join(format_value(v) for v in value)
     if isinstance(value, dict):  # mix_weights: hedge=1,swap=3 (no regex-special characters)
         return ",".join(f"{k}={format_value(v)}" for k, v in sorted(value.items()))
     return str(value)
@@ -69,6 +92,41 @@ def format_value(value) -> str:
 
 def params_key(params: dict, names) -> str:
     return "_".join(f"{name}~{format_value(params[name])}" for name in names)
+
+
+SETTINGS_KEY_LIMIT = 150  # characters: one path segment may hold 255
+MISSING = object()  # a field that the defaults lack counts as changed
+
+
+def settings_key(settings: dict, defaults: dict) -> str:
+    """A short, readable key of a group of shared settings, for the paths of what they shape.
+
+    ``default`` when every field has its default, else the changed fields as ``name~value``
+    (``max_new_tokens~64``; nested fields as ``llm.backend~endpoint``). When that would be long or
+    hold a character a path cannot (a URL), the changed fields' names and a hash of their values.
+    The rules also get the whole group as a param, so a change of the defaults themselves re-runs
+    what they shaped instead of taking it for cached.
+    """
+    defaults = flatten(defaults)
+    changed = {name: value for name, value in flatten(settings).items() if defaults.get(name, MISSING) != value}
+    if not changed:
+        return "default"
+    readable = "_".join(f"{name}~{format_value(value)}" for name, value in changed.items())
+    if len(readable) <= SETTINGS_KEY_LIMIT and KEY_CHARACTERS.fullmatch(readable):
+        return readable
+    digest = hashlib.sha256(json.dumps(changed, sort_keys=True, default=str).encode("utf-8")).hexdigest()[:12]
+    names = "_".join(changed)
+    return f"{names}~{digest}" if len(names) <= SETTINGS_KEY_LIMIT else f"changed~{digest}"
+
+
+def flatten(settings: dict, prefix: str = "") -> dict:
+    out = {}
+    for name, value in settings.items():
+        if isinstance(value, dict) and value:
+            out.update(flatten(value, f"{prefix}{name}."))
+        else:
+            out[f"{prefix}{name}"] = value
+    return out
 
 
 def normalise(params: dict, where: str) -> dict:
@@ -82,6 +140,8 @@ def normalise(params: dict, where: str) -> dict:
             value = int(value)
         elif name in FLOAT_PARAMS:
             value = float(value)
+            if not math.isfinite(value):
+                raise ConfigError(f"{where}.{name}: must be a finite number, got {value!r}")
         out[name] = value
     return out
 
@@ -92,7 +152,10 @@ def with_mix_weights(params: dict, mix_weights: dict, where: str) -> dict:
         return params
     if not mix_weights:
         raise ConfigError(f"{where}.strategy: 'mix' needs weights: set mix_weights, e.g. {{swap: 1, hedge: 1}}")
-    return {**params, "mix_weights": {name: float(w) for name, w in sorted(mix_weights.items())}}
+    weights = {name: float(w) for name, w in sorted(mix_weights.items())}
+    if not all(math.isfinite(w) for w in weights.values()):
+        raise ConfigError(f"mix_weights: must be finite numbers, got {mix_weights!r}")
+    return {**params, "mix_weights": weights}
 
 
 def expand(config: dict) -> list[Experiment]:
@@ -134,6 +197,11 @@ def check(experiments: list[Experiment]) -> None:
         if experiment.name in seen:
             raise ConfigError(f"experiments: duplicate experiment name {experiment.name!r}")
         seen[experiment.name] = experiment
+        # The workflow's wildcards match any path segment: names and keys are checked here instead.
+        for what, text in (("name", experiment.name), ("key", experiment.key)):
+            if not KEY_CHARACTERS.fullmatch(text):
+                raise ConfigError(f"experiments: the {what} {text!r} of {experiment.name!r} holds a character "
+                                  "other than letters, digits and _ . , = ~ -")
         if experiment.key in by_key:
             warnings.warn(
                 f"experiments {by_key[experiment.key]!r} and {experiment.name!r} have identical "

@@ -8,6 +8,7 @@ import time
 import torch
 from tqdm import tqdm
 
+from dpo_study import artifacts
 from dpo_study.data import read_jsonl, write_jsonl
 from dpo_study.decode import greedy_decode
 from dpo_study.validation import ConfigError
@@ -56,7 +57,9 @@ def chat_text(tokenizer, record: dict) -> str:
 
 
 def generate_answers(model, tokenizer, records: list[dict], generation: dict) -> list[dict]:
-    """Answers in the order of ``records``; left padding so a batch decodes in step."""
+    """Answers in the order of ``records``; left padding so a batch decodes in step.
+
+    Sampling (``do_sample``) draws from ``generation["seed"]``: the same seed, the same answers."""
     tokenizer.padding_side = "left"
     stop_ids = end_of_turn_ids(tokenizer, model)
     batch_size = min(generation["batch_size"], len(records)) or 1
@@ -68,6 +71,7 @@ def generate_answers(model, tokenizer, records: list[dict], generation: dict) ->
     graphs = 0
     out = []
     model.eval()
+    torch.manual_seed(generation["seed"])
     for start in tqdm(range(0, len(records), batch_size), desc="generate", mininterval=5):
         batch = records[start : start + batch_size]
         # The chat template already starts with <|begin_of_text|>.
@@ -96,6 +100,8 @@ def generate_answers(model, tokenizer, records: list[dict], generation: dict) ->
 
 def load_for_generation(manifest_path: str, model_settings: dict, adapter: str | None = None):
     """(model, tokenizer): the base in the precision the training jobs chose, with the adapter if given."""
+    if adapter:
+        artifacts.check_adapter(adapter)  # before the base model loads
     manifest = read_manifest(manifest_path)
     tokenizer = load_tokenizer(manifest, model_settings)
     base = load_base(manifest, model_settings)
@@ -114,12 +120,10 @@ def generate_responses(
     generation: dict,
     model_settings: dict,
     adapter: str | None = None,
-    seed: int = 0,
     threads: int = 1,
 ) -> None:
     """Stage: answer every prompt of the prompt set; with ``adapter``, as the aligned model."""
     torch.set_num_threads(threads)
-    torch.manual_seed(seed)
     base, tokenizer = load_for_generation(manifest, model_settings, adapter)
     start = time.perf_counter()
     rows = generate_answers(base, tokenizer, read_jsonl(prompts), generation)

@@ -26,16 +26,21 @@ def device() -> str:
 
 
 def gpu_capability() -> tuple[int, int] | None:
-    return torch.cuda.get_device_capability() if torch.cuda.is_available() else None
+    if not torch.cuda.is_available():
+        return None
+    try:
+        return tuple(torch.cuda.get_device_capability())
+    except (AssertionError, RuntimeError):  # a GPU simulated on a CPU build (tests)
+        return None
 
 
 def compute_dtype():
     """bf16 on a GPU that has it (compute capability >= 8.0: A100, H100, RTX 30xx and later), fp16 on
     older ones (the T4 of Colab and Kaggle, V100), fp32 on the CPU. The 4-bit base computes in it too."""
     capability = gpu_capability()
-    if capability is None:
+    if capability is None and device() != "cuda":
         return torch.float32
-    return torch.bfloat16 if tuple(capability) >= (8, 0) else torch.float16
+    return torch.float16 if capability is not None and tuple(capability) < (8, 0) else torch.bfloat16
 
 
 def load_tokenizer(manifest: dict, settings: dict):
@@ -146,12 +151,16 @@ def require_safetensors(folder: str | Path, what: str) -> None:
         )
 
 
-def check_model_name(name: str) -> None:
-    """Fail before any job when a model cannot be found: a missing local folder, or offline and not cached."""
+def check_model_name(name: str, target_modules=()) -> None:
+    """Fail before any job when a model cannot be found (a missing local folder, or offline and not
+    cached) or cannot be trained as configured (no config or tokenizer, LoRA modules it lacks)."""
+    from dpo_study.input_checks import check_model_folder
+
     if name == "demo":
         return
     if Path(name).is_dir():
         require_safetensors(name, "model.name: folder")
+        check_model_folder(name, target_modules)
         return
     looks_local = name.startswith((".", "/", "~")) or name.count("/") != 1
     if looks_local:
@@ -160,15 +169,18 @@ def check_model_name(name: str) -> None:
         from huggingface_hub import snapshot_download
 
         try:
-            snapshot_download(name, local_files_only=True)
+            folder = snapshot_download(name, local_files_only=True)
         except Exception:
             raise ConfigError(
                 f"model.name: {name!r} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set"
             ) from None
+        check_model_folder(folder, target_modules, f"model.name {name!r}")
 
 
 def resolve_model(manifest: str, name: str) -> None:
-    """Stage: find (download once, if online) a model and record where it is, for the other stages."""
+    """Stage: find (download once, if online) a model and record where it is, for the other stages;
+    a model without a config or tokenizer stops here, before any GPU job (its modules are checked
+    against training.target_modules at every parse once the manifest exists)."""
     record = {"name": name}
     if Path(name).is_dir():
         record["path"] = str(Path(name).resolve())
@@ -183,6 +195,9 @@ def resolve_model(manifest: str, name: str) -> None:
             token=os.environ.get("HF_TOKEN"),
         )
         record["revision"] = Path(record["path"]).name
+    from dpo_study.input_checks import check_model_folder
+
+    check_model_folder(record["path"], (), f"model.name {name!r}")
     atomic.write_json(manifest, record)
 
 

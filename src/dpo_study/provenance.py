@@ -1,15 +1,21 @@
-"""What produced a result: library versions, the code's git commit, a hash of the settings.
+"""What produced a result: library versions, the code's git commit, a hash of the settings, and
+a hash of the code each workflow step runs.
 
 The tables carry these per experiment, so that two tables can be told apart (or shown to match)
-without the run that made them.
+without the run that made them; the workflow passes each rule the hash of its code, so that a
+change to the code re-runs exactly the jobs that run it.
 """
 
 from __future__ import annotations
 
+import ast
+import functools
 import hashlib
 import json
 import platform
+import re
 import subprocess
+import sys
 from importlib import metadata
 from pathlib import Path
 
@@ -18,6 +24,13 @@ LIBRARIES = ("torch", "transformers", "trl", "peft", "unsloth")
 # Config sections that do not shape one experiment's results (parameters come in through the
 # experiment itself; questions and the results folder only arrange outputs).
 NOT_RESULT_SHAPING = ("experiments", "grids", "defaults", "questions", "results")
+# Imported libraries whose version cannot change a result: progress bars, config parsing and
+# checking, downloads, the workflow engine.
+NOT_RESULT_SHAPING_LIBRARIES = ("tqdm", "yaml", "jsonschema", "huggingface_hub", "snakemake")
+PACKAGE = Path(__file__).resolve().parent
+# How a job runs (the Snakemake bridge, the GPU worker and allocator), not what it computes: not
+# followed, so an edit there re-runs nothing. The stage a script names is (``call("module:function")``).
+EXECUTION_MODULES = ("dpo_study.smk", "dpo_study.worker", "dpo_study.gpus")
 
 
 def library_versions() -> dict[str, str]:
@@ -59,6 +72,13 @@ def record() -> dict:
 
 
 def file_sha256(path: str | Path) -> str:
+    stat = Path(path).stat()
+    return _file_sha256(str(Path(path).resolve()), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.cache
+def _file_sha256(path: str, mtime_ns: int, size: int) -> str:
+    """Once per file version: the workflow hashes the data files for every experiment."""
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
@@ -82,3 +102,100 @@ def experiment_config_hash(params: dict, config: dict) -> str:
     files = [data.get("train"), data.get("test"), *data.get("probes", [])]
     contents = {str(f): file_sha256(f) for f in files if f and Path(f).is_file()}
     return settings_hash({"params": params, "config": shared, "data_files": contents})
+
+
+def code_version(script: str | Path, package: Path = PACKAGE) -> str:
+    """A short hash of the code that a workflow script runs, for its rule's params.
+
+    It covers the script, every module of ``package`` that it imports, transitively (found in
+    the source, imports inside functions too), the Python version, and the versions of the other
+    libraries those modules import (see NOT_RESULT_SHAPING_LIBRARIES). Code is hashed as its
+    syntax tree without docstrings: an edit of a comment, a docstring or the layout gives the
+    same hash; a touched file too.
+    """
+    modules, libraries = imported_code(Path(script).resolve(), package)
+    return settings_hash({
+        "code": {name: code_digest(path) for name, path in sorted(modules.items())},
+        "python": platform.python_version(),
+        "libraries": {name: distribution_version(name) for name in sorted(libraries)},
+    })
+
+
+def imported_code(script: Path, package: Path = PACKAGE) -> tuple[dict[str, Path], set[str]]:
+    """({module name: file} of the script and the package modules it reaches, {other libraries})."""
+    modules: dict[str, Path] = {"script": script}
+    libraries: set[str] = set()
+    pending = [script]
+    while pending:
+        for name in imports(pending.pop(), package.name):
+            top = name.split(".")[0]
+            if top == package.name:
+                if name in EXECUTION_MODULES or name.rpartition(".")[0] in EXECUTION_MODULES:
+                    continue
+                path = package_module(name, package)
+                if path and name not in modules:
+                    modules[name] = path
+                    pending.append(path)
+            elif top not in sys.stdlib_module_names and top not in NOT_RESULT_SHAPING_LIBRARIES:
+                libraries.add(top)
+    return modules, libraries
+
+
+def imports(path: Path, package_name: str) -> tuple[str, ...]:
+    """The modules a file imports, by absolute name (``from dpo_study import x`` gives dpo_study.x)."""
+    return _imports(path.read_text(encoding="utf-8"), package_name)
+
+
+# Each source is parsed once (several rules run the same modules); keyed by content, not by file.
+@functools.cache
+def _imports(source: str, package_name: str) -> tuple[str, ...]:
+    names = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            if node.level:  # relative: within the package
+                module = ".".join(filter(None, (package_name, module)))
+            names.append(module)
+            names += [f"{module}.{alias.name}" for alias in node.names]
+        elif (isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant)
+              and isinstance(node.args[0].value, str) and re.fullmatch(r"[\w.]+:\w+", node.args[0].value)):
+            names.append(node.args[0].value.partition(":")[0])  # call("dpo_study.train:train_adapter", ...)
+    return tuple(names)
+
+
+def package_module(name: str, package: Path) -> Path | None:
+    """The file of a module of ``package``, None for a name that is not one (a function, a class)."""
+    parts = name.split(".")[1:]
+    candidates = [package.joinpath(*parts[:-1], f"{parts[-1]}.py")] if parts else []
+    for path in (*candidates, package.joinpath(*parts, "__init__.py")):
+        if path.is_file():
+            return path
+    return None
+
+
+def code_digest(path: Path) -> str:
+    return _code_digest(path.read_text(encoding="utf-8"))
+
+
+@functools.cache
+def _code_digest(source: str) -> str:
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body
+                and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+                and isinstance(body[0].value.value, str)):
+            node.body = body[1:] or [ast.Pass()]
+    return hashlib.sha256(ast.dump(tree).encode("utf-8")).hexdigest()
+
+
+def distribution_version(module: str) -> str:
+    names = distributions().get(module, [])
+    return ",".join(f"{name}=={metadata.version(name)}" for name in sorted(set(names))) or "not installed"
+
+
+@functools.cache
+def distributions() -> dict[str, list[str]]:
+    return metadata.packages_distributions()

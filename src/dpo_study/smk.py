@@ -39,9 +39,15 @@ def plain(value):
     return value
 
 
+# Params that are there for Snakemake's params trigger only, not arguments of the stage: the
+# hash of the code the rule runs (dpo_study.provenance.code_version).
+TRIGGER_PARAMS = ("code",)
+
+
 def stage_kwargs(smk) -> dict:
     """Named input, output and params, and the job's threads (passed to stages that take them)."""
-    kwargs = {**dict(smk.input.items()), **dict(smk.output.items()), **dict(smk.params.items())}
+    params = {name: value for name, value in smk.params.items() if name not in TRIGGER_PARAMS}
+    kwargs = {**dict(smk.input.items()), **dict(smk.output.items()), **params}
     return {**plain(kwargs), "threads": smk.threads}
 
 

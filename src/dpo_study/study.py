@@ -8,13 +8,16 @@ wraps it in thin input functions, so all of this is tested without Snakemake.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dpo_study.artifacts import check_finished_adapters
 from dpo_study.backends import batch_split
 from dpo_study.data import check_strategies, load_probes, load_rows
-from dpo_study.experiments import Experiment, expand
+from dpo_study.experiments import KEY_CHARACTERS, Experiment, expand, settings_key
 from dpo_study.generate import check_generation
+from dpo_study.input_checks import check_config_files, check_study
 from dpo_study.modeling import check_model_name, model_slug
 from dpo_study.provenance import experiment_config_hash
 from dpo_study.report import check_questions
@@ -37,6 +40,8 @@ class Study:
     probe_categories: list[str]
     judges: list[str]
     primary_judge: str
+    prompt_sets: dict[str, str]  # name -> file: "test" (data.test), then each probe file by its stem
+    keys: dict[str, str]  # settings group -> its key in artifact paths (experiments.settings_key)
     runs: dict[str, Experiment] = field(init=False)  # identical parameter sets share one run
     by_name: dict[str, Experiment] = field(init=False)
     data_params_by_key: dict[str, dict] = field(init=False)
@@ -108,7 +113,7 @@ class Study:
         return [{"name": e.name, **e.params, "config_hash": experiment_config_hash(e.params, self.config)}
                 for e in self.experiments]
 
-    # ---- artifact paths -----------------------------------------------------------------
+    # ---- artifact paths: each holds the keys of what shapes it (README, "Caching") ---------
 
     @property
     def results(self) -> str:
@@ -123,15 +128,21 @@ class Study:
         return model_slug(self.model_name)
 
     @property
+    def model_id(self) -> str:
+        """The model as built or downloaded: the demo model by its settings, a Hub model by its name."""
+        return f"demo-{self.keys['demo_model']}" if self.model_name == "demo" else self.model_slug
+
+    @property
     def manifest(self) -> str:
-        return f"{self.results}/models/{self.model_slug}.json"
+        return f"{self.results}/models/{self.model_id}.json"
 
     @property
     def model_results(self) -> str:
-        return f"{self.results}/{self.model_slug}"
+        """Everything the model makes, under the model as loaded (its settings, the demo's build)."""
+        return f"{self.results}/{self.model_slug}/model-{self.keys['model']}"
 
     def run_dir(self, key: str) -> str:
-        return f"{self.model_results}/runs/{key}"
+        return f"{self.model_results}/runs/training-{self.keys['training']}/{key}"
 
     def checkpoint_dir(self, key: str) -> str:
         """Not an output on purpose: it must survive a failed or killed job, for the rerun to resume."""
@@ -141,28 +152,78 @@ class Study:
         """One file of every experiment's run, in experiment order (a run shared by two names twice)."""
         return [f"{self.run_dir(e.key)}/{name}" for e in self.experiments]
 
+    @property
+    def base_dir(self) -> str:
+        return f"{self.model_results}/base"
+
+    def answers_dir(self, model_dir: str) -> str:
+        """The answers of the base model (``base_dir``) or of a run, by generation settings."""
+        return f"{model_dir}/generation-{self.keys['generation']}"
+
+    def answers_pattern(self) -> str:
+        """Every folder ``answers_dir`` gives (the base model's, each run's), as a regular expression."""
+        answers = re.escape(f"generation-{self.keys['generation']}")
+        runs = re.escape(self.run_dir(""))  # .../runs/training-<key>/
+        return f"{re.escape(self.base_dir)}/{answers}|{runs}[^/]+/{answers}"
+
+    def responses(self, model_dir: str, prompt_set: str) -> str:
+        return f"{self.answers_dir(model_dir)}/responses/{prompt_set}.jsonl"
+
+    def stances(self, model_dir: str, prompt_set: str) -> str:
+        return f"{self.answers_dir(model_dir)}/judge-{self.keys['judge']}/stances/{prompt_set}.csv"
+
+    def rewards(self, key: str, prompt_set: str) -> str:
+        return f"{self.answers_dir(self.run_dir(key))}/rewards/{prompt_set}.csv"
+
+    def prompts(self, prompt_set: str) -> str:
+        return f"{self.results}/prompts/{prompt_set}.jsonl"
+
+    def base_stances(self) -> list[str]:
+        """The base model's judged answers, per prompt set."""
+        return [self.stances(self.base_dir, prompt_set) for prompt_set in self.prompt_sets]
+
+    def run_stances(self) -> list[str]:
+        """Every experiment's judged answers, per prompt set (experiment-major)."""
+        return [self.stances(self.run_dir(e.key), s) for e in self.experiments for s in self.prompt_sets]
+
+    def run_rewards(self) -> list[str]:
+        """Every experiment's implicit rewards, per prompt set (experiment-major)."""
+        return [self.rewards(e.key, s) for e in self.experiments for s in self.prompt_sets]
+
+    @property
+    def train_responses(self) -> str:
+        """The base model's answers to the training prompts (for on_policy pairs)."""
+        return f"{self.answers_dir(self.base_dir)}/train_responses.jsonl"
+
     def pairs_file(self, key: str) -> str:
-        """Pairs built from the base model's own answers belong to that model; the others are shared."""
+        """Pairs built from the base model's own answers belong to that model and its generation
+        settings; the others are shared."""
         params = self.runs[key].params
         own = needs_base_responses(params["strategy"], params.get("mix_weights"))
-        return f"{self.model_results if own else self.results}/pairs/{self.runs[key].data_key}.jsonl"
+        folder = f"{self.answers_dir(self.base_dir)}/pairs" if own else f"{self.results}/pairs"
+        return f"{folder}/{self.runs[key].data_key}.jsonl"
 
     def pairs_inputs(self, data_key: str) -> dict:
         """The base model's answers to the training prompts only for strategies that reject them."""
         data = self.data_params(data_key)
         inputs = {"train": self.config["data"]["train"]}
         if needs_base_responses(data["strategy"], data.get("mix_weights")):
-            inputs["base_responses"] = f"{self.model_results}/base/train_responses.jsonl"
+            inputs["base_responses"] = self.train_responses
         return inputs
 
     def aligned_responses(self, name: str) -> str:
-        return f"{self.run_dir(self.by_name[name].key)}/responses.jsonl"
+        """An experiment's answers to the test prompts."""
+        return self.responses(self.run_dir(self.by_name[name].key), "test")
+
+    @property
+    def judge_dir(self) -> str:
+        return f"{self.results}/judge/judge-{self.keys['judge']}"
 
     def judge_files(self) -> list[str]:
-        return [f"{self.results}/judge/{name}.joblib" for name in self.judges]
+        return [f"{self.judge_dir}/{name}.joblib" for name in self.judges]
 
     def judge_accuracies(self) -> list[str]:
-        return [f"{self.results}/judge/{name}_accuracy.json" for name in self.judges]
+        return [f"{self.judge_dir}/{name}_accuracy.json" for name in self.judges]
 
     def report_outputs(self) -> list[str]:
         report = f"{self.results}/report"
@@ -196,6 +257,7 @@ def load_study(config: dict, config_files=(), schema: str | Path = CONFIG_SCHEMA
     that a message names the file that set the bad value.
     """
     config_files = [str(f) for f in config_files]
+    check_config_files(config_files)  # strictly (no aliases, duplicate keys), before the schema walks them
     validate_config(config, schema, config_files)
     check_results_folder(config["results"], config_files)
     experiments = expand(config)
@@ -211,10 +273,10 @@ def load_study(config: dict, config_files=(), schema: str | Path = CONFIG_SCHEMA
                 f"is larger than the {len(train_rows)} rows of {data['train']}"
             )
     check_strategies(experiments, train_rows, data["train"])
-    check_model_name(config["model"]["name"])
+    check_model_name(config["model"]["name"], config["training"]["target_modules"])
     probe_categories = list(dict.fromkeys(r["category"] for r in probe_rows))
     check_questions(config["questions"], [e.name for e in experiments], probe_categories)
-    load_rows(config["judge"]["texts"], "judge_texts")
+    judge_texts = load_rows(config["judge"]["texts"], "judge_texts")
     load_rows(config["judge"]["holdout"], "judge_texts")
     judges = list(config["judge"]["use"])
     primary = config["judge"]["primary"] or judges[0]
@@ -222,4 +284,43 @@ def load_study(config: dict, config_files=(), schema: str | Path = CONFIG_SCHEMA
         raise ConfigError(f"judge.primary: {primary!r} is not one of judge.use {judges}")
     batch_split(config["training"], config["training"]["recipe"])
     check_generation(config["generation"])
-    return Study(config, config_files, experiments, probe_categories, judges, primary)
+    study = Study(config, config_files, experiments, probe_categories, judges, primary,
+                  prompt_sets(data["test"], data["probes"]), settings_keys(config, schema))
+    check_study(config, config_files, train_rows, test_rows, probe_rows, judge_texts, study.manifest)
+    check_finished_adapters(f"{study.run_dir(key)}/adapter" for key in study.runs)
+    return study
+
+
+def prompt_sets(test: str, probes: list[str]) -> dict[str, str]:
+    """The prompt sets, each generated and judged on its own: "test", then each probe file by its stem."""
+    sets = {"test": test}
+    for path in probes:
+        name = Path(path).stem
+        if name in sets or name == "train" or not KEY_CHARACTERS.fullmatch(name):
+            raise ConfigError(f"data.probes: {path!r} names the prompt set {name!r}, which is taken or holds a "
+                              "character other than letters, digits and _ . , = ~ -: rename the file")
+        sets[name] = path
+    return sets
+
+
+def settings_keys(config: dict, schema: str | Path = CONFIG_SCHEMA) -> dict[str, str]:
+    """The key of each settings group: what differs from the schema's defaults (``default`` if nothing)."""
+    defaults: dict = {}
+    validate_config(defaults, schema)  # an empty config, filled with every default
+    return {
+        # the model as loaded (the recipe decides its precision); the demo model as built
+        "model": settings_key(model_key_settings(config), model_key_settings(defaults, demo=config["model"]["name"] == "demo")),
+        "demo_model": settings_key(config["demo_model"], defaults["demo_model"]),
+        "training": settings_key(config["training"], defaults["training"]),
+        "generation": settings_key(config["generation"], defaults["generation"]),
+        "judge": settings_key(config["judge"], defaults["judge"]),
+    }
+
+
+def model_key_settings(config: dict, demo: bool | None = None) -> dict:
+    """The model's settings and, for the demo model, its build settings (the data come in as files)."""
+    model = {name: value for name, value in config["model"].items() if name != "name"}
+    model["recipe"] = config["training"]["recipe"]
+    if config["model"]["name"] == "demo" if demo is None else demo:
+        model["demo_model"] = config["demo_model"]
+    return model

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from dpo_study import atomic, metrics
+from dpo_study import artifacts, atomic, metrics
 from dpo_study.data import read_jsonl
 from dpo_study.experiments import EXPERIMENT_PARAMS
 from dpo_study.provenance import LIBRARIES
@@ -92,8 +92,19 @@ def rate(values: pd.Series) -> float:
     return float(values.astype(float).mean()) if len(values) else float("nan")
 
 
+def read_sets(paths: list[str], read) -> pd.DataFrame:
+    """The prompt sets' tables of one model, joined (test prompts first)."""
+    return pd.concat([read(path) for path in paths], ignore_index=True)
+
+
+def per_experiment(paths: list[str], prompt_sets: list[str]) -> list[list[str]]:
+    """An experiment-major list of per-set files, one list per experiment."""
+    size = len(prompt_sets)
+    return [paths[start : start + size] for start in range(0, len(paths), size)]
+
+
 def write_tables(
-    base_stances: str,
+    base_stances: list[str],
     summaries: list[str],
     stances: list[str],
     rewards: list[str],
@@ -102,16 +113,20 @@ def write_tables(
     responses_csv: str,
     responses_md: str,
     experiment_records: list[dict],
+    prompt_sets: list[str],
 ) -> None:
-    """Stage: ``experiment_records`` (name + parameters) pairs up, in order, with ``summaries``, ``stances``, ``rewards``."""
-    base = read_stances(base_stances)
+    """Stage: ``experiment_records`` (name + parameters) pairs up, in order, with ``summaries`` and,
+    ``len(prompt_sets)`` files each, with ``stances`` and ``rewards`` (``base_stances``: one per set)."""
+    base = read_sets(base_stances, read_stances)
     base_test = base[base["set"] == "test"]
     rows, responses = [], []
-    for experiment, summary_path, stances_path, rewards_path in zip(experiment_records, summaries, stances, rewards, strict=True):
+    for experiment, summary_path, stances_paths, rewards_paths in zip(
+            experiment_records, summaries, per_experiment(stances, prompt_sets), per_experiment(rewards, prompt_sets),
+            strict=True):
         summary = json.loads(Path(summary_path).read_text())
-        aligned = read_stances(stances_path)
+        aligned = read_sets(stances_paths, read_stances)
         aligned_test = aligned[aligned["set"] == "test"]
-        answer_rewards = pd.read_csv(rewards_path, dtype={"id": str})
+        answer_rewards = read_sets(rewards_paths, lambda path: pd.read_csv(path, dtype={"id": str}))
         rows.append(
             {
                 **experiment,
@@ -142,7 +157,8 @@ def write_tables(
 
 def write_submission(base_responses: str, aligned_responses: str, submission: str, experiment: dict) -> None:
     """Stage: the homework's submission JSON of one experiment (test prompts only)."""
-    aligned = {r["id"]: r for r in read_jsonl(aligned_responses)}
+    base_ids = [r["id"] for r in artifacts.read_jsonl_checked(base_responses)]
+    aligned = {r["id"]: r for r in artifacts.read_responses(aligned_responses, base_ids, base_responses)}
     results = []
     for row in read_jsonl(base_responses):
         if row["set"] != "test":

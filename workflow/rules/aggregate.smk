@@ -33,5 +33,6 @@ rule aggregate_tables:
         ENV
     params:
         primary=PRIMARY_JUDGE,
+        code=code("write_aggregates"),
     script:
         "../scripts/write_aggregates.py"

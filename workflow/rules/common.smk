@@ -16,6 +16,8 @@ os.environ.update(
 )
 sys.path.insert(0, SRC)
 
+from dpo_study.input_checks import check_config_files
+from dpo_study.provenance import code_version
 from dpo_study.study import load_study
 from dpo_study.validation import ConfigError, validate_config
 
@@ -36,6 +38,8 @@ def checked(check, *args):
 # The --configfile files first (the last one wins), so that errors name the file to fix.
 CONFIG_FILES = [*reversed(workflow.overwrite_configfiles), *workflow.configfiles]
 CONFIG_SCHEMA = workflow.source_path("../schemas/config.schema.yaml")
+# Strictly (no YAML aliases, no duplicate keys) before Snakemake's validate walks them.
+checked(check_config_files, CONFIG_FILES)
 try:
     validate(config, CONFIG_SCHEMA)  # fills in the schema's defaults
 except WorkflowError:
@@ -48,18 +52,23 @@ RESULTS = STUDY.results
 MODEL = STUDY.model_name
 MODEL_SLUG = STUDY.model_slug
 MODEL_MANIFEST = STUDY.manifest
-MODEL_RESULTS = STUDY.model_results
 RUNS = STUDY.runs
+BASE = STUDY.base_dir  # the base model's folder
+RUN = STUDY.run_dir("{key}")  # a run's folder
+JUDGE_KEY = STUDY.keys["judge"]
 JUDGES = STUDY.judges
 PRIMARY_JUDGE = STUDY.primary_judge
 ENV = f"../../envs/{config['software']['env']}.yaml"
 
 
+# One path segment each: experiment names and keys are checked in dpo_study.experiments (a pattern
+# joining every key would be matched against every path, and the DAG would grow quadratically).
 wildcard_constraints:
-    key="|".join(RUNS) or "none",
+    key="[^/]+",
     data_key="[^/]+",
-    experiment="|".join(STUDY.by_name),
+    experiment="[^/]+",
     judge="|".join(JUDGES),
+    prompt_set="|".join(STUDY.prompt_sets),
 
 
 # ---- input functions and params: thin views of STUDY (src/dpo_study/study.py) -----------
@@ -113,3 +122,18 @@ def judges_manifest_input(wildcards):
 
 def any_judge_runs_model():
     return any(STUDY.judge_runs_model(j) for j in JUDGES)
+
+
+def code(script):
+    """The hash of the code workflow/scripts/<script>.py runs: a params entry, so that a change to
+    that code (dpo_study modules included) re-runs the rule's jobs (dpo_study.provenance).
+    """
+    return code_version(Path(workflow.basedir, "workflow/scripts", f"{script}.py"))
+
+
+def prompt_set_input(wildcards):
+    return STUDY.prompt_sets[wildcards.prompt_set]
+
+
+def prompt_set_kind(wildcards):
+    return "test" if wildcards.prompt_set == "test" else "probe"

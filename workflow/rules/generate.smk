@@ -1,11 +1,12 @@
+# One job per model and prompt set (the test prompts, each probe file).
 rule generate_base:
     input:
         manifest=MODEL_MANIFEST,
-        prompts=f"{RESULTS}/prompts.jsonl",
+        prompts=STUDY.prompts("{prompt_set}"),
     output:
-        responses=f"{MODEL_RESULTS}/base/responses.jsonl",
+        responses=STUDY.responses(BASE, "{prompt_set}"),
     log:
-        f"{RESULTS}/logs/generate_base.log",
+        f"{RESULTS}/logs/generate_base/{{prompt_set}}.log",
     conda:
         ENV
     threads: 2
@@ -14,6 +15,7 @@ rule generate_base:
     params:
         generation=STUDY.generation_settings,
         model_settings=STUDY.model_settings,
+        code=code("generate_responses"),
     script:
         "../scripts/generate_responses.py"
 
@@ -21,12 +23,12 @@ rule generate_base:
 rule generate_aligned:
     input:
         manifest=MODEL_MANIFEST,
-        prompts=f"{RESULTS}/prompts.jsonl",
-        adapter=f"{MODEL_RESULTS}/runs/{{key}}/adapter",
+        prompts=STUDY.prompts("{prompt_set}"),
+        adapter=f"{RUN}/adapter",
     output:
-        responses=f"{MODEL_RESULTS}/runs/{{key}}/responses.jsonl",
+        responses=STUDY.responses(RUN, "{prompt_set}"),
     log:
-        f"{RESULTS}/logs/generate_aligned/{{key}}.log",
+        f"{RESULTS}/logs/generate_aligned/{{key}}/{{prompt_set}}.log",
     conda:
         ENV
     threads: 2
@@ -35,6 +37,7 @@ rule generate_aligned:
     params:
         generation=STUDY.generation_settings,
         model_settings=STUDY.model_settings,
+        code=code("generate_responses"),
     script:
         "../scripts/generate_responses.py"
 
@@ -45,6 +48,6 @@ use rule generate_base as generate_base_train with:
         manifest=MODEL_MANIFEST,
         prompts=f"{RESULTS}/train_prompts.jsonl",
     output:
-        responses=f"{MODEL_RESULTS}/base/train_responses.jsonl",
+        responses=STUDY.train_responses,
     log:
         f"{RESULTS}/logs/generate_base_train.log",

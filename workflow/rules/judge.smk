@@ -5,9 +5,9 @@ rule train_judge:
         texts=config["judge"]["texts"],
         holdout=config["judge"]["holdout"],
     output:
-        judge=f"{RESULTS}/judge/{{judge}}.joblib",
+        judge=f"{STUDY.judge_dir}/{{judge}}.joblib",
         accuracy=report(
-            f"{RESULTS}/judge/{{judge}}_accuracy.json",
+            f"{STUDY.judge_dir}/{{judge}}_accuracy.json",
             caption="../report/judge_accuracy.rst",
             category="Judges",
         ),
@@ -23,6 +23,7 @@ rule train_judge:
         settings=judge_settings,
         cv_folds=config["judge"]["cv_folds"],
         seed=config["judge"]["seed"],
+        code=code("train_judge"),
     script:
         "../scripts/train_judge.py"
 
@@ -30,14 +31,15 @@ rule train_judge:
 rule judge_responses:
     input:
         unpack(judges_manifest_input),
-        responses="{folder}/responses.jsonl",
+        responses="{folder}/responses/{prompt_set}.jsonl",
+        prompts=STUDY.prompts("{prompt_set}"),
         judges=STUDY.judge_files(),
     output:
-        stances="{folder}/stances.csv",
+        stances=f"{{folder}}/judge-{JUDGE_KEY}/stances/{{prompt_set}}.csv",
     log:
-        "{folder}/judge_responses.log",
+        f"{{folder}}/judge-{JUDGE_KEY}/stances/{{prompt_set}}.log",
     wildcard_constraints:
-        folder=f"{MODEL_RESULTS}/(base|runs/[^/]+)",
+        folder=STUDY.answers_pattern(),
     conda:
         ENV
     threads: 2
@@ -46,5 +48,6 @@ rule judge_responses:
     params:
         names=JUDGES,
         primary=PRIMARY_JUDGE,
+        code=code("judge_responses"),
     script:
         "../scripts/judge_responses.py"

@@ -5,8 +5,8 @@ if MODEL == "demo":
             train=config["data"]["train"],
             test=config["data"]["test"],
         output:
-            model_dir=directory(f"{RESULTS}/models/demo"),
-            manifest=f"{RESULTS}/models/demo.json",
+            model_dir=directory(f"{RESULTS}/models/{STUDY.model_id}"),
+            manifest=MODEL_MANIFEST,
         log:
             f"{RESULTS}/logs/build_demo_model.log",
         conda:
@@ -15,6 +15,7 @@ if MODEL == "demo":
         params:
             **STUDY.demo_model_settings,
             system_prompt=STUDY.system_prompt,
+            code=code("build_demo_model"),
         script:
             "../scripts/build_demo_model.py"
 
@@ -33,5 +34,6 @@ else:
             ENV
         params:
             name=MODEL,
+            code=code("resolve_model"),
         script:
             "../scripts/resolve_model.py"

@@ -19,6 +19,8 @@ rule summary_table:
         f"{RESULTS}/logs/report/summary_table.log",
     conda:
         ENV
+    params:
+        code=code("write_summary_table"),
     script:
         "../scripts/write_summary_table.py"
 
@@ -41,6 +43,7 @@ rule question_tables:
         ENV
     params:
         questions=config["questions"],
+        code=code("write_question_tables"),
     script:
         "../scripts/write_question_tables.py"
 
@@ -61,6 +64,8 @@ rule sweep_tables:
         f"{RESULTS}/logs/report/sweep_tables.log",
     conda:
         ENV
+    params:
+        code=code("write_sweep_tables"),
     script:
         "../scripts/write_sweep_tables.py"
 
@@ -80,6 +85,8 @@ rule response_tables:
         f"{RESULTS}/logs/report/response_tables.log",
     conda:
         ENV
+    params:
+        code=code("write_response_tables"),
     script:
         "../scripts/write_response_tables.py"
 
@@ -101,6 +108,7 @@ rule training_curves:
         ENV
     params:
         experiments=STUDY.experiment_records(),
+        code=code("plot_training_curves"),
     script:
         "../scripts/plot_training_curves.py"
 
@@ -122,6 +130,8 @@ rule sweep_plots:
         f"{RESULTS}/logs/report/sweep_plots.log",
     conda:
         ENV
+    params:
+        code=code("plot_sweeps"),
     script:
         "../scripts/plot_sweeps.py"
 
@@ -139,6 +149,8 @@ rule length_plot:
         f"{RESULTS}/logs/report/length_plot.log",
     conda:
         ENV
+    params:
+        code=code("plot_length_vs_epochs"),
     script:
         "../scripts/plot_length_vs_epochs.py"
 
@@ -157,6 +169,8 @@ rule stance_heatmap:
         f"{RESULTS}/logs/report/stance_heatmap.log",
     conda:
         ENV
+    params:
+        code=code("plot_stance_heatmap"),
     script:
         "../scripts/plot_stance_heatmap.py"
 
@@ -179,5 +193,6 @@ rule findings:
         ENV
     params:
         questions=config["questions"],
+        code=code("write_findings"),
     script:
         "../scripts/write_findings.py"

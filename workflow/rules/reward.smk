@@ -1,13 +1,13 @@
 rule implicit_reward:
     input:
         manifest=MODEL_MANIFEST,
-        adapter=f"{MODEL_RESULTS}/runs/{{key}}/adapter",
-        aligned_responses=f"{MODEL_RESULTS}/runs/{{key}}/responses.jsonl",
-        base_responses=f"{MODEL_RESULTS}/base/responses.jsonl",
+        adapter=f"{RUN}/adapter",
+        aligned_responses=STUDY.responses(RUN, "{prompt_set}"),
+        base_responses=STUDY.responses(BASE, "{prompt_set}"),
     output:
-        rewards=f"{MODEL_RESULTS}/runs/{{key}}/rewards.csv",
+        rewards=STUDY.rewards("{key}", "{prompt_set}"),
     log:
-        f"{RESULTS}/logs/implicit_reward/{{key}}.log",
+        f"{RESULTS}/logs/implicit_reward/{{key}}/{{prompt_set}}.log",
     conda:
         ENV
     threads: 2
@@ -16,5 +16,6 @@ rule implicit_reward:
     params:
         beta=lambda wildcards: RUNS[wildcards.key].params["beta"],
         model_settings=STUDY.model_settings,
+        code=code("implicit_reward"),
     script:
         "../scripts/implicit_reward.py"

@@ -1,9 +1,9 @@
 rule tables:
     input:
-        base_stances=f"{MODEL_RESULTS}/base/stances.csv",
+        base_stances=STUDY.base_stances(),
         summaries=STUDY.run_files("train_summary.json"),
-        stances=STUDY.run_files("stances.csv"),
-        rewards=STUDY.run_files("rewards.csv"),
+        stances=STUDY.run_stances(),
+        rewards=STUDY.run_rewards(),
     output:
         experiments_csv=report(
             f"{RESULTS}/tables/experiments.csv",
@@ -23,13 +23,15 @@ rule tables:
         ENV
     params:
         experiment_records=STUDY.experiment_records(),
+        prompt_sets=list(STUDY.prompt_sets),
+        code=code("write_tables"),
     script:
         "../scripts/write_tables.py"
 
 
 rule submission:
     input:
-        base_responses=f"{MODEL_RESULTS}/base/responses.jsonl",
+        base_responses=STUDY.responses(BASE, "test"),
         aligned_responses=aligned_responses,
     output:
         submission=report(
@@ -43,5 +45,6 @@ rule submission:
         ENV
     params:
         experiment=named_experiment_params,
+        code=code("write_submission"),
     script:
         "../scripts/write_submission.py"

@@ -3,9 +3,9 @@ rule train_adapter:
         manifest=MODEL_MANIFEST,
         pairs=pairs_file,
     output:
-        adapter=directory(f"{MODEL_RESULTS}/runs/{{key}}/adapter"),
-        train_log=f"{MODEL_RESULTS}/runs/{{key}}/train_log.csv",
-        summary=f"{MODEL_RESULTS}/runs/{{key}}/train_summary.json",
+        adapter=directory(f"{RUN}/adapter"),
+        train_log=f"{RUN}/train_log.csv",
+        summary=f"{RUN}/train_summary.json",
     log:
         f"{RESULTS}/logs/train_adapter/{{key}}.log",
     conda:
@@ -18,5 +18,6 @@ rule train_adapter:
         experiment=experiment_params,
         training=STUDY.training_settings,
         model_settings=STUDY.model_settings,
+        code=code("train_adapter"),
     script:
         "../scripts/train_adapter.py"
