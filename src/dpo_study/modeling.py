@@ -127,12 +127,16 @@ def require_safetensors(folder: str | Path, what: str) -> None:
         )
 
 
-def check_model_name(name: str) -> None:
-    """Fail before any job when a model cannot be found: a missing local folder, or offline and not cached."""
+def check_model_name(name: str, target_modules=()) -> None:
+    """Fail before any job when a model cannot be found (a missing local folder, or offline and not
+    cached) or cannot be trained as configured (no config or tokenizer, LoRA modules it lacks)."""
+    from dpo_study.input_checks import check_model_folder
+
     if name == "demo":
         return
     if Path(name).is_dir():
         require_safetensors(name, "model.name: folder")
+        check_model_folder(name, target_modules)
         return
     looks_local = name.startswith((".", "/", "~")) or name.count("/") != 1
     if looks_local:
@@ -141,15 +145,18 @@ def check_model_name(name: str) -> None:
         from huggingface_hub import snapshot_download
 
         try:
-            snapshot_download(name, local_files_only=True)
+            folder = snapshot_download(name, local_files_only=True)
         except Exception:
             raise ConfigError(
                 f"model.name: {name!r} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set"
             ) from None
+        check_model_folder(folder, target_modules, f"model.name {name!r}")
 
 
 def resolve_model(manifest: str, name: str) -> None:
-    """Stage: find (download once, if online) a model and record where it is, for the other stages."""
+    """Stage: find (download once, if online) a model and record where it is, for the other stages;
+    a model without a config or tokenizer stops here, before any GPU job (its modules are checked
+    against training.target_modules at every parse once the manifest exists)."""
     record = {"name": name}
     if Path(name).is_dir():
         record["path"] = str(Path(name).resolve())
@@ -164,6 +171,9 @@ def resolve_model(manifest: str, name: str) -> None:
             token=os.environ.get("HF_TOKEN"),
         )
         record["revision"] = Path(record["path"]).name
+    from dpo_study.input_checks import check_model_folder
+
+    check_model_folder(record["path"], (), f"model.name {name!r}")
     atomic.write_json(manifest, record)
 
 

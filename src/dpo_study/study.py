@@ -12,10 +12,12 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dpo_study.artifacts import check_finished_adapters
 from dpo_study.backends import batch_split
 from dpo_study.data import check_strategies, load_probes, load_rows
 from dpo_study.experiments import KEY_CHARACTERS, Experiment, expand, settings_key
 from dpo_study.generate import check_generation
+from dpo_study.input_checks import check_config_files, check_study
 from dpo_study.modeling import check_model_name, model_slug
 from dpo_study.provenance import experiment_config_hash
 from dpo_study.report import check_questions
@@ -256,6 +258,7 @@ def load_study(config: dict, config_files=(), schema: str | Path = CONFIG_SCHEMA
     that a message names the file that set the bad value.
     """
     config_files = [str(f) for f in config_files]
+    check_config_files(config_files)  # strictly (no aliases, duplicate keys), before the schema walks them
     validate_config(config, schema, config_files)
     check_results_folder(config["results"], config_files)
     experiments = expand(config)
@@ -271,10 +274,10 @@ def load_study(config: dict, config_files=(), schema: str | Path = CONFIG_SCHEMA
                 f"is larger than the {len(train_rows)} rows of {data['train']}"
             )
     check_strategies(experiments, train_rows, data["train"])
-    check_model_name(config["model"]["name"])
+    check_model_name(config["model"]["name"], config["training"]["target_modules"])
     probe_categories = list(dict.fromkeys(r["category"] for r in probe_rows))
     check_questions(config["questions"], [e.name for e in experiments], probe_categories)
-    load_rows(config["judge"]["texts"], "judge_texts")
+    judge_texts = load_rows(config["judge"]["texts"], "judge_texts")
     load_rows(config["judge"]["holdout"], "judge_texts")
     judges = list(config["judge"]["use"])
     primary = config["judge"]["primary"] or judges[0]
@@ -282,8 +285,11 @@ def load_study(config: dict, config_files=(), schema: str | Path = CONFIG_SCHEMA
         raise ConfigError(f"judge.primary: {primary!r} is not one of judge.use {judges}")
     batch_split(config["training"], config["training"]["recipe"])
     check_generation(config["generation"])
-    return Study(config, config_files, experiments, probe_categories, judges, primary,
-                 prompt_sets(data["test"], data["probes"]), settings_keys(config, schema))
+    study = Study(config, config_files, experiments, probe_categories, judges, primary,
+                  prompt_sets(data["test"], data["probes"]), settings_keys(config, schema))
+    check_study(config, config_files, train_rows, test_rows, probe_rows, judge_texts, study.manifest)
+    check_finished_adapters(f"{study.run_dir(key)}/adapter" for key in study.runs)
+    return study
 
 
 def prompt_sets(test: str, probes: list[str]) -> dict[str, str]:

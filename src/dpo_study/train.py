@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 from transformers import TrainerCallback
 
-from dpo_study import atomic, backends, provenance, train_guards
+from dpo_study import artifacts, atomic, backends, provenance, train_guards
 from dpo_study.data import read_jsonl
 from dpo_study.modeling import device, load_tokenizer, read_manifest
 from dpo_study.reference import attach_reference_logps
@@ -118,6 +118,7 @@ def train_adapter(
 ) -> None:
     """Stage: train one experiment's LoRA adapter; write it, its per-step log and a summary."""
     job_start, started_at = time.perf_counter(), time.time()
+    pair_rows = artifacts.read_pairs(pairs, experiment["data_size"])  # before the model loads
     torch.set_num_threads(threads)
     manifest_path, manifest = manifest, read_manifest(manifest)
     # Backend, precision, batch split etc. for this machine (backends.py); recipe fields filled in.
@@ -132,7 +133,7 @@ def train_adapter(
     from datasets import Dataset
     from trl import DPOTrainer
 
-    rows = [{k: r[k] for k in ("prompt", "chosen", "rejected")} for r in read_jsonl(pairs)]
+    rows = [{k: r[k] for k in ("prompt", "chosen", "rejected")} for r in pair_rows]
     steps = StepLog()
     resume = train_guards.resume_point(
         checkpoints, train_guards.fingerprint(manifest_path, pairs, experiment, training, model_settings)
