@@ -1,14 +1,18 @@
 # Two entry points that work on a fresh clone: `make demo` and `make test`.
+# The target comes first: --configfile and --resources take several values and would swallow it.
 VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
+# A live panel of running jobs (spinner and elapsed time per rule); each job's own progress is in
+# its log, results/logs/<rule>[/<key>].log (`tail -f` it).
+LOGGER ?= --logger rich
 
 .PHONY: demo report test install
 demo: $(VENV)/.installed
-	$(BIN)/snakemake --cores all --resources gpu=1 --configfile config/demo.yaml all
+	$(BIN)/snakemake all --cores all --resources gpu=1 --configfile config/demo.yaml $(LOGGER)
 
 report: demo
-	$(BIN)/snakemake --configfile config/demo.yaml --report results/report.html
+	$(BIN)/snakemake all --report results/report.html --configfile config/demo.yaml
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest

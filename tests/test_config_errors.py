@@ -39,6 +39,14 @@ from snakemake_helpers import scheduled_jobs, snakemake, workdir_with_config
         ({"training": {"recipe": "slow"}}, "recipe"),
         ({"training": {"per_device_train_batch_size": 3}}, "training.per_device_train_batch_size"),
         ({"generation": {"decode": "graph", "do_sample": True}}, "generation.decode"),
+        ({"experiments": [{"name": "a", "beta": float("nan")}]}, "experiments[0].beta = nan: must be a finite number"),
+        ({"defaults": {"seed": 2**32}}, "defaults.seed = 4294967296: must be a whole number ≥ 0 and ≤ 4294967295"),
+        ({"results": ""}, 'results = "": must be non-empty text'),
+        ({"data": {"system_prompt": "Be brief.<|eot_id|>"}}, "field 'system_prompt': holds the chat-template control token <|eot_id|>"),
+        ({"judge": {"use": ["ngram"], "primary": ""}}, 'judge.primary = "": must be non-empty text'),
+        ({"questions": [{"name": "Q1", "a": "homework_default", "b": "homework_default"}]}, "'homework_default' is also a"),
+        ({"training": {"loss_type": ["sigmoid", "dpo"]}}, "training.loss_type = [\"sigmoid\", \"dpo\"]: ['dpo'] not TRL loss types"),
+        ({"judge": {"use": ["ngram"], "cv_folds": 100}}, "judge.cv_folds = 100"),
     ],
 )
 def test_rejected_before_any_job(tmp_path, overrides, message):
@@ -83,3 +91,22 @@ def test_identical_experiments_warn_and_share_one_run(tmp_path):
     result = snakemake(tmp_path, config, "-n")
     assert "experiments 'a' and 'b' have identical parameters: they share one run" in result.stdout + result.stderr
     assert scheduled_jobs(result.stdout)["train_adapter"] == 1
+
+
+def test_alias_bomb_in_the_config_is_refused_before_it_is_walked(tmp_path):
+    config = workdir_with_config(tmp_path, {})
+    lines = ["a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 9)]  # 9**9 values if walked
+    config.write_text(config.read_text() + "\n".join(lines) + "\n")
+    result = snakemake(tmp_path, config, "-n", check=False)
+    assert result.returncode != 0
+    assert f"{config}: not valid YAML at line" in result.stderr + result.stdout
+    assert "an alias (*a0) is not allowed here" in result.stderr + result.stdout
+
+
+def test_duplicate_key_in_the_config_is_refused(tmp_path):
+    config = workdir_with_config(tmp_path, {})
+    config.write_text(config.read_text() + "results: elsewhere\n")
+    result = snakemake(tmp_path, config, "-n", check=False)
+    assert result.returncode != 0
+    assert "duplicate key 'results'" in result.stderr + result.stdout

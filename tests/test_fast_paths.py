@@ -58,7 +58,8 @@ def test_reference_log_probs_once_train_like_the_in_loop_reference(demo, tmp_pat
     write_pairs(str(REPO / "data/train.json"), str(pairs), {"data_size": 16, "support_ratio": 0.5,
                                                             "strategy": "swap"}, STUDY.system_prompt)
     training = STUDY.training_settings
-    experiment = {**STUDY.by_name["homework_default"].params, "num_epoch": 2, "learning_rate": 2e-3}
+    experiment = {**STUDY.by_name["homework_default"].params, "num_epoch": 2, "learning_rate": 2e-3,
+                  "data_size": 16}
     summaries, logs = {}, {}
     for precompute in (False, True):
         out = tmp_path / str(precompute)

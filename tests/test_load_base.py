@@ -7,9 +7,11 @@ loads the base model, recording the plan it asked for.
 
 import pytest
 import torch
+from safetensors.torch import save_file
 
 from conftest import demo_config, load_demo_study
 from dpo_study import backends, modeling
+from dpo_study.data import write_jsonl
 from dpo_study.generate import generate_responses
 from dpo_study.judge import make_judge
 from dpo_study.reward import implicit_rewards
@@ -44,8 +46,16 @@ def study_with(recipe: str):
 
 
 def stage_plans(study, manifest: str, tmp_path, asked: list) -> dict:
-    """The load plan each of the four model-loading stages asks for."""
+    """The load plan each of the four model-loading stages asks for (their inputs are checked first, so
+    they are complete)."""
     out = {}
+    write_jsonl([{"id": i, "prompt": [], "chosen": [], "rejected": []}
+                 for i in range(study.experiments[0].params["data_size"])], tmp_path / "pairs.jsonl")
+    (tmp_path / "adapter").mkdir()
+    (tmp_path / "adapter/adapter_config.json").write_text("{}")
+    save_file({"lora_A": torch.zeros(2, 2)}, str(tmp_path / "adapter/adapter_model.safetensors"))
+    for name in ("a.jsonl", "b.jsonl"):
+        write_jsonl([{"id": "1", "prompt": "q", "response": "r"}], tmp_path / name)
     calls = {
         "training": lambda: train_adapter(
             manifest=manifest, pairs=str(tmp_path / "pairs.jsonl"), adapter=str(tmp_path / "adapter"),
@@ -56,8 +66,8 @@ def stage_plans(study, manifest: str, tmp_path, asked: list) -> dict:
             manifest=manifest, prompts=str(tmp_path / "prompts.jsonl"), responses=str(tmp_path / "r.jsonl"),
             generation=study.generation_settings, model_settings=study.model_settings),
         "reward": lambda: implicit_rewards(
-            manifest=manifest, adapter=str(tmp_path / "adapter"), aligned_responses="a.jsonl",
-            base_responses="b.jsonl", rewards=str(tmp_path / "rewards.csv"), beta=0.1,
+            manifest=manifest, adapter=str(tmp_path / "adapter"), aligned_responses=str(tmp_path / "a.jsonl"),
+            base_responses=str(tmp_path / "b.jsonl"), rewards=str(tmp_path / "rewards.csv"), beta=0.1,
             model_settings=study.model_settings),
         "judge": lambda: make_judge("llm", study.judge_settings("llm"), manifest=manifest).probabilities(
             ["It is fine."], ["Is it fine?"]),

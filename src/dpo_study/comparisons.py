@@ -225,6 +225,8 @@ def check_questions(questions: list[dict], experiment_names, probe_categories: l
             if question[side] not in names:
                 raise ConfigError(f"{where}.{side}: {question[side]!r} is not an experiment name "
                                   f"(known: {', '.join(sorted(names))})")
+        if question["a"] == question["b"]:
+            raise ConfigError(f"{where}.b: {question['b']!r} is also a; a question compares two different experiments")
         unknown = [c for c in question_categories(question, categories) if c not in categories]
         if unknown:
             raise ConfigError(f"{where}.categories: {unknown} are not prompt categories "

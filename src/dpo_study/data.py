@@ -8,10 +8,13 @@ from pathlib import Path
 
 import yaml
 
-from dpo_study import atomic, strategies, validation
+from dpo_study import artifacts, atomic, safe_input, strategies, validation
 from dpo_study.validation import ConfigError
 
 DEFAULT_SYSTEM_PROMPT = "Your entire response must be 100 characters or less."
+# The fields of each kind of file that reach a chat template.
+TEXT_FIELDS = {"train": ("prompt", "support", "oppose"), "test": ("prompt",), "probes": ("prompt", "system"),
+               "judge_texts": ("text", "prompt")}
 
 
 def _schema(name: str) -> dict:
@@ -22,23 +25,11 @@ def _schema(name: str) -> dict:
 def load_rows(path: str | Path, kind: str) -> list[dict]:
     """Read a JSON (or YAML, for probes) list and validate it; errors name file, row and field."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{kind} file {str(path)!r} does not exist")
-    try:
-        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark is harmless
-    except UnicodeDecodeError as error:
-        raise ConfigError(f"{path}: not UTF-8 text (byte {error.start}: {error.reason}); save it as UTF-8") from None
-    try:
-        rows = yaml.safe_load(text) if path.suffix in (".yaml", ".yml") else json.loads(text)
-    except json.JSONDecodeError as error:
-        raise ConfigError(f"{path}: not valid JSON: {error}") from None
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"{path}: not valid YAML{where}: {getattr(error, 'problem', None) or error}") from None
+    rows = safe_input.load(path, f"{kind} file")
     validation.check_rows(rows, _schema(kind), path)
     if kind == "train":
         validation.check_pair_texts(rows, path)
+    safe_input.check_no_special_tokens(rows, TEXT_FIELDS[kind], path)
     return rows
 
 
@@ -126,7 +117,8 @@ def write_pairs(train: str, pairs: str, data: dict, system_prompt: str, base_res
     context = strategies.StrategyContext(
         seed=data.get("seed", 0),
         mix_weights=data.get("mix_weights", {}),
-        base_responses={r["id"]: r["response"] for r in read_jsonl(base_responses)} if base_responses else {},
+        base_responses={r["id"]: r["response"] for r in artifacts.read_responses(
+            base_responses, [r["id"] for r in rows], train)} if base_responses else {},
     )
     built = build_pairs(rows, data["data_size"], data["support_ratio"], data["strategy"], system_prompt, context)
     write_jsonl(built, pairs)

@@ -8,6 +8,7 @@ import time
 import torch
 from tqdm import tqdm
 
+from dpo_study import artifacts
 from dpo_study.data import read_jsonl, write_jsonl
 from dpo_study.decode import greedy_decode
 from dpo_study.validation import ConfigError
@@ -99,6 +100,8 @@ def generate_answers(model, tokenizer, records: list[dict], generation: dict) ->
 
 def load_for_generation(manifest_path: str, model_settings: dict, adapter: str | None = None):
     """(model, tokenizer): the base in the precision the training jobs chose, with the adapter if given."""
+    if adapter:
+        artifacts.check_adapter(adapter)  # before the base model loads
     manifest = read_manifest(manifest_path)
     tokenizer = load_tokenizer(manifest, model_settings)
     base = load_base(manifest, model_settings)

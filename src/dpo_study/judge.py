@@ -37,7 +37,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 from sklearn.model_selection import StratifiedKFold, cross_val_score
 
-from dpo_study import atomic
+from dpo_study import artifacts, atomic
 from dpo_study.data import load_rows, read_jsonl
 from dpo_study.validation import ConfigError
 from dpo_study.metrics import script
@@ -392,20 +392,20 @@ def train_judge(
 
 
 def judge_responses(responses: str, judges: list[str], stances: str, names: list[str], primary: str,
-                    manifest: str | None = None, threads: int = 1) -> None:
+                    manifest: str | None = None, threads: int = 1, prompts: str | None = None) -> None:
     """Stage: per response, every judge's label and score (``<judge>_stance``, ``<judge>_score``), and the
     primary judge's as ``stance``, ``support_score`` (P(support)) and ``stance_score`` (P(support) - P(oppose))."""
     import torch
 
     torch.set_num_threads(threads)
-    rows = read_jsonl(responses)
+    rows = artifacts.read_responses(responses, artifacts.prompt_ids(prompts), prompts) if prompts else read_jsonl(responses)
     table = pd.DataFrame(rows)
-    texts, prompts = list(table["response"].fillna("")), list(table["prompt"])
+    texts, questions = list(table["response"].fillna("")), list(table["prompt"])
     for name, path in zip(names, judges, strict=True):
         judge = joblib.load(path)
         if judge.uses_base_model:
             judge.manifest = manifest  # the study's model manifest, as this job's input names it
-        columns = stance_columns(judge.probabilities(texts, prompts))
+        columns = stance_columns(judge.probabilities(texts, questions))
         table[f"{name}_stance"] = columns["stance"].to_numpy()
         table[f"{name}_score"] = columns["stance_score"].to_numpy()
         if name == primary:

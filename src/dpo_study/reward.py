@@ -15,7 +15,7 @@ import math
 import pandas as pd
 import torch
 
-from dpo_study import atomic
+from dpo_study import artifacts, atomic
 from dpo_study.data import read_jsonl
 from dpo_study.modeling import load_base, load_tokenizer, read_manifest, sequence_logprobs
 
@@ -65,6 +65,9 @@ def implicit_rewards(
     each answer's perplexity under the base model (``aligned_perplexity``, ``original_perplexity``)."""
     from peft import PeftModel
 
+    artifacts.check_adapter(adapter)
+    base_records = artifacts.read_jsonl_checked(base_responses)
+    artifacts.read_responses(aligned_responses, [r["id"] for r in base_records], base_responses)
     torch.set_num_threads(threads)
     base_manifest = read_manifest(manifest)
     tokenizer = load_tokenizer(base_manifest, model_settings)

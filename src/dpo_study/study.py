@@ -12,10 +12,12 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dpo_study.artifacts import check_finished_adapters
 from dpo_study.backends import batch_split
 from dpo_study.data import check_data_size, check_strategies, load_probes, load_rows
 from dpo_study.experiments import KEY_CHARACTERS, Experiment, expand, settings_key
 from dpo_study.generate import check_generation
+from dpo_study.input_checks import check_config_files, check_study
 from dpo_study.modeling import check_model_name, model_slug
 from dpo_study.provenance import experiment_config_hash
 from dpo_study.comparisons import check_questions
@@ -136,8 +138,9 @@ class Study:
 
     @property
     def model_results(self) -> str:
-        """Everything the model makes, under the model as loaded (its settings, the demo's build)."""
-        return f"{self.results}/{self.model_slug}/model-{self.keys['model']}"
+        """Everything the model makes: under the model (the demo model by its build settings) as
+        loaded (its settings)."""
+        return f"{self.results}/{self.model_id}/model-{self.keys['model']}"
 
     def run_dir(self, key: str) -> str:
         return f"{self.model_results}/runs/training-{self.keys['training']}/{key}"
@@ -255,6 +258,7 @@ def load_study(config: dict, config_files=(), schema: str | Path = CONFIG_SCHEMA
     that a message names the file that set the bad value.
     """
     config_files = [str(f) for f in config_files]
+    check_config_files(config_files)  # strictly (no aliases, duplicate keys), before the schema walks them
     validate_config(config, schema, config_files)
     check_results_folder(config["results"], config_files)
     experiments = expand(config)
@@ -266,10 +270,10 @@ def load_study(config: dict, config_files=(), schema: str | Path = CONFIG_SCHEMA
     for e in experiments:
         check_data_size(e.params["data_size"], train_rows, f"experiment {e.name!r}, field data_size", data["train"])
     check_strategies(experiments, train_rows, data["train"])
-    check_model_name(config["model"]["name"])
+    check_model_name(config["model"]["name"], config["training"]["target_modules"])
     probe_categories = list(dict.fromkeys(r["category"] for r in probe_rows))
     check_questions(config["questions"], [e.name for e in experiments], probe_categories)
-    load_rows(config["judge"]["texts"], "judge_texts")
+    judge_texts = load_rows(config["judge"]["texts"], "judge_texts")
     load_rows(config["judge"]["holdout"], "judge_texts")
     judges = list(config["judge"]["use"])
     primary = config["judge"]["primary"] or judges[0]
@@ -277,8 +281,11 @@ def load_study(config: dict, config_files=(), schema: str | Path = CONFIG_SCHEMA
         raise ConfigError(f"judge.primary: {primary!r} is not one of judge.use {judges}")
     batch_split(config["training"], config["training"]["recipe"])
     check_generation(config["generation"])
-    return Study(config, config_files, experiments, probe_categories, judges, primary,
-                 prompt_sets(data["test"], data["probes"]), settings_keys(config, schema))
+    study = Study(config, config_files, experiments, probe_categories, judges, primary,
+                  prompt_sets(data["test"], data["probes"]), settings_keys(config, schema))
+    check_study(config, config_files, train_rows, test_rows, probe_rows, judge_texts, study.manifest)
+    check_finished_adapters(f"{study.run_dir(key)}/adapter" for key in study.runs)
+    return study
 
 
 def prompt_sets(test: str, probes: list[str]) -> dict[str, str]:
@@ -298,8 +305,8 @@ def settings_keys(config: dict, schema: str | Path = CONFIG_SCHEMA) -> dict[str,
     defaults: dict = {}
     validate_config(defaults, schema)  # an empty config, filled with every default
     return {
-        # the model as loaded (the recipe decides its precision); the demo model as built
-        "model": settings_key(model_key_settings(config), model_key_settings(defaults, demo=config["model"]["name"] == "demo")),
+        # the model as loaded (the recipe decides its precision)
+        "model": settings_key(model_key_settings(config), model_key_settings(defaults)),
         "demo_model": settings_key(config["demo_model"], defaults["demo_model"]),
         "training": settings_key(config["training"], defaults["training"]),
         "generation": settings_key(config["generation"], defaults["generation"]),
@@ -307,10 +314,8 @@ def settings_keys(config: dict, schema: str | Path = CONFIG_SCHEMA) -> dict[str,
     }
 
 
-def model_key_settings(config: dict, demo: bool | None = None) -> dict:
-    """The model's settings and, for the demo model, its build settings (the data come in as files)."""
+def model_key_settings(config: dict) -> dict:
+    """How the model is loaded: its settings and the recipe (which decides the base precision)."""
     model = {name: value for name, value in config["model"].items() if name != "name"}
     model["recipe"] = config["training"]["recipe"]
-    if config["model"]["name"] == "demo" if demo is None else demo:
-        model["demo_model"] = config["demo_model"]
     return model

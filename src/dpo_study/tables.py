@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 from tabulate import tabulate
 
-from dpo_study import atomic, metrics
+from dpo_study import artifacts, atomic, metrics
 from dpo_study.data import read_jsonl
 from dpo_study.experiments import EXPERIMENT_PARAMS
 from dpo_study.provenance import LIBRARIES
@@ -207,7 +207,8 @@ def write_tables(
 
 def write_submission(base_responses: str, aligned_responses: str, submission: str, experiment: dict) -> None:
     """Stage: the homework's submission JSON of one experiment (test prompts only)."""
-    aligned = {r["id"]: r for r in read_jsonl(aligned_responses)}
+    base_ids = [r["id"] for r in artifacts.read_jsonl_checked(base_responses)]
+    aligned = {r["id"]: r for r in artifacts.read_responses(aligned_responses, base_ids, base_responses)}
     results = []
     for row in read_jsonl(base_responses):
         if row["set"] != "test":

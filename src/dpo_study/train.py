@@ -18,8 +18,8 @@ import pandas as pd
 import torch
 from transformers import TrainerCallback
 
-from dpo_study import atomic, backends, provenance, train_guards
-from dpo_study.data import heldout_pairs, load_rows, read_jsonl
+from dpo_study import artifacts, atomic, backends, provenance, train_guards
+from dpo_study.data import heldout_pairs, load_rows
 from dpo_study.modeling import device, load_tokenizer, read_manifest
 from dpo_study.reference import attach_reference_logps
 from dpo_study.statistics import loss_spikes
@@ -51,7 +51,12 @@ class StepLog(TrainerCallback):
             self.last = now
 
 
-def dpo_config(experiment: dict, training: dict, output_dir: str):
+def precision_flags(precision: str) -> dict:
+    """TrainingArguments' precision: bf16 autocast, or fp16 with loss scaling (GPUs without bf16), or fp32."""
+    return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
+
+
+def dpo_config(experiment: dict, training: dict, output_dir: str, precision: str = "bf16"):
     from trl import DPOConfig
 
     on_gpu = device() == "cuda"
@@ -73,7 +78,7 @@ def dpo_config(experiment: dict, training: dict, output_dir: str):
         loss_type=training["loss_type"],
         loss_weights=training.get("loss_weights"),
         gradient_checkpointing=training["gradient_checkpointing"] and on_gpu,
-        bf16=on_gpu,
+        **precision_flags(precision if on_gpu else "fp32"),
         use_cpu=not on_gpu,
         logging_steps=1,
         logging_nan_inf_filter=False,  # a NaN loss must reach the log (and train_guards), not be averaged away
@@ -123,6 +128,7 @@ def train_adapter(
     ``train_rows`` (the data's training file): its rows after the first ``data_size`` become held-out
     pairs, evaluated once after training (``eval_rewards_accuracies``/``_margins`` in the summary)."""
     job_start, started_at = time.perf_counter(), time.time()
+    pair_rows = artifacts.read_pairs(pairs, experiment["data_size"])  # before the model loads
     torch.set_num_threads(threads)
     manifest_path, manifest = manifest, read_manifest(manifest)
     # Backend, precision, batch split etc. for this machine (backends.py); recipe fields filled in.
@@ -137,7 +143,7 @@ def train_adapter(
     from datasets import Dataset
     from trl import DPOTrainer
 
-    rows = [{k: r[k] for k in ("prompt", "chosen", "rejected")} for r in read_jsonl(pairs)]
+    rows = [{k: r[k] for k in ("prompt", "chosen", "rejected")} for r in pair_rows]
     heldout = [{k: r[k] for k in ("prompt", "chosen", "rejected")}
                for r in heldout_pairs(load_rows(train_rows, "train"), experiment["data_size"],
                                       experiment["support_ratio"], rows[0]["prompt"][0]["content"])] \
@@ -150,7 +156,7 @@ def train_adapter(
     trainer = DPOTrainer(
         model=base,
         ref_model=None,
-        args=dpo_config(experiment, training, checkpoints),
+        args=dpo_config(experiment, training, checkpoints, plan.precision),
         train_dataset=Dataset.from_list(rows),
         eval_dataset=Dataset.from_list(heldout) if heldout else None,
         processing_class=tokenizer,

@@ -103,6 +103,9 @@ def problem(error: ValidationError, noun: str = "key") -> str:
         return f"missing {noun} {', '.join(repr(m) for m in missing)} (required: {', '.join(error.validator_value)})"
     if error.validator == "minItems" and error.validator_value == 1:
         return "must not be an empty list"
+    if error.validator == "uniqueItems":
+        repeated = sorted({json.dumps(v) for v in error.instance if error.instance.count(v) > 1})
+        return f"names {', '.join(repeated)} more than once; each may appear once"
     got = f"; got {kind_of(error.instance)}" if error.validator in ("type", "oneOf", "anyOf") else ""
     return f"must be {expected(error.schema)}{got}"
 
@@ -203,10 +206,13 @@ def validate_config(config: dict, schema_file: str | Path, config_files=()) -> N
         raise ConfigError("\n".join(describe_config_error(e, config, config_files) for e in errors))
 
 
-def check_results_folder(results: str, config_files=()) -> None:
-    """Outputs stay inside the working directory: no absolute path, no '..' that leaves it."""
+def check_results_folder(results: str, config_files=(), workdir: str | Path = ".") -> None:
+    """Outputs stay strictly inside the working directory: not empty, no absolute path, no '..' that
+    leaves it, and no symlink (anywhere on the way) to a folder outside."""
     where = f"{source_of(['results'], config_files)}: results = {render(results)}"
     path = PurePosixPath(results)
+    if not results.strip():
+        raise ConfigError(f"{where}: must name a folder inside the working directory (e.g. results)")
     if path.is_absolute() or Path(results).is_absolute():
         raise ConfigError(f"{where}: must be a folder inside the working directory, not an absolute path")
     depth = 0
@@ -214,6 +220,12 @@ def check_results_folder(results: str, config_files=()) -> None:
         depth += -1 if part == ".." else (0 if part == "." else 1)
         if depth < 0:
             raise ConfigError(f"{where}: must stay inside the working directory ('..' leaves it)")
+    root = Path(workdir).resolve()
+    resolved = (root / results).resolve()
+    if resolved == root:
+        raise ConfigError(f"{where}: is the working directory itself; name a folder inside it (e.g. results)")
+    if root not in resolved.parents:
+        raise ConfigError(f"{where}: leads through a symlink to {resolved}, outside the working directory {root}")
 
 
 # ---- data files ------------------------------------------------------------------------

@@ -16,6 +16,7 @@ os.environ.update(
 )
 sys.path.insert(0, SRC)
 
+from dpo_study.input_checks import check_config_files
 from dpo_study.provenance import code_version
 from dpo_study.study import load_study
 from dpo_study.validation import ConfigError, validate_config
@@ -37,6 +38,8 @@ def checked(check, *args):
 # The --configfile files first (the last one wins), so that errors name the file to fix.
 CONFIG_FILES = [*reversed(workflow.overwrite_configfiles), *workflow.configfiles]
 CONFIG_SCHEMA = workflow.source_path("../schemas/config.schema.yaml")
+# Strictly (no YAML aliases, no duplicate keys) before Snakemake's validate walks them.
+checked(check_config_files, CONFIG_FILES)
 try:
     validate(config, CONFIG_SCHEMA)  # fills in the schema's defaults
 except WorkflowError:

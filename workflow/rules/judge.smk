@@ -32,6 +32,7 @@ rule judge_responses:
     input:
         unpack(judges_manifest_input),
         responses="{folder}/responses/{prompt_set}.jsonl",
+        prompts=STUDY.prompts("{prompt_set}"),
         judges=STUDY.judge_files(),
     output:
         stances=f"{{folder}}/judge-{JUDGE_KEY}/stances/{{prompt_set}}.csv",
