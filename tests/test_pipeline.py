@@ -41,7 +41,7 @@ def test_support_ratio_1_moves_stance_towards_support(study):
 
 def test_demo_model_is_readable_and_not_pre_aligned(study):
     workdir, _ = study
-    base = pd.read_csv(only(workdir.glob("results/demo/model-*/base/generation-*/judge-*/stances/test.csv")),
+    base = pd.read_csv(only(workdir.glob("results/demo-*/model-*/base/generation-*/judge-*/stances/test.csv")),
                        dtype={"id": str})
     test = base[base["set"] == "test"]
     assert 0.2 <= (test["stance"] == "support").mean() <= 0.8
@@ -67,7 +67,7 @@ def test_tables_and_submissions(study):
     assert (submission["num_epoch"], submission["data_size"], submission["support_ratio"]) == (3, 50, 1)
     assert [r["id"] for r in submission["results"]] == list(range(51, 61))
     assert set(submission["results"][0]) == {"id", "prompt", "original_response", "aligned_response"}
-    run = next(workdir.glob("results/demo/model-*/runs/training-*/*"))
+    run = next(workdir.glob("results/demo-*/model-*/runs/training-*/*"))
     assert (run / "adapter/adapter_model.safetensors").is_file()
     log = pd.read_csv(run / "train_log.csv")
     for column in ["loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies",
@@ -95,7 +95,8 @@ def test_changing_one_beta_reruns_only_that_experiment(study):
     # One experiment's jobs, then everything that reads all experiments: the tables and the report.
     report_jobs = ["summary_table", "question_tables", "sweep_tables", "response_tables", "training_curves",
                    "sweep_plots", "length_plot", "stance_heatmap", "findings"]
-    assert jobs == {"train_adapter": 1, "generate_aligned": 1, "judge_responses": 1, "implicit_reward": 1,
+    # Generation, judging and implicit rewards run per prompt set: the test prompts and config/probes.yaml.
+    assert jobs == {"train_adapter": 1, "generate_aligned": 2, "judge_responses": 2, "implicit_reward": 2,
                     "submission": 1, "tables": 1, "aggregate_tables": 1, **dict.fromkeys(report_jobs, 1), "all": 1}
 
 
@@ -118,7 +119,7 @@ def test_on_policy_rejects_the_demo_models_own_answers(study):
                   "generation": {"max_new_tokens": 12}}, name="on_policy.yaml",
     )
     # The model's own pairs: under its answers, keyed by the generation settings they were made with.
-    answers = "results/demo/model-load_in_4bit~False/base/generation-max_new_tokens~12"
+    answers = "results/demo-default/model-load_in_4bit~False/base/generation-max_new_tokens~12"
     pairs = f"{answers}/pairs/data_size~50_support_ratio~0_strategy~on_policy.jsonl"
     base_answers = workdir / answers / "train_responses.jsonl"
     snakemake(workdir, config, pairs)

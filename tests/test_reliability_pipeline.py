@@ -86,7 +86,7 @@ def test_hub_token_is_never_written(first_run):
 
 
 def complete_checkpoint(results):
-    return any(checkpoint_step(c) for c in results.glob("demo/model-*/runs/training-*/*/checkpoints/checkpoint-*"))
+    return any(checkpoint_step(c) for c in results.glob("demo-*/model-*/runs/training-*/*/checkpoints/checkpoint-*"))
 
 
 def test_killed_study_resumes_training_and_ends_as_an_uninterrupted_one(first_run, tmp_path):
@@ -101,7 +101,7 @@ def test_killed_study_resumes_training_and_ends_as_an_uninterrupted_one(first_ru
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
     assert complete_checkpoint(tmp_path / "results"), (tmp_path / "killed_run.log").read_text()[-3000:]
-    run = next(tmp_path.glob("results/demo/model-*/runs/training-*/*"))
+    run = next(tmp_path.glob("results/demo-*/model-*/runs/training-*/*"))
     assert not (run / "adapter").exists() and not (run / "train_summary.json").exists()
 
     snakemake(tmp_path, config, "--unlock")  # the killed Snakemake left its lock

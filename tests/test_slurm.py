@@ -178,9 +178,9 @@ class SlurmStudy:
 def finished_outputs(workdir: Path) -> dict:
     """Outputs of everything but ratio_1's training and what follows it (which the failing run cannot finish)."""
     results = workdir / "results"
-    paths = [results / "submissions/ratio_0.json", *results.glob("demo/model-*/base/**/*"),
+    paths = [results / "submissions/ratio_0.json", *results.glob("demo-*/model-*/base/**/*"),
              *(results / "models").rglob("*"), *(results / "judge").rglob("*")]
-    paths += [p for run in results.glob("demo/model-*/runs/training-*/*") if "support_ratio~0_" in run.name
+    paths += [p for run in results.glob("demo-*/model-*/runs/training-*/*") if "support_ratio~0_" in run.name
               for p in run.rglob("*")]
     return {str(p.relative_to(workdir)): p.stat().st_mtime_ns for p in paths if p.is_file()}
 

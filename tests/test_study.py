@@ -36,7 +36,7 @@ def test_demo_study_holds_runs_data_keys_judges_and_paths():
                      "gradient_checkpointing~False"),
         "generation": "default", "judge": "use~ngram,embedding,llm"}
     assert study.manifest == "results/models/demo-default.json"
-    model = "results/demo/model-load_in_4bit~False"
+    model = "results/demo-default/model-load_in_4bit~False"
     assert study.model_results == model
     run = f"{model}/runs/training-{study.keys['training']}"
     answers = f"{model}/base/generation-default"

@@ -138,8 +138,9 @@ class Study:
 
     @property
     def model_results(self) -> str:
-        """Everything the model makes, under the model as loaded (its settings, the demo's build)."""
-        return f"{self.results}/{self.model_slug}/model-{self.keys['model']}"
+        """Everything the model makes: under the model (the demo model by its build settings) as
+        loaded (its settings)."""
+        return f"{self.results}/{self.model_id}/model-{self.keys['model']}"
 
     def run_dir(self, key: str) -> str:
         return f"{self.model_results}/runs/training-{self.keys['training']}/{key}"
@@ -308,8 +309,8 @@ def settings_keys(config: dict, schema: str | Path = CONFIG_SCHEMA) -> dict[str,
     defaults: dict = {}
     validate_config(defaults, schema)  # an empty config, filled with every default
     return {
-        # the model as loaded (the recipe decides its precision); the demo model as built
-        "model": settings_key(model_key_settings(config), model_key_settings(defaults, demo=config["model"]["name"] == "demo")),
+        # the model as loaded (the recipe decides its precision)
+        "model": settings_key(model_key_settings(config), model_key_settings(defaults)),
         "demo_model": settings_key(config["demo_model"], defaults["demo_model"]),
         "training": settings_key(config["training"], defaults["training"]),
         "generation": settings_key(config["generation"], defaults["generation"]),
@@ -317,10 +318,8 @@ def settings_keys(config: dict, schema: str | Path = CONFIG_SCHEMA) -> dict[str,
     }
 
 
-def model_key_settings(config: dict, demo: bool | None = None) -> dict:
-    """The model's settings and, for the demo model, its build settings (the data come in as files)."""
+def model_key_settings(config: dict) -> dict:
+    """How the model is loaded: its settings and the recipe (which decides the base precision)."""
     model = {name: value for name, value in config["model"].items() if name != "name"}
     model["recipe"] = config["training"]["recipe"]
-    if config["model"]["name"] == "demo" if demo is None else demo:
-        model["demo_model"] = config["demo_model"]
     return model

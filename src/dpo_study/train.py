@@ -50,7 +50,12 @@ class StepLog(TrainerCallback):
             self.last = now
 
 
-def dpo_config(experiment: dict, training: dict, output_dir: str):
+def precision_flags(precision: str) -> dict:
+    """TrainingArguments' precision: bf16 autocast, or fp16 with loss scaling (GPUs without bf16), or fp32."""
+    return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
+
+
+def dpo_config(experiment: dict, training: dict, output_dir: str, precision: str = "bf16"):
     from trl import DPOConfig
 
     on_gpu = device() == "cuda"
@@ -72,7 +77,7 @@ def dpo_config(experiment: dict, training: dict, output_dir: str):
         loss_type=training["loss_type"],
         loss_weights=training.get("loss_weights"),
         gradient_checkpointing=training["gradient_checkpointing"] and on_gpu,
-        bf16=on_gpu,
+        **precision_flags(precision if on_gpu else "fp32"),
         use_cpu=not on_gpu,
         logging_steps=1,
         logging_nan_inf_filter=False,  # a NaN loss must reach the log (and train_guards), not be averaged away
@@ -142,7 +147,7 @@ def train_adapter(
     trainer = DPOTrainer(
         model=base,
         ref_model=None,
-        args=dpo_config(experiment, training, checkpoints),
+        args=dpo_config(experiment, training, checkpoints, plan.precision),
         train_dataset=Dataset.from_list(rows),
         processing_class=tokenizer,
         peft_config=peft_config,
