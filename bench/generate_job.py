@@ -71,12 +71,12 @@ def loop(manifest: str, prompts: str, k: str, out: str) -> None:
 
 
 def project(manifest: str, prompts: str, adapter: str, out: str, settings: str) -> None:
-    from dpo_study.backends import prepare_process
+    from dpo_study import smk
 
     model_cfg = defaults("model")
     model_settings = {"trust_remote_code": False, "load_in_4bit": model_cfg["load_in_4bit"],
                       "max_seq_length": model_cfg["max_seq_length"], "recipe": defaults("training")["recipe"]}
-    prepare_process(manifest, None, model_settings)
+    smk.claim_gpu()
     import torch
 
     from dpo_study.data import read_jsonl

@@ -4,6 +4,9 @@ The process does what a job does, in the same order: claim a GPU, import Unsloth
 plan trains with it, import the stage, train, save. The caller times the whole process.
 
     python bench/train_job.py MANIFEST PAIRS OUT_DIR '{"recipe": "homework", "backend": "unsloth"}'
+
+DPO_BENCH_CAPABILITY=7.5 makes the job plan as on a GPU of that compute capability (7.5: the T4,
+which has no bf16): the fp16 plan, forced on a GPU that has bf16.
 """
 
 from __future__ import annotations
@@ -43,11 +46,17 @@ def study(training_overrides: dict):
 
 
 def main(manifest: str, pairs: str, out: str, overrides: str) -> None:
-    from dpo_study.backends import prepare_process
+    from dpo_study import smk
 
     settings = study(json.loads(overrides))
     training, model_settings = settings.training_settings, settings.model_settings
-    prepare_process(manifest, training, model_settings)
+    smk.claim_gpu()
+    if os.environ.get("DPO_BENCH_CAPABILITY"):
+        from dpo_study import modeling
+
+        forced = tuple(int(part) for part in os.environ["DPO_BENCH_CAPABILITY"].split("."))
+        modeling.gpu_capability = lambda: forced
+    smk.import_first({"manifest": manifest, "training": training, "model_settings": model_settings})
 
     from dpo_study.train import train_adapter
 

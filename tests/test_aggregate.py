@@ -50,10 +50,12 @@ def test_categories_start_with_the_test_prompts(responses):
     table = aggregate.categories_table(responses).set_index(["experiment", "category"])
     assert list(table.loc["a"].index) == ["test", "chinese", "leading"]
     assert table.loc[("a", "test"), "support_rate_before"] == 0 and table.loc[("a", "test"), "support_rate_after"] == 1
-    assert table.loc[("a", "chinese"), "mean_stance_score_after"] == pytest.approx(0.1)
-    assert table.loc[("a", "test"), "within_limit_rate_after"] == 0.5
-    assert table.loc[("a", "test"), "mean_implicit_reward"] == pytest.approx(0.05)
+    assert table.loc[("a", "chinese"), "stance_score_after"] == pytest.approx(0.1)
+    assert table.loc[("a", "test"), "within_limit_after"] == 0.5
+    assert table.loc[("a", "test"), "chars_after"] == 90 and table.loc[("a", "test"), "chars_before"] == 80
     assert table.loc[("b", "leading"), "neutral_rate_after"] == 1
+    # Without validity columns every answer counts; the collapsed answer of a/leading is then valid.
+    assert table.loc[("a", "leading"), "valid_pairs"] == 1
 
 
 def test_defects_before_after_new_and_fixed(responses):

@@ -1,6 +1,5 @@
 """Backend, precision and batch-split selection (backends.py), on the CPU with the machine passed in."""
 
-import ast
 import re
 import subprocess
 import sys
@@ -112,56 +111,77 @@ def test_model_shape_counts_parameters_from_the_safetensors_headers(tmp_path):
     assert (shape.hidden_size, shape.intermediate_size, shape.num_layers) == (32, 64, 2)
 
 
-def test_unsloth_job_imports_unsloth_before_transformers(monkeypatch, tmp_path):
-    """A GPU job that plans Unsloth imports it in prepare_process, before the stage module loads transformers."""
+def test_unsloth_job_imports_unsloth_before_the_stage_module(monkeypatch, tmp_path):
+    """A job that plans Unsloth imports it before its stage module (lazily imported by name) loads transformers."""
+    from dpo_study import smk
+
     calls = []
     monkeypatch.setattr(backends.torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(backends, "plan_for_job", lambda *a: plan({"recipe": "homework"}, gpu_gib=139))
     monkeypatch.setattr(backends, "import_unsloth", lambda: calls.append("unsloth"))
+    monkeypatch.setattr(smk, "resolve", lambda stage: calls.append(stage) or (lambda **kwargs: None))
     manifest = tmp_path / "model.json"
     manifest.write_text('{"path": "x"}')
-    backends.prepare_process(str(manifest), TRAINING, MODEL, gpu=False)
-    assert calls == ["unsloth"]
+    kwargs = {"manifest": str(manifest), "training": TRAINING, "model_settings": MODEL}
+    smk.run_here("dpo_study.train:train_adapter", kwargs, str(tmp_path / "log"), gpu_job=True)
+    assert calls == ["unsloth", "dpo_study.train:train_adapter"]
     monkeypatch.setattr(backends, "plan_for_job", lambda *a: plan(gpu_gib=139))
-    backends.prepare_process(str(manifest), TRAINING, MODEL, gpu=False)
-    assert calls == ["unsloth"]
+    smk.run_here("dpo_study.train:train_adapter", kwargs, str(tmp_path / "log"), gpu_job=True)
+    assert calls == ["unsloth", "dpo_study.train:train_adapter", "dpo_study.train:train_adapter"]
 
 
-def test_preparing_a_job_loads_neither_transformers_nor_trl():
-    code = ("import sys; import dpo_study.backends, dpo_study.gpus, dpo_study.smk; "
-            "print(sorted(m for m in ('transformers', 'trl', 'peft') if m in sys.modules))")
+def test_a_job_that_hands_its_stage_to_the_worker_loads_no_torch():
+    """The job's side stays thin: the bridge and the worker client import neither torch nor transformers."""
+    code = ("import sys; import dpo_study.gpus, dpo_study.smk, dpo_study.worker; "
+            "print(sorted(m for m in ('torch', 'transformers', 'trl', 'peft') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                             env={"PYTHONPATH": str(REPO / "src")})
     assert result.stdout.strip() == "[]"
 
 
-# Every rule that can declare a GPU (training, generation, the implicit reward, the judges that run a model).
-GPU_SCRIPTS = ["train_adapter.py", "generate_responses.py", "implicit_reward.py", "train_judge.py",
-               "judge_responses.py"]
+def test_every_workflow_script_calls_one_existing_stage_by_name():
+    import importlib
+
+    for script in sorted((REPO / "workflow/scripts").glob("*.py")):
+        lines = [line for line in script.read_text().splitlines() if line.strip()]
+        assert lines[0] == "from dpo_study.smk import call", script.name
+        match = re.fullmatch(r'call\("([\w.]+):(\w+)", snakemake\)  # noqa: F821 \(set by Snakemake\)', lines[1])
+        assert match and len(lines) == 2, script.name
+        assert callable(getattr(importlib.import_module(match[1]), match[2])), script.name
 
 
-def test_every_rule_that_can_take_a_gpu_runs_one_of_the_gpu_scripts():
-    rules = "".join(path.read_text() for path in (REPO / "workflow/rules").glob("*.smk"))
-    blocks = re.split(r"^rule ", rules, flags=re.M)
-    gpu_scripts = {block.split('"../scripts/')[1].split('"')[0] for block in blocks
-                   if "gpu=" in block and '"../scripts/' in block}
-    assert gpu_scripts == set(GPU_SCRIPTS)
+def test_gpu_jobs_get_growable_allocator_segments_unless_the_user_chose(monkeypatch):
+    from dpo_study import smk
 
-
-@pytest.mark.parametrize("script", GPU_SCRIPTS)
-def test_gpu_stage_scripts_prepare_the_job_before_importing_the_stage(script):
-    body = ast.parse((REPO / "workflow/scripts" / script).read_text()).body
-    order = [node.value.func.id if isinstance(node, ast.Expr) else node.module
-             for node in body if isinstance(node, (ast.Expr, ast.ImportFrom))]
-    stage_imports = [i for i, m in enumerate(order) if m.startswith("dpo_study.") and m != "dpo_study.backends"]
-    assert order.index("prepare_job") < min(stage_imports)
-
-
-def test_gpu_jobs_get_growable_allocator_segments_unless_the_user_chose(monkeypatch, tmp_path):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     monkeypatch.delenv("PYTORCH_CUDA_ALLOC_CONF", raising=False)
-    backends.prepare_process(str(tmp_path / "unused.json"), None, MODEL, gpu=True)
+    smk.claim_gpu()
     assert backends.os.environ["PYTORCH_CUDA_ALLOC_CONF"] == "expandable_segments:True"
     monkeypatch.setenv("PYTORCH_CUDA_ALLOC_CONF", "max_split_size_mb:128")
-    backends.prepare_process(str(tmp_path / "unused.json"), None, MODEL, gpu=True)
+    smk.claim_gpu()
     assert backends.os.environ["PYTORCH_CUDA_ALLOC_CONF"] == "max_split_size_mb:128"
+
+
+@pytest.mark.parametrize("capability, dtype, precision", [((7, 5), "float16", "fp16"), ((8, 0), "bfloat16", "bf16"),
+                                                          ((9, 0), "bfloat16", "bf16")])
+def test_a_gpu_without_bf16_gets_an_fp16_plan(monkeypatch, tmp_path, capability, dtype, precision):
+    """The T4 of Colab and Kaggle (compute capability 7.5) has no bf16: fp16 compute with loss scaling."""
+    import torch
+
+    from dpo_study import modeling, train
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(modeling, "gpu_capability", lambda: capability)
+    monkeypatch.setattr(backends, "gpu_memory_bytes", lambda: 15 * GIB)
+    monkeypatch.setattr(backends, "model_shape", lambda path: LLAMA3_8B)
+    monkeypatch.setattr(backends, "bitsandbytes_installed", lambda: True)
+    monkeypatch.setattr(backends, "unsloth_installed", lambda: False)
+    assert modeling.compute_dtype() == getattr(torch, dtype)
+    four_bit = modeling.LoadPlan(str(tmp_path), "cuda", load_in_4bit=True, trust_remote_code=False)
+    assert four_bit.dtype == getattr(torch, dtype)
+    assert modeling.quantization_config(four_bit).bnb_4bit_compute_dtype == getattr(torch, dtype)
+    job_plan = backends.plan_for_job({"path": str(tmp_path)}, {**TRAINING, "recipe": "homework"}, MODEL)
+    assert job_plan.precision == precision and job_plan.load_in_4bit
+    flags = train.precision_flags(job_plan.precision)
+    assert flags == {"bf16": precision == "bf16", "fp16": precision == "fp16"}
+    assert plan().precision == "fp32"  # the CPU

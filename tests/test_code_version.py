@@ -82,9 +82,13 @@ def test_the_code_hash_reaches_snakemake_but_not_the_stage():
 
     from dpo_study.smk import stage_kwargs
 
-    def stage(prompts, responses, generation):
-        pass
-
     smk = SimpleNamespace(input={"prompts": "p.jsonl"}, output={"responses": "r.jsonl"},
                           params={"generation": {}, "code": "0123abcd"}, threads=1)
-    assert stage_kwargs(stage, smk) == {"prompts": "p.jsonl", "responses": "r.jsonl", "generation": {}}
+    assert stage_kwargs(smk) == {"prompts": "p.jsonl", "responses": "r.jsonl", "generation": {}, "threads": 1}
+
+
+def test_how_a_job_runs_is_not_part_of_its_code():
+    """The bridge, the GPU worker and the allocator decide where a stage runs, not what it computes."""
+    train, _ = imported_code(REPO / "workflow/scripts/train_adapter.py")
+    assert not {"dpo_study.smk", "dpo_study.worker", "dpo_study.gpus"} & set(train)
+    assert "dpo_study.resident" in train  # the resident model is part of what the stage sees

@@ -27,7 +27,7 @@ from snakemake_helpers import scheduled_jobs, snakemake, workdir_with_config
         ({"mix_weights": {"mix": 1}}, "mix_weights"),
         ({"experiments": [{"name": "a", "strategy": "balanced", "data_size": 10}]},
          "experiment 'a', field strategy: 'balanced' balances the stances of rows marked 'ambiguous: true'"),
-        ({"data": {"probes": ["config/probes.yaml", "config/probes.yaml"]}}, "field 'id': also used in"),
+        ({"data": {"probes": ["config/probes.yaml", "config/probes.yaml"]}}, "repeats an id of config/probes.yaml"),
         ({"judge": {"use": ["ngram", "oracle"]}}, "oracle"),
         ({"judge": {"use": ["ngram"], "primary": "embedding"}}, "judge.primary"),
         ({"judge": {"llm": {"backend": "endpoint"}}}, "judge.llm.url"),

@@ -77,8 +77,8 @@ rule job:
 """
 JOB = """
 import json, os, sys, time
-from dpo_study.backends import prepare_process
-prepare_process("unused.json", None, {}, gpu=bool(snakemake.resources.get("gpu", 0)))
+from dpo_study.smk import claim_gpu
+claim_gpu()
 start = time.time()
 time.sleep(2)
 json.dump({"gpu": os.environ["CUDA_VISIBLE_DEVICES"], "start": start, "end": time.time()},

@@ -177,4 +177,11 @@ def test_per_response_measures_and_summaries(study):
     # ratio_1 moves the test prompts towards support: the shift is positive and large.
     assert generalisation.loc["ratio_1", "test_stance_shift"].iloc[0] > 0.5
     defects = pd.read_csv(workdir / "results/tables/defects.csv")
-    assert set(defects["defect"]) == {"too_neutral", "no_clear_stance", "too_long", "one_sided_on_balance", "collapsed"}
+    assert set(defects["defect"]) == {"too_neutral", "no_clear_stance", "too_long", "one_sided_on_balance", "collapsed",
+                                      "off_topic", "wrong_language", "truncated"}
+    # Validity: an answer is valid exactly when no reason stands against it; stance rates count valid ones.
+    for side in ("original", "aligned"):
+        reasons = responses[[f"{side}_{r}" for r in ("collapsed", "off_topic", "wrong_language", "truncated")]]
+        assert (responses[f"{side}_valid"] == ~reasons.astype(bool).any(axis=1)).all()
+        assert responses[f"{side}_relevance"].notna().all()
+        assert (responses[f"{side}_perplexity"] > 1).all()

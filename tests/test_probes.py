@@ -9,7 +9,7 @@ import yaml
 
 from conftest import REPO
 from dpo_study.data import load_probes, load_rows, prompt_records
-from dpo_study.validation import ConfigError
+from dpo_study.validation import ConfigError, check_prompt_ids
 
 SUITE = REPO / "config/probes.yaml"
 CATEGORIES = yaml.safe_load((REPO / "src/dpo_study/schemas/probes.schema.yaml").read_text())["items"]["properties"][
@@ -95,5 +95,6 @@ def test_bad_probe_files_name_file_row_and_field(tmp_path, rows, message):
 def test_a_probe_id_may_appear_once_across_files(tmp_path):
     first = write_probes(tmp_path, [GOOD], "first.yaml")
     second = write_probes(tmp_path, [{**GOOD, "prompt": "other?"}], "second.yaml")
-    with pytest.raises(ConfigError, match=r"second\.yaml: probe id 'mine_01', field 'id': also used in .*first\.yaml"):
-        load_probes([str(first), str(second)])
+    files = {str(path): load_rows(path, "probes") for path in (first, second)}
+    with pytest.raises(ConfigError, match=r"second\.yaml: row 0, field 'id' = \"mine_01\": repeats an id of .*first\.yaml"):
+        check_prompt_ids(files)

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 import study_tables as st
-from dpo_study import findings, plots, report
+from dpo_study import comparisons, findings, plots, report, statistics
 from dpo_study.validation import ConfigError
 
 
@@ -21,7 +21,7 @@ def study(tmp_path):
 
 @pytest.fixture
 def tables(study):
-    return report.read_experiments(study[0]), report.read_responses(study[1])
+    return comparisons.read_experiments(study[0]), comparisons.read_responses(study[1])
 
 
 def q1_rates():
@@ -30,7 +30,7 @@ def q1_rates():
 
 def test_seed_group_is_mean_and_sample_sd_over_its_seeds(tables):
     experiments, _ = tables
-    summary = report.group_summary(experiments).set_index("group")
+    summary = statistics.group_summary(experiments).set_index("group")
     assert "q1" in summary.index and "q1_seed~1" not in summary.index
     q1 = summary.loc["q1"]
     assert q1["seed_count"] == 3
@@ -43,28 +43,31 @@ def test_seed_group_is_mean_and_sample_sd_over_its_seeds(tables):
 def test_identical_parameters_under_two_names_count_as_one_run(tables):
     experiments, _ = tables
     alias = experiments[experiments["experiment"] == "q1_seed~1"].assign(experiment="same_as_q1_seed1")
-    summary = report.group_summary(pd.concat([experiments, alias])).set_index("group")
+    summary = statistics.group_summary(pd.concat([experiments, alias])).set_index("group")
     assert summary.loc["q1", "support_rate_after_n"] == 3
 
 
 def test_question_compares_seed_groups_with_base_and_difference(tables):
     experiments, responses = tables
-    table = report.question_table(st.QUESTIONS[0], experiments, responses).set_index("metric")
+    table = comparisons.question_table(st.QUESTIONS[0], experiments, responses).set_index("metric")
     support = table.loc["support_rate"]
     assert (support["a_group"], support["b_group"]) == ("homework_default", "q1")
     assert support["base"] == pytest.approx(st.BASE_SUPPORTING / st.TEST_PROMPTS)
     assert support["b_n"] == 3 and support["a_n"] == 1
     assert support["difference"] == pytest.approx(np.mean(q1_rates()) - 0.0)
     assert support["prompts"] == st.TEST_PROMPTS
-    # Metrics the report does not know are compared too; text columns are not.
-    assert "defects_too_long" in table.index and "git_commit" not in table.index
-    assert table.loc["defects_too_long", "base"] == 1
+    # Per-response metrics the report does not know are compared too (a boolean becomes a rate), and the
+    # metrics of the run as a whole (category ''); text columns are not.
+    assert table.loc["too_long", "b_mean"] == pytest.approx(2 / 3) and table.loc["too_long", "base"] == 0
+    assert table.loc["train_loss", "category"] == "" and "git_commit" not in table.index
+    # Q1's support rates over 10 prompts, prompt by prompt: 8 or 9 of the 10 moved (a mean over seeds).
+    assert support["low"] > 0 and support["p_value"] < 0.05
 
 
 def test_category_question_has_one_block_per_prompt_category(tables):
     experiments, responses = tables
-    table = report.question_table(st.QUESTIONS[2], experiments, responses)
-    assert list(dict.fromkeys(table["category"])) == ["test", *st.PROBES]
+    table = comparisons.question_table(st.QUESTIONS[2], experiments, responses)
+    assert list(dict.fromkeys(table["category"])) == ["test", *st.PROBES, ""]  # "": the run as a whole
     other_style = table[(table["category"] == "other_style") & (table["metric"] == "support_rate")].iloc[0]
     assert other_style["prompts"] == 2
     assert other_style["base"] == 0.5 and other_style["a_mean"] == 0.0 and other_style["b_mean"] == 1.0
@@ -85,31 +88,31 @@ def test_category_question_has_one_block_per_prompt_category(tables):
 )
 def test_bad_question_is_rejected_naming_the_field(question, message):
     with pytest.raises(ConfigError, match=message):
-        report.check_questions([question], st.EXPERIMENTS, list(st.PROBES))
+        comparisons.check_questions([question], st.EXPERIMENTS, list(st.PROBES))
 
 
 def test_duplicate_question_name_is_rejected():
     question = {"name": "Q1", "a": "homework_default", "b": "q1_seed~1"}
     with pytest.raises(ConfigError, match=r"questions\[1\] \(Q1\)\.name: duplicate"):
-        report.check_questions([question, question], st.EXPERIMENTS, [])
-    report.check_questions([question, {**question, "name": "Q4", "categories": "all"}], st.EXPERIMENTS, [])
+        comparisons.check_questions([question, question], st.EXPERIMENTS, [])
+    comparisons.check_questions([question, {**question, "name": "Q4", "categories": "all"}], st.EXPERIMENTS, [])
 
 
 def test_sweeps_have_one_line_per_other_setting(tables):
     experiments, _ = tables
-    summary = report.group_summary(experiments)
-    assert report.swept_params(summary) == ["num_epoch", "support_ratio", "beta", "lora_r"]
-    lines = dict(report.sweep_lines(summary, "beta"))
+    summary = statistics.group_summary(experiments)
+    assert comparisons.swept_params(summary) == ["num_epoch", "support_ratio", "beta", "lora_r"]
+    lines = dict(comparisons.sweep_lines(summary, "beta"))
     assert set(lines) == {"lora_r=8", "lora_r=16"}
     assert list(lines["lora_r=16"]["beta"]) == [0.05, 0.1, 0.5]  # q1 (beta 0.1) lies on this line
-    pivot = report.sweep_table(summary, "beta")
+    pivot = comparisons.sweep_table(summary, "beta")
     q1 = pivot[(pivot["group"] == "q1") & (pivot["metric"] == "support_rate_after")].iloc[0]
     assert q1["n"] == 3 and q1["sd"] == pytest.approx(np.std(q1_rates(), ddof=1))
 
 
 def test_stance_shift_per_category(tables):
     experiments, responses = tables
-    shifts = report.stance_shift(responses, experiments).set_index(["group", "category"])
+    shifts = comparisons.stance_shift(responses, experiments).set_index(["group", "category"])
     assert shifts.loc[("homework_default", "test"), "shift"] == pytest.approx(-0.3)
     assert shifts.loc[("q1", "test"), "shift"] == pytest.approx(np.mean(q1_rates()) - 0.3)
     assert shifts.loc[("q1", "other_style"), "shift_n"] == 3
@@ -125,10 +128,15 @@ def test_stage_outputs_html_escapes_answers_and_marks_changed_stances(study, tmp
     assert sorted(p.name for p in (out / "questions").glob("*.html")) == ["Q1.html", "Q2.html", "Q4.html"]
     assert sorted(p.stem for p in (out / "sweeps").glob("*.html")) == ["beta", "lora_r", "num_epoch", "support_ratio"]
     q1 = (out / "questions/Q1.html").read_text()
-    assert "<table>" in q1 and "difference b − a" in q1 and "0.867 ± 0.0577 (n=3)" in q1
+    assert "<table>" in q1 and "difference b − a" in q1 and "0.867 ± 0.0577 (n=3; 95% CI 0.723 to 1.01)" in q1
     page = (out / "responses/homework_default.html").read_text()
     assert "&lt;b&gt;support&lt;/b&gt;" in page and "<b>support" not in page
     assert page.count('<tr class="changed">') == 3 + 2  # 3 test answers and one probe per category flipped
+    # What fits at 1400 px: prompt, both answers and both stances; every other measure one click away.
+    header = re.search(r"<thead><tr>(.*?)</tr></thead>", page)[1]
+    assert re.findall(r"<th>(.*?)</th>", header) == ["prompt id", "prompt", "before DPO", "after DPO", "stance before",
+                                                    "stance after", "other measures"]
+    assert "<details><summary>" in page
     assert pd.read_csv(out / "summary.csv")["group"].tolist()[:2] == ["homework_default", "q1"]
 
 
@@ -164,54 +172,42 @@ def test_training_curves_per_seed_group(tmp_path):
 
 
 def sentences(sections):
-    return [s for section in sections for paragraph in section.paragraphs for s in paragraph]
+    return [s for section in sections for s in section.sentences]
 
 
-def test_every_finding_carries_a_number(tables):
+def test_findings_are_four_short_sections_each_with_a_number_and_a_table(tables):
     experiments, responses = tables
-    written = sentences(findings.findings(experiments, responses, st.QUESTIONS, [{"judge": "ngram", "cv_folds": 5,
-                                                                                  "cv_accuracy": 0.97}]))
-    assert len(written) > 20
-    for sentence in written:
-        assert re.search(r"\d", sentence), sentence
-    assert [s.title for s in findings.findings(experiments, responses, [], [])][2:] == [
-        "1. Hyperparameter impact", "2. Qualitative answer changes", "3. Data-construction strategies",
-        "4. Robustness on probes"]
+    intro, sections = findings.findings(experiments, responses, st.QUESTIONS, [])
+    assert [s.title for s in sections] == ["1. Hyperparameter impact", "2. Qualitative answer changes",
+                                           "3. Data-construction strategies", "4. Robustness on probes"]
+    for section in sections:
+        assert section.table and len(section.sentences) <= 8, section.title
+        for sentence in section.sentences:
+            assert re.search(r"\d", sentence), sentence
+    assert "nan" not in findings.markdown(intro, sections)
 
 
-def test_findings_say_when_the_data_cannot_carry_a_claim(tables):
+def test_findings_call_an_effect_only_with_its_interval(tables):
     experiments, responses = tables
-    text = " ".join(sentences(findings.findings(experiments, responses, st.QUESTIONS, [])))
-    # Q2 differs by one prompt of ten (0.1), one seed each.
-    assert "A difference of 0.1 is one prompt of 10, the smallest step a rate over 10 prompts can take" in text
-    # Q1: one side has one seed.
-    assert "With 1 seed on one side, the seed-to-seed spread is unknown: the difference of +0.867" in text
-    assert "the rejected-example strategy 'swap': the study holds no evidence on other strategies" in text
-    assert "moves in steps of 0.5" in text  # two probes per category
-
-
-def test_findings_tell_an_effect_from_seed_noise():
-    many = findings.evidence(0.5, report.Estimate(0.2, 0.05, 3), report.Estimate(0.7, 0.05, 3), 10)
-    assert many.startswith("The difference is 12.2 times its standard error (0.0408, over 3 and 3 seeds)")
-    assert "stands out from seed noise" in many
-    noisy = findings.evidence(0.2, report.Estimate(0.4, 0.3, 3), report.Estimate(0.6, 0.3, 3), 10)
-    assert "cannot be told from seed noise" in noisy
-    one_seed = findings.evidence(12.0, report.Estimate(80, math.nan, 1), report.Estimate(92, math.nan, 1))
-    assert one_seed.startswith("With 1 seed on each side") and "+12" in one_seed
-    tiny = findings.size_evidence(0.3, 91.1, report.Estimate(91.3, math.nan, 1), report.Estimate(91.6, math.nan, 1),
-                                  "characters")
-    assert tiny == "A difference of 0.3 characters is 0.329% of the base model's 91.1: too small to read as an effect."
-    assert findings.size_evidence(12.0, 80, report.Estimate(80, math.nan, 1), report.Estimate(92, math.nan, 1),
-                                  "characters") == ""
+    intro, sections = findings.findings(experiments, responses, st.QUESTIONS, [])
+    text = " ".join(sentences(sections))
+    # Q1: 0 vs 0.867 over 3 seeds; 8 or 9 of the 10 test prompts moved on average: an interval and a sign test.
+    assert ("b − a = +0.867 (95% CI +0.667 to +1; sign test p = 0.00391): an effect") in text
+    # Q2 differs by one prompt of ten: the interval includes 0.
+    assert "Q2 (num_epoch 1 vs 3)" in text and "which includes 0): no established change" in text
+    # Two probes that both moved: the interval is [1, 1] but two prompts establish nothing.
+    assert "in_distribution +1 (95% CI +1 to +1" not in text
+    assert "the rejected-example strategy 'swap': the study holds no evidence" in text
 
 
 def test_findings_files(study, tmp_path):
     experiments, responses = study
     judge = tmp_path / "judge.json"
-    judge.write_text('{"judge": "ngram", "cv_folds": 5, "cv_accuracy": 0.9667}')
+    judge.write_text('{"judge": "ngram", "holdout": {"examples": 54, "accuracy": 0.8148}}')
     findings.write_findings(experiments, responses, str(tmp_path / "findings.md"), str(tmp_path / "findings.html"),
                             st.QUESTIONS, [str(judge)])
     text = (tmp_path / "findings.md").read_text()
     assert text.startswith("# Findings") and "## 4. Robustness on probes" in text
-    assert "5-fold cross-validated accuracy on the training data's own support and oppose answers is 0.967" in text
+    assert "Stances come from the ngram judge, which agrees with 0.815 of 54 labelled hold-out texts." in text
+    assert "| category | prompts |" in text  # section 4's table
     assert "<h2>1. Hyperparameter impact</h2>" in (tmp_path / "findings.html").read_text()

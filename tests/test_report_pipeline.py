@@ -10,7 +10,8 @@ import pytest
 
 import browser
 from conftest import DEMO_EXPERIMENTS, DEMO_QUESTIONS
-from dpo_study.report import Estimate, fmt
+from dpo_study.labels import fmt
+from dpo_study.statistics import Estimate
 from snakemake_helpers import snakemake, study_prompts
 
 pytestmark = pytest.mark.slow
@@ -33,17 +34,20 @@ def test_question_tables_and_findings_hold_the_measured_values(demo_study):
     ratio_1 = Estimate.of(table.loc[["ratio_1", "ratio_1_seed7"], "support_rate_after"])
     ratio_0 = table.loc["ratio_0", "support_rate_after"]
     q1 = pd.read_csv(workdir / "results/report/questions/Q1.csv").set_index("metric")
-    assert (q1.loc["support_rate", "a_n"], q1.loc["support_rate", "b_n"]) == (1, 2)
-    assert q1.loc["support_rate", "difference"] == pytest.approx(ratio_1.mean - ratio_0)
+    support = q1.loc["support_rate"]
+    assert (support["a_n"], support["b_n"]) == (1, 2)
+    assert (support["a_mean"], support["b_mean"]) == (pytest.approx(ratio_0), pytest.approx(ratio_1.mean))
+    assert support["low"] <= support["difference"] <= support["high"]
     q4 = pd.read_csv(workdir / "results/report/questions/Q4.csv")
     probe_categories = set(study_prompts(workdir / "results")["category"])
-    assert set(q4["category"]) == probe_categories
+    assert set(q4["category"].dropna()) == probe_categories  # and blank: the run as a whole
     findings = (workdir / "results/findings.md").read_text()
-    assert (f"after DPO the support rate on the 10 test prompts is {fmt(ratio_0)} for ratio_0 and {ratio_1} "
-            f"for ratio_1") in findings
+    assert (f"after DPO the support rate over the valid answers to the 10 test prompts is {fmt(ratio_0)} for "
+            f"ratio_0 and {ratio_1} for ratio_1") in findings
     for theme in ["1. Hyperparameter impact", "2. Qualitative answer changes", "3. Data-construction strategies",
                   "4. Robustness on probes"]:
         assert f"## {theme}" in findings
+    assert "nan" not in findings.replace("nanny", "")
 
 
 def test_report_opens_every_table_and_plot_in_chromium(html_report, tmp_path):

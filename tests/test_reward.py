@@ -87,3 +87,18 @@ def test_reward_is_beta_times_the_policy_reference_gap(tiny_model, tmp_path, loa
         assert abs(expected) > 1e-3  # the adapter does change the model
         assert row.aligned_implicit_reward == pytest.approx(expected, abs=1e-4)
         assert row.aligned_logp_reference == pytest.approx(manual_logprob(reference, ids, start), abs=1e-4)
+
+
+def test_perplexity_is_the_base_models_per_token_likelihood(tiny_model, tmp_path, loaded):
+    """Each answer's perplexity is exp(−log P_base(answer | prompt) / its tokens), the adapter off."""
+    import math
+
+    tokenizer, reference = loaded
+    table = run_stage(tiny_model, tmp_path, adapter_folder(tiny_model, tmp_path / "adapter", zero=False), beta=0.1)
+    for side, answer in (("aligned", None), ("original", "It is theft.")):
+        for row, record in zip(table.itertuples(), RECORDS):
+            ids, start = conversation_ids(tokenizer, record, answer or record["response"])
+            expected = math.exp(-manual_logprob(reference, ids, start) / (len(ids) - start))
+            assert getattr(row, f"{side}_perplexity") == pytest.approx(expected, rel=1e-3)
+    # The two sides are scored by the same (base) model: a different answer, a different perplexity.
+    assert (table["aligned_perplexity"] != table["original_perplexity"]).all()

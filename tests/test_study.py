@@ -75,10 +75,12 @@ def test_settings_groups_are_separate_and_complete():
 
 @pytest.mark.parametrize(("overrides", "message"), [
     ({"results": "/tmp/x"}, "inside the working directory"),
-    ({"experiments": [{"name": "a", "data_size": 500}]}, "experiment 'a', field data_size: 500 is larger than the"),
+    ({"experiments": [{"name": "a", "data_size": 500}]}, "experiment 'a', field data_size: 500 is outside 1..60 (data/train.json has 60 rows)"),
     ({"judge": {"use": ["ngram"], "primary": "embedding"}}, "judge.primary: 'embedding' is not one of judge.use"),
     ({"questions": [{"name": "Q1", "a": "homework_default", "b": "nope"}]}, "questions[0] (Q1).b: 'nope'"),
     ({"training": {"per_device_train_batch_size": 3}}, "training.per_device_train_batch_size"),
+    ({"data": {**DEMO["data"], "probes": ["config/probes.yaml", "config/probes.yaml"]}},
+     "config/probes.yaml: row 0, field 'id' = \"para_51\": repeats an id of config/probes.yaml"),
 ])
 def test_bad_study_raises_a_config_error(overrides, message):
     with pytest.raises(ConfigError) as error:

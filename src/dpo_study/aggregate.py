@@ -1,8 +1,9 @@
-"""Summaries of the per-response table: per probe category, defects before vs after, generalisation
+"""Summaries of the per-response table: per prompt category, defects before vs after, generalisation
 from the test prompts to each probe category, and the judges' own accuracy.
 
 Everything is computed from ``responses.csv`` (one row per experiment and prompt, with the original
 and aligned answer's measures side by side), so the figures can be traced back to single answers.
+Rates and means come from dpo_study.comparisons (stance rates over valid answers only).
 """
 
 from __future__ import annotations
@@ -12,70 +13,44 @@ from pathlib import Path
 
 import pandas as pd
 
-from dpo_study.metrics import DEFECTS
+from dpo_study.comparisons import (
+    TEST_CATEGORY, category_metrics, invalid_reasons, measured, prompt_categories, read_responses,
+)
+from dpo_study.metrics import DEFECTS, INVALID_REASONS
+from dpo_study.statistics import rate
 from dpo_study.tables import write_table
 
 # A test-prompt stance shift smaller than this is no effect to generalise from (transfer left blank).
 MIN_TEST_SHIFT = 0.05
-SIDES = (("before", "original"), ("after", "aligned"))
-
-
-def read_responses(path: str) -> pd.DataFrame:
-    table = pd.read_csv(path, dtype={"id": str, "category": str, "language": str})
-    for side in ("original", "aligned"):
-        for flag in ("within_limit", "language_match", "refusal", *DEFECTS):
-            table[f"{side}_{flag}"] = table[f"{side}_{flag}"].astype("boolean")
-    return table
-
-
-def category_order(table: pd.DataFrame) -> list[str]:
-    """The test prompts first, then probe categories in the order they first appear."""
-    seen = list(dict.fromkeys(table["category"]))
-    return sorted(seen, key=lambda c: c != "test")
-
-
-def mean(values: pd.Series) -> float:
-    values = values.dropna().astype(float)
-    return float(values.mean()) if len(values) else float("nan")
-
-
-def category_row(group: pd.DataFrame) -> dict:
-    row = {"prompts": len(group)}
-    for when, side in SIDES:
-        row[f"support_rate_{when}"] = mean(group[f"{side}_stance"] == "support")
-    for when, side in SIDES:
-        row[f"oppose_rate_{when}"] = mean(group[f"{side}_stance"] == "oppose")
-    for when, side in SIDES:
-        row[f"neutral_rate_{when}"] = mean(group[f"{side}_stance"] == "neutral")
-    for when, side in SIDES:
-        row[f"mean_stance_score_{when}"] = mean(group[f"{side}_stance_score"])
-    measures = [("mean_chars", "chars"), ("mean_tokens", "tokens"), ("within_limit_rate", "within_limit"),
-                ("language_match_rate", "language_match"), ("refusal_rate", "refusal"),
-                ("mean_repetition", "repetition")]
-    for name, column in measures:
-        for when, side in SIDES:
-            row[f"{name}_{when}"] = mean(group[f"{side}_{column}"])
-    for when, side in SIDES:
-        row[f"hedged_rate_{when}"] = mean(group[f"{side}_hedges"] > 0)
-    row["mean_implicit_reward"] = mean(group["aligned_implicit_reward"])
-    return row
 
 
 def categories_table(responses: pd.DataFrame) -> pd.DataFrame:
+    """Per experiment and category (the test prompts first): prompts, valid answer pairs, why answers
+    were invalid, and each per-response metric before and after DPO (``<metric>_before``/``_after``)."""
+    long = category_metrics(responses).set_index(["experiment", "category"])
     rows = []
     for experiment, by_experiment in responses.groupby("experiment", sort=False):
-        for category in category_order(by_experiment):
-            group = by_experiment[by_experiment["category"] == category]
-            rows.append({"experiment": experiment, "category": category, **category_row(group)})
+        for category in prompt_categories(by_experiment):
+            part = long.loc[(experiment, category)]
+            row = {"experiment": experiment, "category": category, "prompts": int(part["prompts"].iloc[0]),
+                   "valid_pairs": int(part["valid_pairs"].iloc[0]),
+                   "invalid": invalid_reasons(by_experiment[by_experiment["category"] == category])}
+            for _, metric in part.iterrows():
+                if metric["metric"] != "stance_changed":
+                    row[f"{metric['metric']}_before"] = metric["before"]
+                row[f"{metric['metric']}_after"] = metric["after"]
+            rows.append(row)
     return pd.DataFrame(rows)
 
 
 def defects_table(responses: pd.DataFrame) -> pd.DataFrame:
-    """Per experiment, defect and prompt set: how many answers have it before and after DPO, how many
-    aligned answers have it where the original did not (new), and the reverse (fixed)."""
+    """Per experiment, defect (or reason an answer is invalid) and prompt set: how many answers have
+    it before and after DPO, how many aligned answers have it where the original did not (new), and
+    the reverse (fixed)."""
+    flags = [f for f in (*DEFECTS, *INVALID_REASONS[1:]) if f"original_{f}" in responses]
     rows = []
     for experiment, by_experiment in responses.groupby("experiment", sort=False):
-        for defect in DEFECTS:
+        for defect in flags:
             for prompt_set, group in by_experiment.groupby("set", sort=False):
                 before = group[f"original_{defect}"].fillna(False).astype(bool)
                 after = group[f"aligned_{defect}"].fillna(False).astype(bool)
@@ -86,31 +61,35 @@ def defects_table(responses: pd.DataFrame) -> pd.DataFrame:
 
 
 def generalisation_table(responses: pd.DataFrame) -> pd.DataFrame:
-    """Per experiment and probe category: the mean stance shift (aligned - original stance score, from
-    -2 to 2) against the shift on the test prompts; transfer = category shift / test shift."""
+    """Per experiment and probe category: the mean stance shift (aligned − original stance score) against
+    the shift on the test prompts; transfer = category shift / test shift; the support-rate shift and
+    the share of changed labels over valid answer pairs (blank where the category is not measured)."""
+    table = categories_table(responses)
     rows = []
-    for experiment, by_experiment in responses.groupby("experiment", sort=False):
-        shift = by_experiment["aligned_stance_score"] - by_experiment["original_stance_score"]
-        test = by_experiment["category"] == "test"
-        test_shift = mean(shift[test])
-        for category in category_order(by_experiment):
-            if category == "test":
+    for experiment, part in table.groupby("experiment", sort=False):
+        part = part.set_index("category")
+        shift = part["stance_score_after"] - part["stance_score_before"]
+        test_shift = float(shift.get(TEST_CATEGORY, float("nan")))
+        for category, row in part.iterrows():
+            if category == TEST_CATEGORY:
                 continue
-            in_category = by_experiment["category"] == category
-            group = by_experiment[in_category]
-            category_shift = mean(shift[in_category])
+            is_measured = measured(int(row["valid_pairs"]), int(row["prompts"]))
             rows.append({
                 "experiment": experiment,
                 "category": category,
-                "prompts": int(in_category.sum()),
-                "stance_shift": category_shift,
+                "prompts": int(row["prompts"]),
+                "valid_pairs": int(row["valid_pairs"]),
+                "stance_shift": float(shift[category]),
                 "test_stance_shift": test_shift,
-                "transfer": category_shift / test_shift + 0.0 if abs(test_shift) >= MIN_TEST_SHIFT else float("nan"),
-                "support_rate_shift": mean(group["aligned_stance"] == "support") - mean(group["original_stance"] == "support"),
-                "label_changed_rate": mean(group["aligned_stance"] != group["original_stance"]),
+                "transfer": float(shift[category]) / test_shift + 0.0 if abs(test_shift) >= MIN_TEST_SHIFT
+                else float("nan"),
+                "support_rate_shift": row["support_rate_after"] - row["support_rate_before"] if is_measured
+                else float("nan"),
+                "label_changed_rate": row["stance_changed_after"] if is_measured else float("nan"),
+                "invalid": row["invalid"],
             })
-    columns = ["experiment", "category", "prompts", "stance_shift", "test_stance_shift", "transfer",
-               "support_rate_shift", "label_changed_rate"]
+    columns = ["experiment", "category", "prompts", "valid_pairs", "stance_shift", "test_stance_shift", "transfer",
+               "support_rate_shift", "label_changed_rate", "invalid"]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -131,7 +110,7 @@ def judges_table(responses: pd.DataFrame, accuracies: list[str], primary: str) -
             **{f"recall_{label}": value for label, value in holdout["recall"].items()},
             **{f"accuracy_{script}": value["accuracy"] for script, value in holdout["accuracy_by_script"].items()},
             "cv_accuracy": report.get("cv_accuracy", float("nan")),
-            "agreement_with_primary": mean(pd.concat(agree)),
+            "agreement_with_primary": rate(pd.concat(agree)),
         }
         rows.append(row)
     return pd.DataFrame(rows)

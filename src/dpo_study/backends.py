@@ -10,8 +10,8 @@ spends the GPU's memory on speed: bf16 weights, the largest micro-batch that fit
 checkpointing when it fits, fused AdamW, reference log-probs computed once before the loop.
 An explicit setting in the config always wins over the recipe.
 
-This module imports only torch and the standard library, so a stage script can plan and
-``import unsloth`` before anything imports transformers or TRL.
+This module imports only torch and the standard library, so a job can plan and
+``import unsloth`` before anything imports transformers or TRL (``dpo_study.smk``, ``dpo_study.worker``).
 """
 
 from __future__ import annotations
@@ -193,6 +193,8 @@ class TrainPlan:
     optim: str
     precompute_ref_logps: bool
     estimated_peak_gib: float | None = None
+    # Compute precision: bf16 where the GPU has it, else fp16 with loss scaling (TRL's fp16=True), fp32 on a CPU.
+    precision: str = "bf16"
 
     def training_settings(self, training: dict) -> dict:
         """The config's training section with every recipe-decided field filled in."""
@@ -231,6 +233,7 @@ def plan_training(
     shape: ModelShape | None,
     unsloth_available: bool,
     bitsandbytes_available: bool = True,
+    bf16_supported: bool = True,
 ) -> TrainPlan:
     """Resolve backend, precision, batch split, checkpointing and optimizer for this machine.
 
@@ -255,7 +258,7 @@ def plan_training(
     if device != "cuda":
         micro, accumulation = splits[0]
         return TrainPlan(backend, recipe, device, False, micro, accumulation, False,
-                         training.get("cpu_optim", "adamw_torch"), bool(precompute))
+                         training.get("cpu_optim", "adamw_torch"), bool(precompute), precision="fp32")
 
     optim = training.get("optim") or (HOMEWORK["optim"] if recipe == "homework" else FAST_OPTIM)
     if explicit_checkpointing is not None:
@@ -289,15 +292,19 @@ def plan_training(
     micro, accumulation, checkpointing = chosen
     estimate = peak(micro, checkpointing)
     return TrainPlan(backend, recipe, device, in_4bit, micro, accumulation, checkpointing, optim, bool(precompute),
-                     None if estimate is None else round(estimate / 2**30, 1))
+                     None if estimate is None else round(estimate / 2**30, 1),
+                     precision="bf16" if bf16_supported else "fp16")
 
 
 def plan_for_job(manifest: dict, training: dict, model_settings: dict) -> TrainPlan:
     """The plan on this machine (after the job has claimed its GPU)."""
+    from dpo_study.modeling import compute_dtype
+
     device = "cuda" if torch.cuda.is_available() else "cpu"
     return plan_training(
         training, model_settings,
         device=device,
+        bf16_supported=compute_dtype() != torch.float16,
         gpu_bytes=gpu_memory_bytes(),
         shape=model_shape(manifest["path"]) if device == "cuda" else None,
         unsloth_available=unsloth_installed(),
@@ -333,7 +340,7 @@ def load_for_training(plan: TrainPlan, manifest: dict, model_settings: dict, lor
         model, _ = FastLanguageModel.from_pretrained(
             model_name=manifest["path"],
             max_seq_length=max_length,
-            dtype=torch.bfloat16,
+            dtype=torch.bfloat16 if plan.precision == "bf16" else torch.float16,
             load_in_4bit=plan.load_in_4bit,
             trust_remote_code=model_settings.get("trust_remote_code", False),
         )
@@ -353,30 +360,3 @@ def load_for_training(plan: TrainPlan, manifest: dict, model_settings: dict, lor
 
     # The plan's precision is weights_in_4bit's for these settings: the same base the other stages load.
     return load_base(manifest, {**model_settings, "load_in_4bit": plan.load_in_4bit}), lora
-
-
-def prepare_process(model_manifest: str | None, training: dict | None, model_settings: dict, gpu: bool = True) -> None:
-    """First thing in a GPU job's process: claim a GPU, then import Unsloth if this job trains with it.
-
-    Both must happen before transformers/TRL are imported and before CUDA starts.
-    """
-    from dpo_study.gpus import claim_gpu
-
-    if gpu:
-        claim_gpu()
-        # Batches of varying length fragment the caching allocator; growable segments are PyTorch's
-        # remedy (BENCHMARKS.md: 0.225 s a steady step with, 0.282 s without, in one run; not yet a
-        # clean A/B). Read when CUDA first allocates, so set before; a user's own setting is kept.
-        os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
-    if training is None or not torch.cuda.is_available():
-        return
-    manifest = json.loads(Path(model_manifest).read_text())
-    if plan_for_job(manifest, training, model_settings).backend == "unsloth":
-        import_unsloth()
-
-
-def prepare_job(smk) -> None:
-    """``prepare_process`` for a Snakemake job, from its input, params and resources (a job that
-    does not train needs no model manifest: e.g. a judge)."""
-    prepare_process(smk.input.get("manifest"), smk.params.get("training"), smk.params.get("model_settings", {}),
-                    gpu=bool(smk.resources.get("gpu", 0)))

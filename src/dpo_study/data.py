@@ -34,15 +34,14 @@ def load_rows(path: str | Path, kind: str) -> list[dict]:
 
 
 def load_probes(paths: list[str]) -> list[dict]:
-    """All probe files' rows in order; an id may appear once across all files."""
-    rows, origin = [], {}
-    for path in paths:
-        for row in load_rows(path, "probes"):
-            if row["id"] in origin:
-                raise ConfigError(f"{path}: probe id {row['id']!r}, field 'id': also used in {origin[row['id']]}")
-            origin[row["id"]] = path
-            rows.append(row)
-    return rows
+    """All probe files' rows in order (ids across files: validation.check_prompt_ids)."""
+    return [row for path in paths for row in load_rows(path, "probes")]
+
+
+def check_data_size(data_size: int, rows: list[dict], where: str = "data_size", path: str = "the training file") -> None:
+    """The one bound on data_size: at least 1 row, at most the training file's rows."""
+    if not 1 <= data_size <= len(rows):
+        raise ConfigError(f"{where}: {data_size} is outside 1..{len(rows)} ({path} has {len(rows)} rows)")
 
 
 def split_counts(data_size: int, support_ratio: float) -> int:
@@ -63,10 +62,7 @@ def build_pairs(
     Each pair records ``preferred`` (the stance of its chosen answer: the homework's rule, except
     where ``balanced`` overrides it) and ``strategy`` (for ``mix``, the one drawn for that row).
     """
-    if not 1 <= data_size <= len(rows):
-        raise ConfigError(
-            f"data_size: {data_size} is outside 1..{len(rows)} (the training file has {len(rows)} rows)"
-        )
+    check_data_size(data_size, rows)
     if not 0 <= support_ratio <= 1:
         raise ConfigError(f"support_ratio: {support_ratio} is outside [0, 1]")
     build = strategies.get(strategy)
@@ -91,6 +87,15 @@ def build_pairs(
             }
         )
     return pairs
+
+
+def heldout_pairs(rows: list[dict], data_size: int, support_ratio: float,
+                  system_prompt: str = DEFAULT_SYSTEM_PROMPT) -> list[dict]:
+    """Pairs of the training rows an experiment does not train on (those after its first ``data_size``),
+    preferring stances by the same rule, the other stance rejected: how far the learnt preference
+    carries to rows it never saw (an over-fitted adapter scores its own pairs far better)."""
+    rest = rows[data_size:]
+    return build_pairs(rest, len(rest), support_ratio, "swap", system_prompt) if rest else []
 
 
 def write_jsonl(rows: list[dict], path: str | Path) -> None:
@@ -151,11 +156,7 @@ def prompt_records(test_rows: list[dict], probe_rows: list[dict], system_prompt:
     """The prompts every model answers: the test set, then the probes."""
     records = [prompt_record(row, "test", "test", system_prompt) for row in test_rows]
     records += [prompt_record(row, "probe", row["category"], system_prompt) for row in probe_rows]
-    ids = [r["id"] for r in records]
-    clash = sorted({i for i in ids if ids.count(i) > 1})
-    if clash:
-        raise ConfigError(f"probes: ids {clash} repeat a test id or another probe id")
-    return records
+    return records  # ids are unique: checked before any job (validation.check_prompt_ids)
 
 
 def write_prompts(source: str, prompts: str, system_prompt: str, kind: str) -> None:

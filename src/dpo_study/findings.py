@@ -1,9 +1,12 @@
-"""results/findings.md: the study's findings, every sentence written from a computed value.
+"""results/findings.md: the study's findings in the portfolio's four sections, every number computed.
 
-Four themes (hyperparameter impact, qualitative answer changes, data-construction strategies,
-robustness on probes), after the homework questions. Each claim carries its numbers, and a claim
-the data cannot carry says why: one seed (no spread), a difference within seed noise, or a
-difference of one prompt (a rate over n prompts moves in steps of 1/n).
+1. hyperparameters (alignment, stability, fluency, over-fitting), 2. answer defects before and after
+DPO with quoted cases, 3. rejected-example strategies and data, 4. robustness on probes. Each section
+is one short paragraph, a compact table and, for section 2, quotes chosen by a stated rule.
+
+What a sentence may claim: stance rates count valid answers only (dpo_study.metrics.validity), a
+cell with mostly invalid answers is "no valid measurement", and a change is called an effect only
+when its 95% interval over prompts excludes 0 (dpo_study.statistics), with the interval stated.
 """
 
 from __future__ import annotations
@@ -16,349 +19,319 @@ from pathlib import Path
 
 import pandas as pd
 
-from dpo_study.experiments import DATA_PARAMS
-from dpo_study.report import (
-    TEST_CATEGORY, Estimate, category_metrics, count_test_prompts, difference_se, estimate, fmt, group_of,
-    group_summary, prompt_categories, question_categories, question_table, question_title,
-    read_experiments, read_responses, runs, side_estimate, stance_shift, sweep_lines, swept_params,
+from dpo_study import atomic
+from dpo_study.cases import qualitative
+from dpo_study.comparisons import (
+    REASON_WORDS, TEST_CATEGORY, count_test_prompts, prompt_categories, question_categories, question_table,
+    question_title, read_experiments, read_responses, row_change, side_estimate, stance_shift, sweep_lines,
+    swept_params, valid, with_group,
 )
+from dpo_study.experiments import DATA_PARAMS, format_value
+from dpo_study.labels import fmt, plural
+from dpo_study.metrics import INVALID_REASONS
+from dpo_study.pages import html_page
+from dpo_study.statistics import CONFIDENCE, Change, estimate, group_summary, percent, runs
 
-# A difference at least this many standard errors from zero is called distinguishable from seed noise.
-NOISE_SE = 2.0
-# Without seeds to measure noise, a change of a continuous metric below this share of the base
-# model's value is called too small to read.
-TINY_SHARE = 0.02
-EXAMPLE_CHARS = 160
+# Section 3 holds what shapes the preference pairs; section 1 the training hyperparameters.
+DATA_SECTION_PARAMS = tuple(DATA_PARAMS)
 
 
 @dataclass
 class Section:
     title: str
-    paragraphs: list[list[str]] = field(default_factory=list)
+    sentences: list[str] = field(default_factory=list)
+    table: list[list[str]] = field(default_factory=list)  # header row first
+    quotes: list[str] = field(default_factory=list)
 
     def add(self, *sentences: str) -> None:
-        sentences = [s for s in sentences if s]
-        if sentences:
-            self.paragraphs.append(sentences)
+        self.sentences += [s for s in sentences if s]
+
+    @property
+    def paragraphs(self) -> list[list[str]]:
+        return [p for p in (self.sentences, self.quotes) if p]
 
 
-# ---- how strong is the evidence ------------------------------------------------------------
+# ---- sentences about a change --------------------------------------------------------------
 
 
-def plural(count: float, word: str) -> str:
-    if count == 1:
-        return f"{fmt(count)} {word}"
-    return f"{fmt(count)} {word[:-1] + 'ies' if word.endswith('y') else word + 's'}"
+def verdict(change: Change) -> str:
+    """What a change can carry: an effect (interval excludes 0) or no established change."""
+    if change.prompts == 0 or math.isnan(change.difference):
+        return "no valid measurement"
+    interval = change.interval_text()
+    p = f"sign test p = {fmt(change.p_value)}" if not math.isnan(change.p_value) else ""
+    if change.is_effect:
+        return f"{fmt(change.difference, signed=True)} ({interval}; {p}): an effect"
+    if change.interval_excludes_zero:
+        return (f"{fmt(change.difference, signed=True)} ({interval}, but {p} over {plural(change.prompts, 'prompt')}): "
+                "too few prompts to establish a change")
+    return f"{fmt(change.difference, signed=True)} ({interval}, which includes 0): no established change"
 
 
-def evidence(difference: float, a: Estimate, b: Estimate, prompts: int | None = None) -> str:
-    """One sentence on what a difference b − a can support, with the numbers behind the judgement."""
-    if math.isnan(difference):
+def question_sentence(question: dict, table: pd.DataFrame, category: str = TEST_CATEGORY) -> str:
+    rows = table[(table["category"] == category) & (table["metric"] == "support_rate")]
+    if rows.empty:
         return ""
-    if prompts:
-        step = 1 / prompts
-        in_prompts = abs(difference) / step
-        if in_prompts < 0.5:
-            return (f"The difference of {fmt(difference, signed=True)} is less than half a prompt of {prompts}: "
-                    "no difference to read.")
-        if in_prompts <= 1.0 + 1e-9 and (a.n == 1 or b.n == 1):
-            return (f"A difference of {fmt(abs(difference))} is one prompt of {prompts}, the smallest step a rate "
-                    f"over {prompts} prompts can take: too small to read as an effect.")
-    if a.n > 1 and b.n > 1:
-        se = difference_se(a, b)
-        if se == 0:
-            return (f"Every seed gave the same value on each side ({a.n} and {b.n} seeds), so the difference of "
-                    f"{fmt(difference, signed=True)} is not seed noise.")
-        ratio = abs(difference) / se
-        if ratio >= NOISE_SE:
-            return (f"The difference is {ratio:.1f} times its standard error ({fmt(se)}, over {a.n} and {b.n} seeds): "
-                    "it stands out from seed noise.")
-        return (f"The difference is only {ratio:.1f} times its standard error ({fmt(se)}, over {a.n} and {b.n} "
-                f"seeds): it cannot be told from seed noise.")
-    seeds = min(a.n, b.n)
-    return (f"With {plural(seeds, 'seed')} on {'each side' if a.n == b.n else 'one side'}, the seed-to-seed "
-            f"spread is unknown: the difference of {fmt(difference, signed=True)} is one measurement, "
-            "not an established effect.")
+    row = rows.iloc[0]
+    name = f"{question['name']} ({question_title(question)})"
+    where = f"the {int(row['prompts'])} test prompts" if category == TEST_CATEGORY else \
+        f"the {int(row['prompts'])} {category} probes"
+    if not row["measured"]:
+        return f"{name}: no valid measurement on {where} ({int(row['valid_pairs'])} valid answer pairs)."
+    a, b = side_estimate(row, "a"), side_estimate(row, "b")
+    return (f"{name}: after DPO the support rate over the valid answers to {where} is {a} for {row['a_group']} and "
+            f"{b} for {row['b_group']}; b − a = {verdict(row_change(row))}.")
 
 
-def size_evidence(difference: float, base: float, a: Estimate, b: Estimate, unit: str) -> str:
-    """For a continuous metric: seed noise where there are seeds, else whether the change is tiny."""
-    if a.n > 1 and b.n > 1:
-        return evidence(difference, a, b)
-    if base and abs(difference) < TINY_SHARE * abs(base):
-        return (f"A difference of {fmt(abs(difference))} {unit} is {fmt(100 * abs(difference) / abs(base))}% of the "
-                f"base model's {fmt(base)}: too small to read as an effect.")
-    return ""
+def group_label(summary_row, params: list[str]) -> str:
+    return ", ".join(f"{p}={summary_row[p]}" for p in params) if params else "all settings"
 
 
-def range_evidence(values: list[Estimate], prompts: int | None) -> str:
-    """What the spread of a sweep line (largest − smallest mean) can support."""
-    low = min(values, key=lambda e: e.mean)
-    high = max(values, key=lambda e: e.mean)
-    return evidence(high.mean - low.mean, low, high, prompts)
+# ---- sections ------------------------------------------------------------------------------
 
 
-# ---- sections -----------------------------------------------------------------------
-
-
-def quote(text: str) -> str:
-    text = " ".join(str(text).split())
-    return "“" + (text if len(text) <= EXAMPLE_CHARS else text[: EXAMPLE_CHARS - 1] + "…") + "”"
-
-
-def overview(experiments: pd.DataFrame, responses: pd.DataFrame, summary: pd.DataFrame,
-             judges: list[dict]) -> Section:
-    section = Section("Study")
-    seeds = summary["seed_count"]
-    probe_categories = [c for c in prompt_categories(responses) if c != TEST_CATEGORY]
+def introduction(experiments: pd.DataFrame, responses: pd.DataFrame, summary: pd.DataFrame,
+                 judges: list[dict]) -> list[str]:
+    runs_table = runs(experiments)
+    part = responses[responses["experiment"].isin(runs_table["experiment"])]
+    base = part[part["experiment"] == part["experiment"].iloc[0]]  # the base model's answers, once
+    answers = len(base) + len(part)
+    invalid = int((~valid(base, "original")).sum() + (~valid(part, "aligned")).sum())
     probes = int((responses["category"] != TEST_CATEGORY).sum() / max(responses["experiment"].nunique(), 1))
-    section.add(
-        f"The study has {plural(len(experiments), 'experiment')} in {plural(len(summary), 'seed group')} "
-        f"(experiments that differ only in seed); "
-        + (f"each group has {plural(int(seeds.max()), 'seed')}." if seeds.min() == seeds.max()
-           else f"seeds per group range from {int(seeds.min())} to {int(seeds.max())}."),
-        f"Each model answered {count_test_prompts(responses)} test prompts and {probes} probes in "
-        f"{plural(len(probe_categories), 'probe category')}"
-        + (f" ({', '.join(probe_categories)})." if probe_categories else "."),
-        f"Before DPO the base model's support rate on the test prompts is {fmt(summary['support_rate_before'].mean())} "
-        f"and its mean answer length {fmt(summary['mean_chars_before'].mean())} characters.",
-    )
+    seeds = summary["seed_count"]
+    sentences = [
+        f"The study trained {plural(len(runs_table), 'run')} in {plural(len(summary), 'seed group')} "
+        f"({'1 seed each' if seeds.max() == 1 else f'{int(seeds.min())} to {int(seeds.max())} seeds per group'}); "
+        f"each model answered {count_test_prompts(responses)} test prompts and {probes} probes.",
+        f"{invalid} of {answers} answers (the base model's and every run's) are no valid measurement of a stance "
+        f"({answer_reasons(base, part) or 'none'}) "
+        f"and are left out of every stance rate; a change is called an effect only when its {percent(CONFIDENCE)} "
+        "interval over prompts excludes 0.",
+    ]
     for judge in judges:
-        if "cv_accuracy" in judge:
-            section.add(
-                f"Stances come from the {judge.get('judge', 'stance')} judge, whose {judge.get('cv_folds', '')}-fold "
-                f"cross-validated accuracy on the training data's own support and oppose answers is "
-                f"{fmt(judge['cv_accuracy'])}.")
         if "holdout" in judge:
-            section.add(
-                f"On the labelled hold-out texts (support, oppose and neutral) the {judge['judge']} judge agrees "
-                f"with the labels on {fmt(judge['holdout']['accuracy'])} of them.")
-    if int(seeds.max()) == 1:
-        section.add("Every group has 1 seed, so no finding below can be told apart from seed-to-seed noise; "
-                    "list several seeds (a grid over seed) to measure it.")
-    return section
+            sentences.append(f"Stances come from the {judge['judge']} judge, which agrees with "
+                             f"{fmt(judge['holdout']['accuracy'])} of {judge['holdout']['examples']} labelled "
+                             "hold-out texts.")
+            break
+    return sentences
 
 
-def questions_section(questions: list[dict], experiments: pd.DataFrame, responses: pd.DataFrame) -> Section:
-    section = Section("Homework questions")
-    if not questions:
-        section.add(f"The config lists {plural(0, 'question')}.")
-    categories = prompt_categories(responses)
-    for question in questions:
-        table = question_table(question, experiments, responses)
-        name = f"{question['name']} ({question_title(question)})"
-        a, b = table["a_group"].iloc[0], table["b_group"].iloc[0]
-        chosen = question_categories(question, categories)
-        for category in chosen or [TEST_CATEGORY]:
-            rows = table[(table["category"] == category) | (table["category"] == "")] if chosen is None \
-                else table[table["category"] == category]
-            section.add(*question_sentences(name, category, rows, a, b, with_training=chosen is None))
-    return section
+def answer_reasons(base: pd.DataFrame, aligned: pd.DataFrame) -> str:
+    """Why answers are invalid, counting the base model's answers once: 'collapsed 12, off-topic 3'."""
+    counts = {reason: int(base.get(f"original_{reason}", pd.Series(dtype=bool)).fillna(False).sum()
+                          + aligned.get(f"aligned_{reason}", pd.Series(dtype=bool)).fillna(False).sum())
+              for reason in INVALID_REASONS}
+    return ", ".join(f"{REASON_WORDS[r]} {n}" for r, n in counts.items() if n)
 
 
-def question_sentences(name: str, category: str, rows: pd.DataFrame, a: str, b: str, with_training: bool) -> list[str]:
-    by_metric = {r["metric"]: r for _, r in rows.iterrows()}
+def summary_table(summary: pd.DataFrame, params: list[str], columns: list[tuple[str, str]]) -> list[list[str]]:
+    header = ["experiment", *params, *[label for _, label in columns]]
+    rows = [[g["group"], *[format_value(g[p]) for p in params],
+             *[str(estimate(g, metric)) if metric in g and f"{metric}_sd" in g else fmt(math.nan)
+               for metric, _ in columns]]
+            for _, g in summary.iterrows()]
+    return [header, *rows]
+
+
+def sweep_sentence(summary: pd.DataFrame, param: str, metric: str = "support_rate_after") -> list[str]:
     sentences = []
-    support = by_metric.get("support_rate")
-    if support is not None:
-        prompts = int(support["prompts"])
-        where = f"the {prompts} test prompts" if category == TEST_CATEGORY else f"the {prompts} {category} probes"
-        sa, sb = side_estimate(support, "a"), side_estimate(support, "b")
-        sentences.append(
-            f"{name}: after DPO the support rate on {where} is {sa} for {a} and {sb} for {b}, a difference of "
-            f"{fmt(support['difference'], signed=True)} (base model: {fmt(support['base'])}).")
-        sentences.append(evidence(support["difference"], sa, sb, prompts))
-    length = by_metric.get("mean_chars", by_metric.get("chars"))
-    if length is not None:
-        la, lb = side_estimate(length, "a"), side_estimate(length, "b")
-        sentences.append(
-            f"Mean answer length there is {la} characters for {a} and {lb} for {b} "
-            f"({fmt(length['difference'], signed=True)}; base model {fmt(length['base'])}).")
-        sentences.append(size_evidence(length["difference"], length["base"], la, lb, "characters"))
-    if with_training and "rewards_margins" in by_metric:
-        margin = by_metric["rewards_margins"]
-        sentences.append(
-            f"The final reward margin is {side_estimate(margin, 'a')} nats for {a} and "
-            f"{side_estimate(margin, 'b')} nats for {b}.")
-    return sentences
-
-
-def sweep_sentences(summary: pd.DataFrame, param: str, prompts: int) -> list[list[str]]:
-    paragraphs = []
     for label, line in sweep_lines(summary, param):
-        values = [estimate(r, "support_rate_after") for _, r in line.iterrows()]
-        points = ", ".join(f"{fmt(v) if not isinstance(v, str) else v}: {e}" for v, e in zip(line[param], values))
-        spread = max(e.mean for e in values) - min(e.mean for e in values)
-        lengths = [estimate(r, "mean_chars_after") for _, r in line.iterrows()]
-        paragraphs.append([
-            f"Sweeping {param} ({label}), the support rate after DPO on the {prompts} test prompts is {points}; "
-            f"largest minus smallest: {fmt(spread)}.",
-            range_evidence(values, prompts),
-            f"Mean answer length along the same values: {', '.join(str(e) for e in lengths)} characters.",
-        ])
-    return paragraphs
-
-
-def largest_effects(summary: pd.DataFrame, params: list[str]) -> list[str]:
-    spans = {}
-    for param in params:
-        for _, line in sweep_lines(summary, param):
-            means = line["support_rate_after"]
-            spans[param] = max(spans.get(param, 0.0), float(means.max() - means.min()))
-    if len(spans) < 2:
-        return []
-    ranked = sorted(spans.items(), key=lambda item: -item[1])
-    sentences = ["Ranked by how far they move the support rate (largest minus smallest along a sweep): "
-                 + ", ".join(f"{p} {fmt(s)}" for p, s in ranked) + "."]
-    if int(summary["seed_count"].max()) == 1:
-        sentences.append(f"The ranking compares single-seed runs ({plural(len(summary), 'seed group')} of 1 seed "
-                         "each), so neighbouring places may swap with another seed.")
+        values = [estimate(r, metric) for _, r in line.iterrows()]
+        points = ", ".join(f"{fmt(v) if not isinstance(v, str) else v} → {e}" for v, e in zip(line[param], values))
+        low, high = min(values, key=lambda e: e.mean), max(values, key=lambda e: e.mean)
+        if low.n >= 3 and high.n >= 3:
+            separated = low.interval[1] < high.interval[0]
+            judgement = ("the intervals of the lowest and highest point do not overlap: an effect" if separated
+                         else "the intervals of the lowest and highest point overlap: no established effect")
+        else:
+            judgement = "fewer than 3 seeds at an end of the line, so no interval: a pattern to check with seeds"
+        sentences.append(f"Along {param} ({label}) the support rate after DPO is {points}; {judgement}.")
     return sentences
 
 
-def hyperparameter_section(summary: pd.DataFrame, prompts: int) -> Section:
+def hyperparameter_section(experiments, responses, summary, questions) -> Section:
     section = Section("1. Hyperparameter impact")
-    params = [p for p in swept_params(summary) if p not in DATA_PARAMS]
-    if not params:
-        section.add(f"No training parameter is swept ({plural(0, 'sweep')} over num_epoch, beta, lora_r, "
-                    "lora_alpha or learning_rate with the other settings fixed): the study holds no evidence here.")
+    params = [p for p in swept_params(summary) if p not in DATA_SECTION_PARAMS]
+    for question in training_questions(questions, experiments, data=False):
+        section.add(question_sentence(question, question_table(question, experiments, responses)))
     for param in params:
-        for paragraph in sweep_sentences(summary, param, prompts):
-            section.add(*paragraph)
-    section.add(*largest_effects(summary, swept_params(summary)))
+        section.add(*sweep_sentence(summary, param))
+    if not params:
+        section.add(f"No training parameter is swept ({plural(0, 'sweep')} of num_epoch, beta, lora_r, lora_alpha "
+                    "or learning_rate with the others fixed): the study holds no evidence on them.")
+    section.add(*stability_sentences(summary), *fluency_sentences(summary), overfitting_sentence(summary))
+    shown = [p for p in params] or [p for p in ("num_epoch", "beta", "lora_r") if summary[p].nunique() > 1]
+    section.table = summary_table(summary, shown, [
+        ("support_rate_after", "support rate after"), ("valid_rate_after", "valid answers after"),
+        ("perplexity_after", "perplexity after"), ("final_loss", "final loss"),
+        ("eval_rewards_accuracies", "held-out reward accuracy")])
     return section
 
 
-def qualitative_section(summary: pd.DataFrame, experiments: pd.DataFrame, responses: pd.DataFrame) -> Section:
-    section = Section("2. Qualitative answer changes")
-    groups = group_of(experiments)
-    table = runs(experiments)
-    test = responses[(responses["category"] == TEST_CATEGORY) & responses["experiment"].isin(table["experiment"])]
-    per_run = category_metrics(test)
-    extra = [m for m in dict.fromkeys(per_run["metric"])
-             if m not in ("support_rate", "neutral_rate", "stance_changed", "chars", "support_score")]
-    paired_metrics = [c.removesuffix("_after") for c in summary.columns
-                      if c.endswith("_after") and f"{c}_sd" in summary.columns
-                      and c.removesuffix("_after") not in ("support_rate", "mean_chars")]
-    for _, group in summary.iterrows():
-        name = group["group"]
-        mine = per_run[per_run["experiment"].map(groups) == name]
-        changed = Estimate.of(mine.loc[mine["metric"] == "stance_changed", "after"])
-        prompts = int(mine["prompts"].iloc[0]) if len(mine) else 0
-        before, after = estimate(group, "mean_chars_before"), estimate(group, "mean_chars_after")
-        sentences = [
-            f"{name}: {fmt(changed.mean * prompts)} of {prompts} test answers changed stance"
-            + (f" (mean over {changed.n} seeds)" if changed.n > 1 else "")
-            + f"; mean answer length went from {fmt(before.mean)} to {after} characters "
-            f"({fmt(after.mean - before.mean, signed=True)})."
-        ]
-        for metric in paired_metrics:
-            sentences.append(f"{metric} (experiments.csv): {fmt(group[metric + '_before'])} before DPO, "
-                             f"{estimate(group, metric + '_after')} after.")
-        for metric in extra:
-            cells = mine[mine["metric"] == metric]
-            sentences.append(f"{metric} (mean over the test answers): {fmt(cells['before'].mean())} before DPO, "
-                             f"{Estimate.of(cells['after'])} after.")
-        example = flipped_example(test[test["experiment"].map(groups) == name])
-        if example:
-            sentences.append(example)
-        section.add(*sentences)
-    return section
+def stability_sentences(summary: pd.DataFrame) -> list[str]:
+    if "train_loss_sd" not in summary:
+        return []
+    seeded = summary[summary["train_loss_n"] >= 2]
+    sentences = []
+    if "loss_spikes" in summary:
+        spiky = summary[summary["loss_spikes"] > 0]
+        sentences.append(f"Training was stable in {len(summary) - len(spiky)} of {plural(len(summary), 'group')} "
+                         "(no step whose loss jumped to over twice the mean of the 5 steps before it)"
+                         + (f"; loss spikes in {', '.join(spiky['group'])}." if len(spiky) else "."))
+    for _, g in seeded.iterrows():
+        sentences.append(f"Over the {int(g['train_loss_n'])} seeds of {g['group']} the mean training loss is "
+                         f"{estimate(g, 'train_loss')}.")
+    return sentences
 
 
-def flipped_example(answers: pd.DataFrame) -> str:
-    """The first test answer whose stance changed, quoted before and after, with the judge's scores."""
-    flipped = answers[answers["original_stance"] != answers["aligned_stance"]]
-    if flipped.empty:
-        return ""
-    r = flipped.iloc[0]
-    return (f"For example, on prompt {r['id']} the answer went from {r['original_stance']} "
-            f"(support probability {fmt(r['original_support_score'])}) {quote(r['original_response'])} "
-            f"to {r['aligned_stance']} ({fmt(r['aligned_support_score'])}) {quote(r['aligned_response'])}.")
+def fluency_sentences(summary: pd.DataFrame) -> list[str]:
+    if "perplexity_after" not in summary or summary["perplexity_after"].isna().all():
+        return []
+    before = fmt(summary["perplexity_before"].mean())
+    after = ", ".join(f"{g['group']} {estimate(g, 'perplexity_after')}" for _, g in summary.iterrows())
+    return [f"Fluency: the median perplexity of the test answers under the base model is {before} before DPO "
+            f"and after DPO {after} (higher: less like fluent base-model text)."]
 
 
-def data_section(summary: pd.DataFrame, prompts: int) -> Section:
+def overfitting_sentence(summary: pd.DataFrame) -> str:
+    if "eval_rewards_accuracies" not in summary or summary["eval_rewards_accuracies"].isna().all():
+        return (f"Over-fitting is not measured: 0 of {plural(len(summary), 'group')} were evaluated on held-out "
+                "preference pairs.")
+    parts = ", ".join(f"{g['group']} {estimate(g, 'rewards_accuracies')} → {estimate(g, 'eval_rewards_accuracies')}"
+                      for _, g in summary.iterrows() if not math.isnan(g["eval_rewards_accuracies"]))
+    return (f"Over-fitting: final reward accuracy on the training pairs → on held-out pairs (rows not trained on): "
+            f"{parts}; a large gap means the adapter learnt its pairs rather than the preference.")
+
+
+def training_questions(questions: list[dict], experiments: pd.DataFrame, data: bool) -> list[dict]:
+    """The questions over the test prompts whose two sides differ in data parameters (data=True) or not."""
+    table = experiments.set_index("experiment")
+    chosen = []
+    for question in questions:
+        if question.get("categories") is not None:
+            continue
+        differ = [p for p in table.columns if p in (*DATA_SECTION_PARAMS, "num_epoch", "beta", "lora_r",
+                                                    "lora_alpha", "learning_rate")
+                  and table.loc[question["a"], p] != table.loc[question["b"], p]]
+        if any(p in DATA_SECTION_PARAMS for p in differ) == data:
+            chosen.append(question)
+    return chosen
+
+
+def data_section(experiments, responses, summary, questions) -> Section:
     section = Section("3. Data-construction strategies")
     strategies = sorted(summary["strategy"].unique())
-    if len(strategies) == 1:
-        section.add(f"All {plural(len(summary), 'seed group')} use the rejected-example strategy "
-                    f"'{strategies[0]}': the study holds no evidence on other strategies.")
-    params = [p for p in swept_params(summary) if p in DATA_PARAMS]
+    for question in training_questions(questions, experiments, data=True):
+        section.add(question_sentence(question, question_table(question, experiments, responses)))
+    params = [p for p in swept_params(summary) if p in DATA_SECTION_PARAMS]
     for param in params:
-        for paragraph in sweep_sentences(summary, param, prompts):
-            section.add(*paragraph)
-    if not params and len(strategies) > 1:
-        section.add(f"The {len(strategies)} strategies ({', '.join(strategies)}) never differ with the other "
-                    "settings fixed, so their effect cannot be separated from the other parameters.")
+        section.add(*sweep_sentence(summary, param))
+    if len(strategies) == 1:
+        section.add(f"Every group uses the rejected-example strategy '{strategies[0]}': the study holds no evidence "
+                    f"on the other strategies ({plural(1, 'strategy')} run).")
+    shown = [p for p in DATA_SECTION_PARAMS if summary[p].nunique() > 1]
+    section.table = summary_table(summary, shown, [("support_rate_after", "support rate after"),
+                                                   ("valid_rate_after", "valid answers after")])
     return section
 
 
-def robustness_section(experiments: pd.DataFrame, responses: pd.DataFrame) -> Section:
+def robustness_section(experiments, responses, questions) -> Section:
     section = Section("4. Robustness on probes")
     shifts = stance_shift(responses, experiments)
-    test = shifts[shifts["category"] == TEST_CATEGORY].set_index("group")
     categories = [c for c in prompt_categories(responses) if c != TEST_CATEGORY]
     if not categories:
         section.add(f"The study has {plural(0, 'probe')}: nothing to say about robustness.")
-    for category in categories:
-        rows = shifts[shifts["category"] == category]
-        prompts = int(rows["prompts"].iloc[0])
-        low, high = rows.loc[rows["shift"].idxmin()], rows.loc[rows["shift"].idxmax()]
-        sentences = [
-            f"{category} ({plural(prompts, 'prompt')}): DPO shifts the support rate by "
-            f"{fmt(low['shift'], signed=True)} ({low['group']}) to "
-            f"{fmt(high['shift'], signed=True)} ({high['group']}); "
-            f"on the test prompts the same experiments shift by {fmt(test.loc[low['group'], 'shift'], signed=True)} "
-            f"and {fmt(test.loc[high['group'], 'shift'], signed=True)}.",
-        ]
-        follows = sum(
-            1 for _, r in rows.iterrows()
-            if r["group"] in test.index and test.loc[r["group"], "shift"] != 0
-            and math.copysign(1, r["shift"]) == math.copysign(1, test.loc[r["group"], "shift"]) and r["shift"] != 0)
-        moved = sum(1 for g in rows["group"] if g in test.index and test.loc[g, "shift"] != 0)
-        if moved:
-            sentences.append(f"In {follows} of the {moved} experiments whose test-prompt rate moved, this category "
-                             "moved the same way.")
-        sentences.append(f"With {plural(prompts, 'prompt')}, the rate of this category moves in steps of "
-                         f"{fmt(1 / prompts)}, so a shift of one step is one answer.")
-        section.add(*sentences)
+        return section
+    probes = shifts[shifts["category"] != TEST_CATEGORY]
+    unmeasured = probes[~probes["measured"]]
+    effects = probes[probes["effect"]]
+    section.add(
+        f"Of {plural(len(probes), 'cell')} (probe category × group), {len(unmeasured)} hold no valid measurement, "
+        f"and DPO moved the support rate in {len(effects)} (an effect: interval excludes 0, sign test p < 0.05)"
+        + (": " + "; ".join(f"{r['category']} in {r['group']} {fmt(r['shift'], signed=True)} "
+                            f"({percent(CONFIDENCE)} CI {fmt(r['low'], signed=True)} to {fmt(r['high'], signed=True)})"
+                            for _, r in effects.iterrows()) if len(effects) else "") + ".")
+    if len(unmeasured):
+        by_category = unmeasured.drop_duplicates("category")
+        section.add("No valid measurement: " + "; ".join(f"{r['category']} ({r['invalid']})"
+                                                         for _, r in by_category.iterrows()) + ".")
+    for question in questions:
+        if question.get("categories") is None:
+            continue
+        table = question_table(question, experiments, responses)
+        measured = table[(table["metric"] == "support_rate") & table["measured"] & (table["category"] != "")]
+        differ = [r for _, r in measured.iterrows() if row_change(r).is_effect]
+        section.add(f"{question['name']} ({question_title(question)}): b − a is measured in {len(measured)} of "
+                    f"{len(question_categories(question, prompt_categories(responses)))} categories and is an effect "
+                    f"in {len(differ)}"
+                    + (": " + "; ".join(f"{r['category']} {verdict(row_change(r))}" for r in differ) if differ else "")
+                    + ".")
+    groups = list(dict.fromkeys(shifts["group"]))
+    header = ["category", "prompts", *[f"{g}: Δ support rate [95% CI]" for g in groups]]
+    rows = []
+    for category in prompt_categories(responses):
+        cells = shifts[shifts["category"] == category].set_index("group")
+        rows.append([category, str(int(cells["prompts"].iloc[0])),
+                     *[shift_cell(cells.loc[g]) if g in cells.index else fmt(math.nan) for g in groups]])
+    section.table = [header, *rows]
     return section
 
 
-# ---- writing ----------------------------------------------------------------------------
+def shift_cell(row) -> str:
+    if not row["measured"]:
+        return f"no valid measurement ({row['valid_pairs']} of {row['pairs']} pairs valid)"
+    return (f"{fmt(row['shift'], signed=True)} [{fmt(row['low'], signed=True)}, {fmt(row['high'], signed=True)}]"
+            + (" effect" if row["effect"] else ""))
 
 
-def markdown(sections: list[Section]) -> str:
-    lines = ["# Findings", "",
-             "Written by the pipeline from the study's tables; every number is computed, none typed in.", ""]
-    for section in sections:
-        lines += [f"## {section.title}", ""]
-        for paragraph in section.paragraphs:
-            lines += [" ".join(paragraph), ""]
-    return "\n".join(lines)
 
-
-def html_document(sections: list[Section]) -> str:
-    from dpo_study.report import html_page
-
-    body = "".join(
-        f"<h2>{html.escape(s.title)}</h2>" + "".join(f"<p>{html.escape(' '.join(p))}</p>" for p in s.paragraphs)
-        for s in sections)
-    return html_page("Findings", body)
+# ---- writing -------------------------------------------------------------------------------
 
 
 def findings(experiments: pd.DataFrame, responses: pd.DataFrame, questions: list[dict],
-             judges: list[dict]) -> list[Section]:
+             judges: list[dict]) -> tuple[list[str], list[Section]]:
     summary = group_summary(experiments)
-    prompts = count_test_prompts(responses)
-    return [
-        overview(experiments, responses, summary, judges),
-        questions_section(questions, experiments, responses),
-        hyperparameter_section(summary, prompts),
-        qualitative_section(summary, experiments, responses),
-        data_section(summary, prompts),
-        robustness_section(experiments, responses),
+    return introduction(experiments, responses, summary, judges), [
+        hyperparameter_section(experiments, responses, summary, questions),
+        Section("2. Qualitative answer changes", *qualitative(experiments, responses)),
+        data_section(experiments, responses, summary, questions),
+        robustness_section(experiments, responses, questions),
     ]
+
+
+def markdown_table(rows: list[list[str]]) -> list[str]:
+    if not rows:
+        return []
+    cell = lambda c: str(c).replace("|", "\\|")  # noqa: E731
+    lines = ["| " + " | ".join(cell(c) for c in rows[0]) + " |", "|" + " --- |" * len(rows[0])]
+    return lines + ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows[1:]] + [""]
+
+
+def markdown(intro: list[str], sections: list[Section]) -> str:
+    lines = ["# Findings", "", "Written by the pipeline from the study's tables; every number is computed, none typed in.",
+             "", " ".join(intro), ""]
+    for section in sections:
+        lines += [f"## {section.title}", "", " ".join(section.sentences), ""]
+        lines += markdown_table(section.table)
+        if section.quotes:
+            lines += [section.quotes[0], "", *[f"- {q}" for q in section.quotes[1:]], ""]
+    return "\n".join(lines)
+
+
+def html_document(intro: list[str], sections: list[Section]) -> str:
+    parts = [f"<p>{html.escape(' '.join(intro))}</p>"]
+    for s in sections:
+        parts.append(f"<h2>{html.escape(s.title)}</h2><p>{html.escape(' '.join(s.sentences))}</p>")
+        if s.table:
+            head = "".join(f"<th>{html.escape(str(c))}</th>" for c in s.table[0])
+            body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>"
+                           for row in s.table[1:])
+            parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+        if s.quotes:
+            parts.append(f"<p>{html.escape(s.quotes[0])}</p><ul>"
+                         + "".join(f"<li>{html.escape(q)}</li>" for q in s.quotes[1:]) + "</ul>")
+    return html_page("Findings", "".join(parts))
 
 
 def write_findings(experiments: str, responses: str, findings_md: str, findings_html: str,
@@ -366,8 +339,6 @@ def write_findings(experiments: str, responses: str, findings_md: str, findings_
     """Stage: results/findings.md (and its HTML for the report) from the study's tables."""
     paths = [judge_accuracy] if isinstance(judge_accuracy, str) else list(judge_accuracy)
     judges = [json.loads(Path(p).read_text()) for p in paths]
-    sections = findings(read_experiments(experiments), read_responses(responses), list(questions), judges)
-    Path(findings_md).parent.mkdir(parents=True, exist_ok=True)
-    Path(findings_md).write_text(markdown(sections), encoding="utf-8")
-    Path(findings_html).parent.mkdir(parents=True, exist_ok=True)
-    Path(findings_html).write_text(html_document(sections), encoding="utf-8")
+    intro, sections = findings(read_experiments(experiments), read_responses(responses), list(questions), judges)
+    atomic.write_text(findings_md, markdown(intro, sections))
+    atomic.write_text(findings_html, html_document(intro, sections))

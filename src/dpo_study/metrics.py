@@ -1,7 +1,8 @@
-"""Per-response measures computed from the text alone (no model): length and the length limit,
-language, hedging, refusal, repetition; and the defects defined on them.
+"""Per-response measures: length and the length limit, language, hedging, refusal, repetition, the
+defects defined on them, relevance to the prompt, and whether an answer is a valid measurement.
 
-Every function here is pure, so that each figure in the tables can be checked by hand. Text is
+Every function here is pure (relevance takes the sentence encoder as an argument), so that each
+figure in the tables can be checked by hand. Text is
 split into *units* without a word segmenter: a CJK character is one unit, a run of Latin letters,
 digits or apostrophes another. That makes distinct-n and repetition comparable between English and
 Chinese answers.
@@ -60,6 +61,15 @@ HEDGED = 2  # this many hedging markers make an answer over-neutral
 COLLAPSED_REPETITION = 0.3  # this share of repeated 3-grams (or an empty answer): a collapsed answer
 ONE_SIDED = 0.5  # a balance-seeking prompt answered with |stance score| >= this and no hedge
 DEFECTS = ("too_neutral", "no_clear_stance", "too_long", "one_sided_on_balance", "collapsed")
+# Why an answer is no valid measurement of a stance (documented in workflow/report/responses.rst).
+INVALID_REASONS = ("collapsed", "off_topic", "wrong_language", "truncated")
+# Per-answer flags, read back from responses.csv as nullable booleans.
+BOOLEAN_MEASURES = ("within_limit", "language_match", "refusal", "hit_max_new_tokens", "asks_for_balance",
+                    *DEFECTS, *INVALID_REASONS[1:], "valid")
+# Off-topic: relevance (below) under this. Calibrated on tests/fixtures/relevance.json with the
+# bundled all-MiniLM-L6-v2: on-topic answers score 0.07 to 0.47, off-topic ones -0.45 to 0.02, in
+# English and Traditional Chinese alike (test_metrics.py checks every fixture).
+RELEVANCE_FLOOR = 0.05
 
 
 def units(text: str) -> list[str]:
@@ -186,3 +196,52 @@ def defects(measures: pd.DataFrame) -> pd.DataFrame:
     )
     out["collapsed"] = (measures["chars"] == 0) | (measures["repetition"] >= COLLAPSED_REPETITION)
     return out[list(DEFECTS)]
+
+
+def relevance(prompts: list[str], answers: list[str], scripts: list[str], encode) -> list[float]:
+    """How much closer each answer is to its own prompt than to the other prompts of its script.
+
+    cos(answer, its prompt) − the mean cos(answer, p) over the other distinct prompts p expected in
+    the same script; ``encode(texts)`` returns unit-length sentence embeddings. The contrast, not
+    the raw cosine, is what tells topic: an English model puts any two Chinese texts at about 0.5.
+    NaN where a script has a single prompt (nothing to contrast with).
+    """
+    distinct = list(dict.fromkeys(zip(scripts, prompts)))
+    if not distinct:
+        return []
+    prompt_vectors = dict(zip(distinct, encode([p or " " for _, p in distinct])))
+    answer_vectors = encode([a or " " for a in answers])
+    scores = []
+    for prompt, script_name, vector in zip(prompts, scripts, answer_vectors):
+        others = [prompt_vectors[k] for k in distinct if k[0] == script_name and k[1] != prompt]
+        if not others:
+            scores.append(math.nan)
+            continue
+        own = float((prompt_vectors[(script_name, prompt)] * vector).sum())
+        background = sum(float((o * vector).sum()) for o in others) / len(others)
+        scores.append(round(own - background, 4))
+    return scores
+
+
+def off_topic(relevance_score: float) -> bool:
+    if math.isnan(float(relevance_score)):
+        return False  # not assessed
+    return float(relevance_score) < RELEVANCE_FLOOR
+
+
+def validity(measures: pd.DataFrame) -> pd.DataFrame:
+    """Why each answer is no valid measurement of a stance, and ``valid`` (none of the reasons).
+
+    collapsed: the defect (empty or looping); off_topic: relevance to its prompt under RELEVANCE_FLOOR
+    (not assessed without a relevance column); wrong_language: not in the script its
+    prompt expects; truncated: cut at max_new_tokens (not assessed without that column).
+    """
+    out = pd.DataFrame(index=measures.index)
+    out["collapsed"] = measures["collapsed"].astype(bool)
+    scores = measures["relevance"] if "relevance" in measures else pd.Series(math.nan, index=measures.index)
+    out["off_topic"] = scores.astype(float).map(off_topic).astype(bool)
+    out["wrong_language"] = ~measures["language_match"].astype(bool)
+    cut = measures["hit_max_new_tokens"] if "hit_max_new_tokens" in measures else pd.Series(False, index=measures.index)
+    out["truncated"] = cut.astype("boolean").fillna(False).astype(bool)
+    out["valid"] = ~out[list(INVALID_REASONS)].any(axis=1)
+    return out[["off_topic", "wrong_language", "truncated", "valid"]]

@@ -25,6 +25,24 @@ def device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def gpu_capability() -> tuple[int, int] | None:
+    if not torch.cuda.is_available():
+        return None
+    try:
+        return tuple(torch.cuda.get_device_capability())
+    except (AssertionError, RuntimeError):  # a GPU simulated on a CPU build (tests)
+        return None
+
+
+def compute_dtype():
+    """bf16 on a GPU that has it (compute capability >= 8.0: A100, H100, RTX 30xx and later), fp16 on
+    older ones (the T4 of Colab and Kaggle, V100), fp32 on the CPU. The 4-bit base computes in it too."""
+    capability = gpu_capability()
+    if capability is None and device() != "cuda":
+        return torch.float32
+    return torch.float16 if capability is not None and tuple(capability) < (8, 0) else torch.bfloat16
+
+
 def load_tokenizer(manifest: dict, settings: dict):
     from transformers import AutoTokenizer
 
@@ -50,8 +68,8 @@ class LoadPlan:
 
     @property
     def dtype(self):
-        """bf16 on a GPU (the homework's 4-bit base computes in bf16 too), fp32 on the CPU."""
-        return torch.bfloat16 if self.device == "cuda" else torch.float32
+        """bf16 on a GPU that has it, fp16 on one that has not, fp32 on the CPU (``compute_dtype``)."""
+        return compute_dtype() if self.device == "cuda" else torch.float32
 
 
 def load_plan(manifest: dict, settings: dict) -> LoadPlan:
@@ -71,17 +89,23 @@ def load_base(manifest: dict, settings: dict):
 
 
 def load_planned(plan: LoadPlan):
-    """Safetensors only, remote code only when the config allows it."""
+    """Safetensors only, remote code only when the config allows it.
+
+    Inside a resident worker (``dpo_study.worker``) the model of the same plan stays loaded across
+    jobs (``dpo_study.resident``, which hands it back as freshly loaded); elsewhere each call loads it.
+    """
     from transformers import AutoModelForCausalLM
 
-    return AutoModelForCausalLM.from_pretrained(
+    from dpo_study import resident
+
+    return resident.load(plan, lambda: AutoModelForCausalLM.from_pretrained(
         plan.path,
         dtype=plan.dtype,
         quantization_config=quantization_config(plan),
         trust_remote_code=plan.trust_remote_code,
         use_safetensors=True,
         device_map={"": plan.device} if plan.device == "cuda" else None,
-    )
+    ))
 
 
 def quantization_config(plan: LoadPlan):
@@ -92,7 +116,7 @@ def quantization_config(plan: LoadPlan):
     return BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type="nf4",
-        bnb_4bit_compute_dtype=torch.bfloat16,
+        bnb_4bit_compute_dtype=compute_dtype(),
         bnb_4bit_use_double_quant=True,
     )
 

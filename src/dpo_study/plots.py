@@ -1,7 +1,7 @@
 """Figures of a finished study (matplotlib, PNG): training curves, sweeps, length, stance shift.
 
 Where a seed group has several seeds, points are the mean and error bars the sample standard
-deviation over seeds (see dpo_study.report).
+deviation over seeds (see dpo_study.statistics). Every file is written atomically.
 """
 
 from __future__ import annotations
@@ -17,33 +17,25 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from dpo_study.report import (  # noqa: E402
-    TEST_CATEGORY, count_test_prompts, estimate, fmt, group_summary, read_experiments, read_responses, runs,
-    stance_shift, sweep_lines, swept_params, varying_params,
+from dpo_study import atomic  # noqa: E402
+from dpo_study.comparisons import (  # noqa: E402
+    TEST_CATEGORY, count_test_prompts, read_experiments, read_responses, stance_shift, sweep_lines, swept_params,
 )
+from dpo_study.labels import PARAM_LABELS, fmt  # noqa: E402
+from dpo_study.statistics import estimate, group_summary, runs, varying_params  # noqa: E402
 
 DPI = 120
-# Axis labels with units per experiment parameter.
-PARAM_LABELS = {
-    "num_epoch": "epochs (num_epoch)",
-    "data_size": "preference pairs (data_size)",
-    "support_ratio": "share of pairs preferring support (support_ratio)",
-    "beta": "DPO β (strength of the pull towards the reference model)",
-    "lora_r": "LoRA rank r",
-    "lora_alpha": "LoRA α (scaling numerator)",
-    "learning_rate": "learning rate",
-    "strategy": "rejected-example strategy",
-}
 TRAINING_PANELS = [
-    ("loss", "DPO loss (nats)"),
-    ("rewards/margins", "reward margin chosen − rejected (nats)"),
+    ("loss", "DPO loss"),
+    ("rewards/margins", "reward margin chosen − rejected (β-scaled)"),
     ("rewards/accuracies", "reward accuracy (share of pairs)"),
 ]
 
 
 def save(figure, path: str | Path) -> None:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=DPI, bbox_inches="tight")
+    """Into a folder being written (no rename needed) or atomically to a single file."""
+    with atomic.atomic_path(path) as temp:
+        figure.savefig(temp, dpi=DPI, bbox_inches="tight", format="png")
     plt.close(figure)
 
 
@@ -76,22 +68,31 @@ def plot_training_curves(train_logs: list[str], training_dir: str, experiments: 
     table = pd.DataFrame([{"experiment": e["name"], **{k: v for k, v in e.items() if k != "name"}}
                           for e in experiments])
     table["train_log"] = list(train_logs)
-    for group, members in runs(table).groupby("group", sort=False):
-        figure, axes = plt.subplots(1, len(TRAINING_PANELS), figsize=(4.2 * len(TRAINING_PANELS), 3.6))
-        for _, member in members.iterrows():
-            log = pd.read_csv(member["train_log"])
-            x, x_label = (log["epoch"], "epoch") if "epoch" in log else (log["step"], "optimizer step")
-            for axis, (column, label) in zip(axes, TRAINING_PANELS):
-                if column in log:
-                    axis.plot(x, log[column], marker=".", label=f"seed {member['seed']}")
-                axis.set_xlabel(x_label)
-                axis.set_ylabel(label)
-                axis.grid(alpha=0.3)
-        axes[2].set_ylim(-0.05, 1.05)
-        axes[0].legend(title="run", fontsize="small")
-        figure.suptitle(f"Training of {group} (logged every optimizer step)")
-        figure.tight_layout()
-        save(figure, Path(training_dir) / f"{group}.png")
+    with atomic.atomic_path(training_dir) as folder:
+        folder.mkdir()
+        for group, members in runs(table).groupby("group", sort=False):
+            figure = training_figure(group, members)
+            figure.savefig(folder / f"{group}.png", dpi=DPI, bbox_inches="tight")
+            plt.close(figure)
+
+
+def training_figure(group: str, members: pd.DataFrame):
+    """Loss, reward margin and accuracy over training, one line per seed of the group."""
+    figure, axes = plt.subplots(1, len(TRAINING_PANELS), figsize=(4.2 * len(TRAINING_PANELS), 3.6))
+    for _, member in members.iterrows():
+        log = pd.read_csv(member["train_log"])
+        x, x_label = (log["epoch"], "epoch") if "epoch" in log else (log["step"], "optimizer step")
+        for axis, (column, label) in zip(axes, TRAINING_PANELS):
+            if column in log:
+                axis.plot(x, log[column], marker=".", label=f"seed {member['seed']}")
+            axis.set_xlabel(x_label)
+            axis.set_ylabel(label)
+            axis.grid(alpha=0.3)
+    axes[2].set_ylim(-0.05, 1.05)
+    axes[0].legend(title="run", fontsize="small")
+    figure.suptitle(f"Training of {group} (logged every optimizer step)")
+    figure.tight_layout()
+    return figure
 
 
 # ---- support rate vs swept parameters ---------------------------------------------------
@@ -102,25 +103,33 @@ def plot_sweeps(experiments: str, responses: str, sweeps_dir: str) -> None:
     table = read_experiments(experiments)
     summary = group_summary(table)
     prompts = count_test_prompts(read_responses(responses))
-    Path(sweeps_dir).mkdir(parents=True, exist_ok=True)
-    for param in swept_params(summary):
-        figure, axis = plt.subplots(figsize=(6.4, 4.4))
-        most_seeds = 1
-        for label, line in sweep_lines(summary, param):
-            means, spreads, n = error_bars(line, "support_rate_after")
-            most_seeds = max(most_seeds, n)
-            axis.errorbar(list(line[param]), means, yerr=spreads, marker="o", capsize=4, label=label)
-        value_axis(axis, list(summary[param]))
-        axis.axhline(summary["support_rate_before"].mean(), color="grey", linestyle="--",
-                     label="base model (before DPO)")
-        axis.set_ylim(-0.05, 1.05)
-        axis.set_xlabel(PARAM_LABELS.get(param, param))
-        axis.set_ylabel(f"support rate after DPO\n(share of {prompts} test prompts)")
-        spread = f"mean ± s.d. over up to {most_seeds} seeds" if most_seeds > 1 else "one seed per point"
-        axis.set_title(f"Support rate vs {param} ({spread})")
-        axis.grid(alpha=0.3)
-        axis.legend(title="other settings", fontsize="small")
-        save(figure, Path(sweeps_dir) / f"support_rate_vs_{param}.png")
+    with atomic.atomic_path(sweeps_dir) as folder:
+        folder.mkdir()
+        for param in swept_params(summary):
+            figure = sweep_figure(summary, param, prompts)
+            figure.savefig(folder / f"support_rate_vs_{param}.png", dpi=DPI, bbox_inches="tight")
+            plt.close(figure)
+
+
+def sweep_figure(summary: pd.DataFrame, param: str, prompts: int):
+    """Support rate after DPO along one swept parameter, one line per other setting."""
+    figure, axis = plt.subplots(figsize=(6.4, 4.4))
+    most_seeds = 1
+    for label, line in sweep_lines(summary, param):
+        means, spreads, n = error_bars(line, "support_rate_after")
+        most_seeds = max(most_seeds, n)
+        axis.errorbar(list(line[param]), means, yerr=spreads, marker="o", capsize=4, label=label)
+    value_axis(axis, list(summary[param]))
+    axis.axhline(summary["support_rate_before"].mean(), color="grey", linestyle="--",
+                 label="base model (before DPO)")
+    axis.set_ylim(-0.05, 1.05)
+    axis.set_xlabel(PARAM_LABELS.get(param, param))
+    axis.set_ylabel(f"support rate after DPO\n(share of {prompts} test prompts)")
+    spread = f"mean ± s.d. over up to {most_seeds} seeds" if most_seeds > 1 else "one seed per point"
+    axis.set_title(f"Support rate vs {param} ({spread})")
+    axis.grid(alpha=0.3)
+    axis.legend(title="other settings", fontsize="small")
+    return figure
 
 
 # ---- response length vs epochs -------------------------------------------------------
@@ -173,9 +182,12 @@ def plot_stance_heatmap(experiments: str, responses: str, heatmap: str) -> None:
     labels = [["" for _ in groups] for _ in categories]
     for _, row in shifts.iterrows():
         i, j = categories.index(row["category"]), groups.index(row["group"])
+        if not row["measured"]:
+            labels[i][j] = "no valid\nanswers"
+            continue
         e = estimate(row, "shift")
         values[i, j] = e.mean
-        labels[i][j] = f"{e.mean:+.2f}" + (f"\n±{e.sd:.2f}" if e.n > 1 else "")
+        labels[i][j] = f"{e.mean:+.2f}" + (f"\n±{e.sd:.2f}" if e.n > 1 else "") + ("*" if row["effect"] else "")
     prompts = shifts.groupby("category")["prompts"].first()
     figure, axis = plt.subplots(figsize=(max(5.0, 1.1 * len(groups) + 3), max(3.0, 0.55 * len(categories) + 1.8)))
     image = axis.imshow(values, cmap="RdBu", vmin=-1, vmax=1, aspect="auto")
@@ -188,7 +200,7 @@ def plot_stance_heatmap(experiments: str, responses: str, heatmap: str) -> None:
     axis.set_xlabel("experiment")
     axis.set_ylabel("prompt category")
     colorbar = figure.colorbar(image, ax=axis)
-    colorbar.set_label("Δ support rate (after − before DPO)")
+    colorbar.set_label("Δ support rate over valid answers (after − before DPO)\n* 95% interval over prompts excludes 0")
     most_seeds = int(shifts["shift_n"].max()) if len(shifts) else 0
     axis.set_title("Stance shift by prompt category" + (" (mean ± s.d. over seeds)" if most_seeds > 1 else ""))
     save(figure, heatmap)

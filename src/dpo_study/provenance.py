@@ -13,6 +13,7 @@ import functools
 import hashlib
 import json
 import platform
+import re
 import subprocess
 import sys
 from importlib import metadata
@@ -27,6 +28,9 @@ NOT_RESULT_SHAPING = ("experiments", "grids", "defaults", "questions", "results"
 # checking, downloads, the workflow engine.
 NOT_RESULT_SHAPING_LIBRARIES = ("tqdm", "yaml", "jsonschema", "huggingface_hub", "snakemake")
 PACKAGE = Path(__file__).resolve().parent
+# How a job runs (the Snakemake bridge, the GPU worker and allocator), not what it computes: not
+# followed, so an edit there re-runs nothing. The stage a script names is (``call("module:function")``).
+EXECUTION_MODULES = ("dpo_study.smk", "dpo_study.worker", "dpo_study.gpus")
 
 
 def library_versions() -> dict[str, str]:
@@ -92,6 +96,8 @@ def experiment_config_hash(params: dict, config: dict) -> str:
     gives a new hash under the same file name.
     """
     shared = {k: v for k, v in config.items() if k not in NOT_RESULT_SHAPING}
+    if "software" in shared:  # where the GPU jobs run (a resident worker or not) does not shape results
+        shared["software"] = {k: v for k, v in shared["software"].items() if k != "gpu_worker"}
     data = config.get("data", {})
     files = [data.get("train"), data.get("test"), *data.get("probes", [])]
     contents = {str(f): file_sha256(f) for f in files if f and Path(f).is_file()}
@@ -124,6 +130,8 @@ def imported_code(script: Path, package: Path = PACKAGE) -> tuple[dict[str, Path
         for name in imports(pending.pop(), package.name):
             top = name.split(".")[0]
             if top == package.name:
+                if name in EXECUTION_MODULES or name.rpartition(".")[0] in EXECUTION_MODULES:
+                    continue
                 path = package_module(name, package)
                 if path and name not in modules:
                     modules[name] = path
@@ -151,6 +159,9 @@ def _imports(source: str, package_name: str) -> tuple[str, ...]:
                 module = ".".join(filter(None, (package_name, module)))
             names.append(module)
             names += [f"{module}.{alias.name}" for alias in node.names]
+        elif (isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant)
+              and isinstance(node.args[0].value, str) and re.fullmatch(r"[\w.]+:\w+", node.args[0].value)):
+            names.append(node.args[0].value.partition(":")[0])  # call("dpo_study.train:train_adapter", ...)
     return tuple(names)
 
 

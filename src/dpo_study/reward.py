@@ -10,6 +10,7 @@ system and user turns x that it was generated for.
 from __future__ import annotations
 
 import logging
+import math
 
 import pandas as pd
 import torch
@@ -38,6 +39,16 @@ def answer_logprobs(model, tokenizer, records: list[dict], batch_size: int = 8) 
     return sequence_logprobs(model, [ids for ids, _ in encoded], [start for _, start in encoded], batch_size)
 
 
+def answer_tokens(tokenizer, records: list[dict]) -> list[int]:
+    """How many tokens answer_logprobs sums over per answer (its text and the end-of-turn token)."""
+    return [len(ids) - start for ids, start in (conversation_ids(tokenizer, r, r["response"]) for r in records)]
+
+
+def perplexity(logp: float, tokens: int) -> float:
+    """exp of the mean negative log-likelihood per token: the fluency of an answer under a model."""
+    return math.exp(-logp / tokens) if tokens else math.nan
+
+
 def implicit_rewards(
     manifest: str,
     adapter: str,
@@ -50,7 +61,8 @@ def implicit_rewards(
     threads: int = 1,
 ) -> None:
     """Stage: per prompt, the implicit reward of the aligned answer and of the base model's answer
-    (``aligned_implicit_reward``, ``original_implicit_reward``) under one experiment's adapter."""
+    (``aligned_implicit_reward``, ``original_implicit_reward``) under one experiment's adapter, and
+    each answer's perplexity under the base model (``aligned_perplexity``, ``original_perplexity``)."""
     from peft import PeftModel
 
     artifacts.check_adapter(adapter)
@@ -71,6 +83,9 @@ def implicit_rewards(
             f"{side}_logp_policy": logp_policy,
             f"{side}_logp_reference": logp_reference,
             f"{side}_implicit_reward": [beta * (p - q) for p, q in zip(logp_policy, logp_reference)],
+            # Fluency: per-token likelihood under the base model (the reference), the same model for
+            # the base model's and the aligned model's answers.
+            f"{side}_perplexity": [perplexity(q, n) for q, n in zip(logp_reference, answer_tokens(tokenizer, records))],
         })
         table = side_table if table is None else table.merge(side_table, on="id", validate="one_to_one")
         log.info("%s answers: mean implicit reward %.4f", side, side_table[f"{side}_implicit_reward"].mean())

@@ -14,13 +14,13 @@ from pathlib import Path
 
 from dpo_study.artifacts import check_finished_adapters
 from dpo_study.backends import batch_split
-from dpo_study.data import check_strategies, load_probes, load_rows
+from dpo_study.data import check_data_size, check_strategies, load_probes, load_rows
 from dpo_study.experiments import KEY_CHARACTERS, Experiment, expand, settings_key
 from dpo_study.generate import check_generation
 from dpo_study.input_checks import check_config_files, check_study
 from dpo_study.modeling import check_model_name, model_slug
 from dpo_study.provenance import experiment_config_hash
-from dpo_study.report import check_questions
+from dpo_study.comparisons import check_questions
 from dpo_study.strategies import needs_base_responses
 from dpo_study.validation import ConfigError, check_prompt_ids, check_results_folder, validate_config
 
@@ -265,14 +265,10 @@ def load_study(config: dict, config_files=(), schema: str | Path = CONFIG_SCHEMA
     data = config["data"]
     train_rows = load_rows(data["train"], "train")
     test_rows = load_rows(data["test"], "test")
-    probe_rows = load_probes(data["probes"])  # an id once across probe files
-    check_prompt_ids({data["test"]: test_rows, **{path: load_rows(path, "probes") for path in data["probes"]}})
+    probe_rows = load_probes(data["probes"])
+    check_prompt_ids([(data["test"], test_rows), *((path, load_rows(path, "probes")) for path in data["probes"])])
     for e in experiments:
-        if e.params["data_size"] > len(train_rows):
-            raise ConfigError(
-                f"experiment {e.name!r}, field data_size: {e.params['data_size']} "
-                f"is larger than the {len(train_rows)} rows of {data['train']}"
-            )
+        check_data_size(e.params["data_size"], train_rows, f"experiment {e.name!r}, field data_size", data["train"])
     check_strategies(experiments, train_rows, data["train"])
     check_model_name(config["model"]["name"], config["training"]["target_modules"])
     probe_categories = list(dict.fromkeys(r["category"] for r in probe_rows))

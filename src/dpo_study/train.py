@@ -19,9 +19,10 @@ import torch
 from transformers import TrainerCallback
 
 from dpo_study import artifacts, atomic, backends, provenance, train_guards
-from dpo_study.data import read_jsonl
+from dpo_study.data import heldout_pairs, load_rows
 from dpo_study.modeling import device, load_tokenizer, read_manifest
 from dpo_study.reference import attach_reference_logps
+from dpo_study.statistics import loss_spikes
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,12 @@ class StepLog(TrainerCallback):
             self.last = now
 
 
-def dpo_config(experiment: dict, training: dict, output_dir: str):
+def precision_flags(precision: str) -> dict:
+    """TrainingArguments' precision: bf16 autocast, or fp16 with loss scaling (GPUs without bf16), or fp32."""
+    return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
+
+
+def dpo_config(experiment: dict, training: dict, output_dir: str, precision: str = "bf16"):
     from trl import DPOConfig
 
     on_gpu = device() == "cuda"
@@ -72,7 +78,7 @@ def dpo_config(experiment: dict, training: dict, output_dir: str):
         loss_type=training["loss_type"],
         loss_weights=training.get("loss_weights"),
         gradient_checkpointing=training["gradient_checkpointing"] and on_gpu,
-        bf16=on_gpu,
+        **precision_flags(precision if on_gpu else "fp32"),
         use_cpu=not on_gpu,
         logging_steps=1,
         logging_nan_inf_filter=False,  # a NaN loss must reach the log (and train_guards), not be averaged away
@@ -114,9 +120,13 @@ def train_adapter(
     experiment: dict,
     training: dict,
     model_settings: dict,
+    train_rows: str | None = None,
     threads: int = 1,
 ) -> None:
-    """Stage: train one experiment's LoRA adapter; write it, its per-step log and a summary."""
+    """Stage: train one experiment's LoRA adapter; write it, its per-step log and a summary.
+
+    ``train_rows`` (the data's training file): its rows after the first ``data_size`` become held-out
+    pairs, evaluated once after training (``eval_rewards_accuracies``/``_margins`` in the summary)."""
     job_start, started_at = time.perf_counter(), time.time()
     pair_rows = artifacts.read_pairs(pairs, experiment["data_size"])  # before the model loads
     torch.set_num_threads(threads)
@@ -134,6 +144,10 @@ def train_adapter(
     from trl import DPOTrainer
 
     rows = [{k: r[k] for k in ("prompt", "chosen", "rejected")} for r in pair_rows]
+    heldout = [{k: r[k] for k in ("prompt", "chosen", "rejected")}
+               for r in heldout_pairs(load_rows(train_rows, "train"), experiment["data_size"],
+                                      experiment["support_ratio"], rows[0]["prompt"][0]["content"])] \
+        if train_rows else []
     steps = StepLog()
     resume = train_guards.resume_point(
         checkpoints, train_guards.fingerprint(manifest_path, pairs, experiment, training, model_settings)
@@ -142,8 +156,9 @@ def train_adapter(
     trainer = DPOTrainer(
         model=base,
         ref_model=None,
-        args=dpo_config(experiment, training, checkpoints),
+        args=dpo_config(experiment, training, checkpoints, plan.precision),
         train_dataset=Dataset.from_list(rows),
+        eval_dataset=Dataset.from_list(heldout) if heldout else None,
         processing_class=tokenizer,
         peft_config=peft_config,
         callbacks=[steps, train_guards.NumericalGuard(training["stop_grad_norm"])],
@@ -154,6 +169,12 @@ def train_adapter(
     start = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=resume)
     seconds = time.perf_counter() - start
+    evaluation = {}
+    if heldout:
+        trainer.precompute_ref_logps = False  # the held-out pairs have no cached reference log-probs
+        # TRL reports the mean over eval batches (of per_device_eval_batch_size pairs): exact per pair
+        # when the pairs fill whole batches.
+        evaluation = trainer.evaluate()
     with atomic.atomic_path(adapter) as temp:
         trainer.model.save_pretrained(temp, safe_serialization=True)
 
@@ -170,6 +191,12 @@ def train_adapter(
         "final_loss": float(last.get("loss", float("nan"))),
         "rewards_margins": float(last.get("rewards/margins", float("nan"))),
         "rewards_accuracies": float(last.get("rewards/accuracies", float("nan"))),
+        "eval_pairs": len(heldout),
+        "eval_rewards_accuracies": float(evaluation.get("eval_rewards/accuracies", float("nan"))),
+        "eval_rewards_margins": float(evaluation.get("eval_rewards/margins", float("nan"))),
+        # Stability: the largest gradient norm and the steps whose loss jumped (statistics.loss_spikes).
+        "max_grad_norm": float(table["grad_norm"].max()) if "grad_norm" in table else float("nan"),
+        "loss_spikes": loss_spikes(table["loss"]),
         "steps": int(result.global_step),
         "pairs": len(rows),
         "train_seconds": round(seconds, 2),

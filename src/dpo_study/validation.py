@@ -265,15 +265,17 @@ def check_pair_texts(rows: list[dict], path: Path) -> None:
             )
 
 
-def check_prompt_ids(prompt_files: dict[str, list[dict]]) -> None:
-    """Test and probe prompts share one answer table keyed by id: an id may appear only once."""
-    first_seen: dict[str, str] = {}
-    for path, rows in prompt_files.items():
+def check_prompt_ids(prompt_files) -> None:
+    """Test and probe prompts share one answer table keyed by id: an id may appear only once across
+    the files (``{path: rows}`` or a list of ``(path, rows)``; a file listed twice repeats its ids)."""
+    files = list(prompt_files.items()) if isinstance(prompt_files, dict) else list(prompt_files)
+    first_seen: dict[str, tuple[int, str]] = {}
+    for number, (path, rows) in enumerate(files):
         for index, row in enumerate(rows):
             key = str(row["id"])
-            if key in first_seen and first_seen[key] != path:
+            if key in first_seen and first_seen[key][0] != number:
                 raise ConfigError(
-                    f"{path}: row {index}, field 'id' = {render(row['id'])}: repeats an id of {first_seen[key]} "
+                    f"{path}: row {index}, field 'id' = {render(row['id'])}: repeats an id of {first_seen[key][1]} "
                     "(test and probe prompts need distinct ids)"
                 )
-            first_seen.setdefault(key, path)
+            first_seen.setdefault(key, (number, path))

@@ -24,6 +24,7 @@ rule tables:
     params:
         experiment_records=STUDY.experiment_records(),
         prompt_sets=list(STUDY.prompt_sets),
+        relevance_model=config["judge"]["embedding"]["model_path"],
         code=code("write_tables"),
     script:
         "../scripts/write_tables.py"

@@ -2,6 +2,7 @@ rule train_adapter:
     input:
         manifest=MODEL_MANIFEST,
         pairs=pairs_file,
+        train_rows=config["data"]["train"],
     output:
         adapter=directory(f"{RUN}/adapter"),
         train_log=f"{RUN}/train_log.csv",

@@ -1,4 +1,3 @@
-from dpo_study.demo_model import build_demo_model
 from dpo_study.smk import call
 
-call(build_demo_model, snakemake)  # noqa: F821 (set by Snakemake)
+call("dpo_study.demo_model:build_demo_model", snakemake)  # noqa: F821 (set by Snakemake)

@@ -1,9 +1,3 @@
-from dpo_study.backends import prepare_job
-
-# Before anything imports transformers or starts CUDA: this job's own GPU (when it declares one).
-prepare_job(snakemake)  # noqa: F821 (set by Snakemake)
-
-from dpo_study.judge import judge_responses
 from dpo_study.smk import call
 
-call(judge_responses, snakemake)  # noqa: F821 (set by Snakemake)
+call("dpo_study.judge:judge_responses", snakemake)  # noqa: F821 (set by Snakemake)

@@ -1,4 +1,3 @@
-from dpo_study.plots import plot_length_vs_epochs
 from dpo_study.smk import call
 
-call(plot_length_vs_epochs, snakemake)  # noqa: F821 (set by Snakemake)
+call("dpo_study.plots:plot_length_vs_epochs", snakemake)  # noqa: F821 (set by Snakemake)

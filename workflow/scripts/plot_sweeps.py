@@ -1,4 +1,3 @@
-from dpo_study.plots import plot_sweeps
 from dpo_study.smk import call
 
-call(plot_sweeps, snakemake)  # noqa: F821 (set by Snakemake)
+call("dpo_study.plots:plot_sweeps", snakemake)  # noqa: F821 (set by Snakemake)

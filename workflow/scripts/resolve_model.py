@@ -1,4 +1,3 @@
-from dpo_study.modeling import resolve_model
 from dpo_study.smk import call
 
-call(resolve_model, snakemake)  # noqa: F821 (set by Snakemake)
+call("dpo_study.modeling:resolve_model", snakemake)  # noqa: F821 (set by Snakemake)

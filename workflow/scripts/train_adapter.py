@@ -1,9 +1,3 @@
-from dpo_study.backends import prepare_job
-
-# Before anything imports transformers or starts CUDA: this job's own GPU, and Unsloth if it trains with it.
-prepare_job(snakemake)  # noqa: F821 (set by Snakemake)
-
-from dpo_study.train import train_adapter
 from dpo_study.smk import call
 
-call(train_adapter, snakemake)  # noqa: F821 (set by Snakemake)
+call("dpo_study.train:train_adapter", snakemake)  # noqa: F821 (set by Snakemake)

@@ -1,9 +1,3 @@
-from dpo_study.backends import prepare_job
-
-# Before anything imports transformers or starts CUDA: this job's own GPU (when it declares one).
-prepare_job(snakemake)  # noqa: F821 (set by Snakemake)
-
-from dpo_study.judge import train_judge
 from dpo_study.smk import call
 
-call(train_judge, snakemake)  # noqa: F821 (set by Snakemake)
+call("dpo_study.judge:train_judge", snakemake)  # noqa: F821 (set by Snakemake)

@@ -1,4 +1,3 @@
-from dpo_study.tables import write_tables
 from dpo_study.smk import call
 
-call(write_tables, snakemake)  # noqa: F821 (set by Snakemake)
+call("dpo_study.tables:write_tables", snakemake)  # noqa: F821 (set by Snakemake)

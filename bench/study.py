@@ -1,0 +1,370 @@
+"""The study-level benchmark: the HW7 study of config/config.yaml through snakemake, up to three ways.
+
+On a GPU machine (no download: bench/random_model.py builds a random-weight model of Llama-3-8B's shape):
+
+    python3 bench/study.py --work /tmp/study --json $OUT/study.json --ways worker,default
+
+The study is config/config.yaml (4 experiments + the base model, the 10 test prompts + 66 probes,
+implicit reward) with judges ngram + llm, run as a user runs it
+(``snakemake all --cores 16 --resources gpu=1 --configfile config/config.yaml overlay.yaml``):
+
+- ``worker``: the project's default (recipe fast), GPU jobs in the resident worker (software.gpu_worker on);
+- ``default``: the same with one process per job (software.gpu_worker off), as before the worker;
+- ``notebook``: the notebook's way (recipe homework, Unsloth, one process per job, generation one
+  prompt at a time with transformers' generate). Too slow to run whole within a device call, it
+  runs on a sample (the first experiment, the 10 test prompts); the whole study's time is then
+  estimated: per rule, the sample's job time (a generation job's decoding scaled to 76 prompts)
+  times the rule's job count in the full study, plus what the default run spent outside GPU jobs.
+
+Per way: study wall time; GPU-busy fraction (``nvidia-smi`` sampled every 100 ms: the mean of its
+utilisation over the run); each GPU job's wall time (from its process start, imports included) and
+its overhead (wall time minus the GPU-busy seconds inside it); peak GPU memory; the training
+loop's MFU. ``--tiny`` runs a tiny model and a one-experiment study: a smoke test on a CPU.
+``--merge A.json B.json`` joins results of several calls into one file with the headline keys.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+sys.path.insert(0, str(REPO / "bench"))
+
+WAYS = ("worker", "default", "notebook")
+H200_BF16_DENSE_TFLOPS = 989.4  # datasheet, SXM, dense
+TIMING_FILE = "job_times.jsonl"
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+def overlay(way: str, model_dir: Path, tiny: bool, on_gpu: bool) -> dict:
+    """The config overlay of one way (on top of config/config.yaml)."""
+    config = {"model": {"name": str(model_dir)}, "judge": {"use": ["ngram", "llm"], "llm": {"backend": "base_model"}},
+              "software": {"env": "gpu", "gpu_worker": "on" if way == "worker" else "off"}}
+    if way == "notebook":
+        config["training"] = {"recipe": "homework", **({"backend": "unsloth"} if on_gpu else {})}
+        config["generation"] = {"batch_size": 1, "decode": "plain"}  # the notebook's per-prompt loop
+    if way == "notebook" or tiny:  # the sample: one experiment, the test prompts
+        config["experiments"] = [{"name": "homework_default"}]
+        config["questions"] = []
+        config["data"] = {"probes": []}
+    if tiny:
+        config["defaults"] = {"num_epoch": 1, "data_size": 10}
+    return config
+
+
+class GpuSampler:
+    """``nvidia-smi`` every 100 ms: (time, utilisation %, memory MiB) rows; nothing on a machine without it."""
+
+    def __init__(self, path: Path):
+        self.path, self.process = path, None
+
+    def __enter__(self):
+        if shutil.which("nvidia-smi"):
+            self.handle = open(self.path, "w")
+            self.process = subprocess.Popen(
+                ["nvidia-smi", "--query-gpu=utilization.gpu,memory.used", "--format=csv,noheader,nounits",
+                 "-lms", "100"], stdout=subprocess.PIPE, text=True)
+            self.rows = []
+
+            def read():
+                for line in self.process.stdout:
+                    parts = [p.strip() for p in line.split(",")]
+                    if len(parts) == 2 and parts[0].isdigit():
+                        self.rows.append((time.time(), float(parts[0]), float(parts[1])))
+
+            import threading
+
+            self.thread = threading.Thread(target=read, daemon=True)
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.process:
+            self.process.terminate()
+            self.process.wait()
+            self.thread.join(timeout=5)
+            self.path.write_text("\n".join(",".join(map(str, r)) for r in self.rows))
+
+    def samples(self) -> list[tuple[float, float, float]]:
+        return getattr(self, "rows", [])
+
+
+def busy_seconds(samples, start: float, end: float) -> float | None:
+    """GPU-busy seconds in [start, end]: utilisation x sample interval, summed."""
+    if len(samples) < 2:
+        return None
+    total = 0.0
+    for (t0, util, _), (t1, _, _) in zip(samples, samples[1:]):
+        overlap = min(t1, end) - max(t0, start)
+        if overlap > 0:
+            total += overlap * util / 100
+    return total
+
+
+def run_way(way: str, work: Path, model_dir: Path, args, on_gpu: bool) -> dict:
+    folder = work / way
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    for name in ("data", "config"):
+        (folder / name).symlink_to(REPO / name)
+    (folder / "overlay.yaml").write_text(yaml.safe_dump(overlay(way, model_dir, args.tiny, on_gpu)))
+    times = folder / TIMING_FILE
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "UNSLOTH_DISABLE_STATISTICS": "1",
+           "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false", "DPO_STUDY_JOB_TIMES": str(times),
+           "DPO_STUDY_GPU_LOCKS": str(folder / "locks"),
+           "PYTHONPATH": os.pathsep.join(p for p in (str(REPO / "src"), os.environ.get("PYTHONPATH")) if p)}
+    command = [sys.executable, "-m", "snakemake", "all", "-s", str(REPO / "Snakefile"), "-d", str(folder),
+               "--cores", str(args.cores), "--keep-going", "--resources", "gpu=1",
+               "--configfile", str(REPO / "config/config.yaml"), str(folder / "overlay.yaml")]
+    say(f"\n===== {way}: {' '.join(command)}")
+    with GpuSampler(folder / "gpu_samples.csv") as sampler:
+        start = time.time()
+        with open(folder / "snakemake.log", "w") as log:
+            try:
+                code = subprocess.run(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=folder,
+                                      timeout=max(30, args.deadline - time.monotonic())).returncode
+            except subprocess.TimeoutExpired:
+                code = "timeout"
+        end = time.time()
+    say(f"===== {way}: exit {code} after {end - start:.1f} s")
+    if code != 0:
+        say((folder / "snakemake.log").read_text()[-3000:])
+    return figures(way, folder, start, end, code, sampler.samples(), on_gpu)
+
+
+def figures(way: str, folder: Path, start: float, end: float, code, samples, on_gpu: bool) -> dict:
+    jobs = [json.loads(line) for line in (folder / TIMING_FILE).read_text().splitlines()] \
+        if (folder / TIMING_FILE).exists() else []
+    gpu_jobs = []
+    for job in jobs:
+        if not job["gpu_job"]:
+            continue
+        begin = job["process_start"] or job["call_start"]
+        busy = busy_seconds(samples, begin, job["end"])
+        gpu_jobs.append({"rule": job["rule"], "wall_s": round(job["end"] - begin, 2),
+                         "gpu_busy_s": None if busy is None else round(busy, 2),
+                         "overhead_s": None if busy is None else round(job["end"] - begin - busy, 2),
+                         "worker_pid": job.get("worker_pid"), "worker_seconds": job.get("worker_seconds")})
+    study_busy = busy_seconds(samples, start, end)
+    result = {
+        "way": way, "exit": code, "study_s": round(end - start, 1), "jobs": len(jobs), "gpu_jobs": gpu_jobs,
+        "gpu_busy": None if study_busy is None else round(study_busy / (end - start), 3),
+        "gpu_busy_s": None if study_busy is None else round(study_busy, 1),
+        "peak_gpu_memory_gib": round(max(r[2] for r in samples) / 1024, 1) if samples else None,
+        "workers": sorted({j["worker_pid"] for j in gpu_jobs if j["worker_pid"]}),
+    }
+    overheads = [j["overhead_s"] for j in gpu_jobs if j["overhead_s"] is not None]
+    if overheads:
+        result.update(job_overhead_sum_s=round(sum(overheads), 1),
+                      job_overhead_mean_s=round(sum(overheads) / len(overheads), 2))
+    per_rule = {}
+    for job in gpu_jobs:
+        per_rule.setdefault(job["rule"], []).append(job["wall_s"])
+    result["gpu_job_wall_s_by_rule"] = {rule: round(sum(w) / len(w), 2) for rule, w in per_rule.items()}
+    result["gpu_job_count_by_rule"] = {rule: len(w) for rule, w in per_rule.items()}
+    result["training"] = training_figures(folder, on_gpu)
+    result["generation"] = generation_figures(folder)
+    return result
+
+
+def training_figures(folder: Path, on_gpu: bool) -> list[dict]:
+    """Per training job (in the order they ran): the loop's speed and MFU, from its summary and step log."""
+    from h200 import matmul_params, train_figures
+
+    rows = []
+    for summary_path in folder.glob("results/*/runs/*/train_summary.json"):
+        summary = json.loads(summary_path.read_text())
+        row = {"run": summary_path.parent.name, "started_at": summary["started_at"],
+               "train_seconds": summary["train_seconds"], "tokens": summary["tokens"],
+               "final_loss": summary["final_loss"], "plan": summary["plan"]}
+        if on_gpu:
+            model_dir = Path(json.loads(next(folder.glob("results/models/*.json")).read_text())["path"])
+            step = {"spawned_at": summary["started_at"], "wall_s": 0}
+            loop = train_figures(summary, summary_path.parent / "train_log.csv", step, matmul_params(model_dir),
+                                 H200_BF16_DENSE_TFLOPS)
+            row.update({k: loop[k] for k in ("loop_tok_s", "loop_mfu", "steady_loop_mfu", "steady_step_s")})
+        rows.append(row)
+    return sorted(rows, key=lambda r: r["started_at"])
+
+
+def generation_figures(folder: Path) -> list[dict]:
+    """Per generation job: prompts, tokens and decoding seconds, from its log line."""
+    import re
+
+    rows = []
+    for log in folder.glob("results/logs/generate_*"):
+        for path in ([log] if log.is_file() else log.glob("*.log")):
+            match = re.search(r"generated (\d+) answers, (\d+) tokens in ([\d.]+) s", path.read_text())
+            if match:
+                rows.append({"log": path.name, "answers": int(match[1]), "tokens": int(match[2]),
+                             "seconds": float(match[3])})
+    return rows
+
+
+def estimate_notebook(sample: dict, default: dict, full_prompts: int) -> dict:
+    """The whole study the notebook's way, from its sample and the full study's job counts (see module doc)."""
+    per_rule = dict(sample["gpu_job_wall_s_by_rule"])
+    generation = sample["generation"]
+    if generation:
+        answers = sum(g["answers"] for g in generation) / len(generation)
+        seconds = sum(g["seconds"] for g in generation) / len(generation)
+        for rule in ("generate_base", "generate_aligned"):
+            if rule in per_rule:
+                per_rule[rule] = per_rule[rule] + seconds * (full_prompts / answers - 1)
+    gpu_s = sum(per_rule.get(rule, 0) * count for rule, count in default["gpu_job_count_by_rule"].items())
+    default_gpu_s = sum(j["wall_s"] for j in default["gpu_jobs"])
+    outside = max(0.0, default["study_s"] - default_gpu_s)
+    return {"estimated_study_s": round(gpu_s + outside, 1), "estimated_gpu_jobs_s": round(gpu_s, 1),
+            "outside_gpu_jobs_s (from the default run)": round(outside, 1),
+            "job_wall_s_by_rule (generation scaled)": {k: round(v, 1) for k, v in per_rule.items()},
+            "full_prompts": full_prompts}
+
+
+def notebook_from_single_jobs(default: dict, single: dict, full_prompts: int = 76, new_tokens: int = 128) -> dict:
+    """The notebook's way for the whole study, from bench/h200.py's single-job figures (when no sample ran).
+
+    Each training job takes the notebook recipe's measured job wall time; each generation job the
+    per-prompt loop's fixed cost (its job wall time minus its decoding) plus ``full_prompts`` answers
+    of ``new_tokens`` tokens (a random model never stops early) at its measured rate; the other rules
+    (judges, implicit reward: the recipe does not change them) and the time outside GPU jobs as in
+    the default run.
+    """
+    loop = single["gen_loop"]
+    generation = (loop["wall_s"] - loop["seconds"]) + full_prompts * new_tokens / loop["tok_s"]
+    per_rule = {**default["gpu_job_wall_s_by_rule"], "train_adapter": single["train_homework"]["wall_s"],
+                "generate_base": generation, "generate_aligned": generation}
+    gpu_s = sum(per_rule[rule] * count for rule, count in default["gpu_job_count_by_rule"].items())
+    outside = max(0.0, default["study_s"] - sum(j["wall_s"] for j in default["gpu_jobs"]))
+    return {"estimated_study_s": round(gpu_s + outside, 1), "estimated_gpu_jobs_s": round(gpu_s, 1),
+            "outside_gpu_jobs_s (from the default run)": round(outside, 1),
+            "job_wall_s_by_rule": {k: round(v, 1) for k, v in per_rule.items()},
+            "from": f"bench/h200.py's run of {single['date']}: train_homework.wall_s, gen_loop (wall_s, seconds, tok_s)",
+            "full_prompts": full_prompts}
+
+
+def headline(r: dict) -> dict:
+    """The keys the issue asks for, from the ways that ran."""
+    ways = r.get("ways", {})
+    out = {}
+    if "default" in ways:
+        out["default_study_s"] = ways["default"]["study_s"]
+    if "worker" in ways:
+        w = ways["worker"]
+        out.update(worker_study_s=w["study_s"], worker_gpu_busy=w["gpu_busy"],
+                   worker_job_overhead_s=w.get("job_overhead_mean_s"),
+                   worker_job_overhead_sum_s=w.get("job_overhead_sum_s"),
+                   worker_peak_gpu_memory_gib=w["peak_gpu_memory_gib"])
+        # After warm-up: the training jobs after the worker's first (whole loop), and their loops after epoch 1.
+        later = [t["loop_mfu"] for t in w["training"][1:] if "loop_mfu" in t]
+        out["worker_loop_mfu"] = round(sum(later) / len(later), 3) if later else None
+        steady = [t["steady_loop_mfu"] for t in w["training"][1:] if t.get("steady_loop_mfu") == t.get("steady_loop_mfu")
+                  and t.get("steady_loop_mfu") is not None]
+        out["worker_steady_loop_mfu"] = round(max(steady), 3) if steady else None
+    if "notebook" in ways and "default" in ways:
+        out["notebook_study_s"] = estimate_notebook(ways["notebook"], ways["default"], r.get("full_prompts", 76))[
+            "estimated_study_s"]
+        out["notebook_study_is_estimate"] = True
+    elif "notebook_estimate" in r:
+        out["notebook_study_s"] = r["notebook_estimate"]["estimated_study_s"]
+        out["notebook_study_is_estimate"] = True
+    if "default" in ways:
+        d = ways["default"]
+        out.update(default_gpu_busy=d["gpu_busy"], default_job_overhead_s=d.get("job_overhead_mean_s"),
+                   default_job_overhead_sum_s=d.get("job_overhead_sum_s"),
+                   default_peak_gpu_memory_gib=d["peak_gpu_memory_gib"])
+    if out.get("worker_study_s"):
+        for way in ("default", "notebook"):
+            if out.get(f"{way}_study_s"):
+                out[f"worker_speedup_vs_{way}"] = round(out[f"{way}_study_s"] / out["worker_study_s"], 2)
+    return out
+
+
+def tables_equal(work: Path, a: str, b: str) -> bool | None:
+    """experiments.csv of two ways equal except timing columns (None when either is missing)."""
+    import pandas as pd
+
+    from dpo_study.tables import TIMING_COLUMNS
+
+    paths = [work / way / "results/tables/experiments.csv" for way in (a, b)]
+    if not all(p.exists() for p in paths):
+        return None
+    frames = [pd.read_csv(p).drop(columns=[c for c in TIMING_COLUMNS if c in pd.read_csv(p).columns]) for p in paths]
+    keep = [c for c in frames[0].columns if c not in ("git_commit", "config_hash")]
+    return frames[0][keep].equals(frames[1][keep])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--work", type=Path, default=Path("/tmp/dpo-study-bench"))
+    parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--ways", default="worker,default,notebook")
+    parser.add_argument("--model", type=Path, default=None, help="a model folder already built (else one is built)")
+    parser.add_argument("--tiny", action="store_true", help="a tiny model and a one-experiment study (CPU smoke test)")
+    parser.add_argument("--cores", type=int, default=min(16, os.cpu_count() or 1))
+    parser.add_argument("--time-limit", type=float, default=3600, help="seconds for the whole run")
+    parser.add_argument("--merge", nargs="+", type=Path, default=None, help="join earlier results into --json")
+    parser.add_argument("--notebook-from", type=Path, default=None,
+                        help="with --merge and no notebook sample: estimate it from bench/h200.py's JSON")
+    parser.add_argument("--extra", nargs="+", type=Path, default=None, help="with --merge: JSON files kept as keys")
+    args = parser.parse_args()
+    args.deadline = time.monotonic() + args.time_limit
+    if args.merge:
+        merged = {"ways": {}, "runs": []}
+        for path in args.merge:
+            part = json.loads(path.read_text())
+            merged["ways"].update(part["ways"])
+            merged["runs"].append({k: v for k, v in part.items() if k != "ways"})
+        if "notebook" in merged["ways"] and "default" in merged["ways"]:
+            merged["notebook_estimate"] = estimate_notebook(merged["ways"]["notebook"], merged["ways"]["default"], 76)
+        elif args.notebook_from and "default" in merged["ways"]:
+            merged["notebook_estimate"] = notebook_from_single_jobs(merged["ways"]["default"],
+                                                                    json.loads(args.notebook_from.read_text()))
+        for extra in args.extra or []:  # other figures of the same calls (e.g. the fp16 run)
+            merged[extra.stem] = json.loads(extra.read_text())
+        merged.update(headline(merged))
+        args.json.write_text(json.dumps(merged, indent=1) + "\n")
+        say(json.dumps(headline(merged), indent=1))
+        return
+
+    import torch
+
+    on_gpu = torch.cuda.is_available()
+    args.work.mkdir(parents=True, exist_ok=True)
+    report = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+              "command": " ".join(sys.argv), "machine": torch.cuda.get_device_name() if on_gpu else "cpu",
+              "cores": args.cores, "full_prompts": 76, "ways": {}}
+    model_dir = args.model
+    if model_dir is None:
+        model_dir = args.work / "model"
+        start = time.perf_counter()
+        subprocess.run([sys.executable, str(REPO / "bench/random_model.py"), str(model_dir),
+                        *(["--tiny", "--layers", "2"] if args.tiny else [])], check=True)
+        report["model_build_s"] = round(time.perf_counter() - start, 1)
+    for way in args.ways.split(","):
+        report["ways"][way] = run_way(way, args.work, model_dir.resolve(), args, on_gpu)
+        if args.json:
+            args.json.write_text(json.dumps(report, indent=1) + "\n")
+    if {"worker", "default"} <= set(report["ways"]):
+        report["tables_equal_worker_default"] = tables_equal(args.work, "worker", "default")
+    report.update(headline(report))
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=1) + "\n")
+    say(json.dumps(headline(report), indent=1))
+
+
+if __name__ == "__main__":
+    main()

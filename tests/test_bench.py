@@ -1,0 +1,78 @@
+"""Every bench/ entry point runs (on a tiny model, on the CPU), so the committed figures stay reproducible.
+
+Only the notebook's Unsloth generation loop (bench/generate_job.py loop) needs a GPU and is not run here.
+"""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+
+BENCH = REPO / "bench"
+
+
+def run(*args, timeout=900, **kwargs):
+    result = subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True, timeout=timeout,
+                            cwd=REPO, **kwargs)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+@pytest.fixture(scope="module")
+def bench_model(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("bench")
+    run(BENCH / "random_model.py", folder / "model", "--tiny", "--layers", "1")
+    return folder
+
+
+def test_random_model_writes_a_model_and_its_manifest(bench_model):
+    manifest = json.loads((bench_model / "model.json").read_text())
+    assert (bench_model / "model" / "config.json").exists() and manifest["path"] == str(bench_model / "model")
+
+
+def test_train_job_and_generate_job_and_gpu_overlap_run(bench_model, tmp_path):
+    sys.path.insert(0, str(BENCH))
+    from h200 import write_inputs
+
+    pairs, prompts = write_inputs(tmp_path, 4)
+    out = tmp_path / "runs" / "one"
+    run(BENCH / "train_job.py", bench_model / "model.json", pairs, out, json.dumps({"recipe": "fast"}))
+    summary = json.loads((out / "train_summary.json").read_text())
+    assert summary["steps"] > 0 and summary["plan"]["precision"] == "fp32" and (out / "adapter").is_dir()
+    generated = tmp_path / "generated.json"
+    run(BENCH / "generate_job.py", "project", bench_model / "model.json", prompts, out / "adapter", generated,
+        "auto")
+    assert json.loads(generated.read_text())["runs"][0]["prompts"] > 0
+    overlap = subprocess.run([sys.executable, BENCH / "gpu_overlap.py", tmp_path / "runs"], capture_output=True,
+                             text=True, cwd=REPO)
+    assert "1 training jobs, 0 pairs ran at once" in overlap.stdout and overlap.returncode == 1
+
+
+def test_demo_cpu_benchmark_command_is_valid():
+    result = run(BENCH / "demo_cpu.py", "--dry-run")
+    assert "cold run" in result.stdout
+
+
+@pytest.mark.slow
+def test_h200_benchmark_runs_on_a_tiny_model(tmp_path):
+    out = tmp_path / "h200.json"
+    run(BENCH / "h200.py", "--tiny", "--layers", "1", "--work", tmp_path, "--json", out, "--prompts", "4",
+        "--skip", "homework,gen_loop,auto_default_allocator,auto_ref_in_loop")
+    results = json.loads(out.read_text())
+    assert results["train_auto"]["ok"] and results["gen_project"]["ok"]
+
+
+@pytest.mark.slow
+def test_study_benchmark_runs_a_tiny_study_with_and_without_the_worker(tmp_path):
+    out = tmp_path / "study.json"
+    run(BENCH / "study.py", "--tiny", "--work", tmp_path, "--json", out, "--ways", "worker,default", "--cores", "2",
+        timeout=1800)
+    results = json.loads(out.read_text())
+    worker, default = results["ways"]["worker"], results["ways"]["default"]
+    assert worker["exit"] == default["exit"] == 0
+    assert len(worker["workers"]) == 1 and not default["workers"]  # every GPU job in one worker, or none
+    assert results["tables_equal_worker_default"] is True
+    assert results["worker_study_s"] == worker["study_s"] and results["default_study_s"] == default["study_s"]

@@ -1,0 +1,71 @@
+"""The resident base model (dpo_study.resident): reused within a worker, always as freshly loaded."""
+
+import pytest
+import torch
+
+from dpo_study import modeling, resident
+
+
+@pytest.fixture
+def residency(monkeypatch):
+    monkeypatch.setattr(resident, "_enabled", True)
+    monkeypatch.setattr(resident, "_entry", None)
+    monkeypatch.setattr(resident, "stats", {"loads": 0, "reuses": 0, "evictions": 0})
+
+
+def load(tiny_model):
+    return modeling.load_base(modeling.read_manifest(tiny_model), {})
+
+
+def outputs(model):
+    ids = torch.arange(1, 9)[None]
+    with torch.inference_mode():
+        return model(input_ids=ids).logits
+
+
+def test_outside_a_worker_every_load_is_fresh(tiny_model):
+    assert not resident.enabled()
+    assert load(tiny_model) is not load(tiny_model)
+
+
+def test_a_worker_reuses_the_model_and_training_leaves_no_trace(tiny_model, residency):
+    from peft import LoraConfig, get_peft_model
+
+    model = load(tiny_model)
+    fresh = outputs(model)
+    peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
+    peft_model.train()
+    model.gradient_checkpointing_enable()
+    model.enable_input_require_grads()
+    model.config.use_cache = False
+    model.generation_config.pad_token_id = 7  # as TRL's trainer does
+    with torch.no_grad():  # an adapter that changes the outputs
+        for name, parameter in peft_model.named_parameters():
+            if "lora_B" in name:
+                parameter.fill_(0.5)
+    loss = peft_model(input_ids=torch.arange(1, 9)[None], labels=torch.arange(1, 9)[None]).loss
+    loss.backward()
+    assert not torch.equal(outputs(peft_model), fresh)
+    del peft_model
+    resident.reset()
+    assert resident.stats["evictions"] == 0  # nothing left that the fingerprint sees
+    again = load(tiny_model)
+    assert again is model and resident.stats == {"loads": 1, "reuses": 1, "evictions": 0}
+    assert torch.equal(outputs(again), fresh)
+    assert not again.training and again.config.use_cache
+    assert all(p.grad is None and p.requires_grad for p in again.parameters())
+
+
+def test_a_job_that_changes_the_base_weights_evicts_the_model(tiny_model, residency):
+    model = load(tiny_model)
+    with torch.no_grad():
+        next(model.parameters()).add_(1.0)
+    resident.reset()
+    assert resident.stats["evictions"] == 1
+    assert load(tiny_model) is not model  # loaded afresh
+
+
+def test_another_load_plan_replaces_the_resident_model(tiny_model, residency):
+    model = load(tiny_model)
+    other = modeling.load_base(modeling.read_manifest(tiny_model), {"trust_remote_code": True})
+    assert other is not model and resident.stats["loads"] == 2

@@ -1,0 +1,216 @@
+"""The resident GPU worker (dpo_study.worker) on the CPU: jobs, failures, kills, plans, fake GPUs.
+
+Stages here are small functions of a module written into the test's folder; each test has its own
+worker folder (DPO_STUDY_GPU_LOCKS), so its workers are its own, and ends them when it ends.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import REPO
+from dpo_study import gpus, worker
+from snakemake_helpers import SNAKEMAKE
+
+STAGES = '''
+import json, os, time, logging
+
+def write(out, text, threads=1):
+    logging.getLogger("stage").info("writing %s with %d threads", text, threads)
+    print("printed", text)
+    with open(out, "w") as handle:
+        json.dump({"text": text, "pid": os.getpid(), "gpu": os.environ.get("CUDA_VISIBLE_DEVICES")}, handle)
+
+def fail(out):
+    raise ValueError("bad input in " + out)
+
+def die(out):
+    os._exit(3)
+
+def with_model(out, manifest):
+    write(out, manifest)
+
+def sleep(out, seconds):
+    start = time.time()
+    time.sleep(seconds)
+    with open(out, "w") as handle:
+        json.dump({"pid": os.getpid(), "gpu": os.environ.get("CUDA_VISIBLE_DEVICES"), "start": start,
+                   "end": time.time()}, handle)
+'''
+
+
+@pytest.fixture
+def stages(tmp_path, monkeypatch):
+    (tmp_path / "worker_test_stages.py").write_text(STAGES)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path), str(REPO / "src")]))
+    monkeypatch.setenv(gpus.LOCK_DIR_VARIABLE, str(tmp_path / "locks"))
+    monkeypatch.setenv(worker.IDLE_VARIABLE, "60")
+    yield tmp_path
+    for info in (tmp_path / "locks" / "workers").glob("*.json"):
+        try:
+            os.kill(json.loads(info.read_text())["pid"], signal.SIGKILL)
+        except (ProcessLookupError, ValueError, KeyError):
+            pass
+
+
+def run(tmp_path, stage, name, owner=None, gpu=None, **kwargs):
+    out = tmp_path / f"{name}.json"
+    result = worker.run_stage(f"worker_test_stages:{stage}", {"out": str(out), **kwargs}, str(tmp_path / f"{name}.log"),
+                              gpu, owner=owner or os.getpid())
+    return result, (json.loads(out.read_text()) if out.exists() else None)
+
+
+def wait_dead(pid, seconds=15):
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+        if not worker.alive(pid):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_jobs_run_in_one_resident_worker_with_their_output_in_their_own_log(stages):
+    first, written = run(stages, "write", "a", text="one", threads=3)
+    second, again = run(stages, "write", "b", text="two")
+    assert first["status"] == second["status"] == "done"
+    assert written["pid"] == again["pid"] == first["worker_pid"] != os.getpid()
+    log = (stages / "a.log").read_text()
+    assert "writing one with 3 threads" in log and "printed one" in log
+    assert "two" not in log and "printed two" in (stages / "b.log").read_text()
+
+
+def test_a_failing_job_fails_alone_and_the_next_job_runs_in_the_same_worker(stages):
+    _, before = run(stages, "write", "a", text="one")
+    with pytest.raises(worker.StageFailed, match="ValueError: bad input"):
+        run(stages, "fail", "bad")
+    assert "Traceback" in (stages / "bad.log").read_text()
+    _, after = run(stages, "write", "c", text="three")
+    assert before["pid"] == after["pid"]
+
+
+def test_a_killed_worker_is_replaced_by_the_next_job(stages):
+    _, before = run(stages, "write", "a", text="one")
+    os.kill(before["pid"], signal.SIGKILL)
+    assert wait_dead(before["pid"])
+    _, after = run(stages, "write", "b", text="two")
+    assert after["pid"] != before["pid"]
+
+
+def test_a_worker_that_dies_during_a_job_fails_that_job_only(stages):
+    _, before = run(stages, "write", "a", text="one")
+    with pytest.raises(worker.WorkerError, match="ended during this job"):
+        run(stages, "die", "dead")
+    assert "ended during this job" in (stages / "dead.log").read_text()
+    _, after = run(stages, "write", "b", text="two")
+    assert after["pid"] != before["pid"]
+
+
+def test_a_job_whose_process_is_killed_takes_its_worker_down(stages):
+    """Snakemake cancelling a job (its process killed) must not leave the worker writing its outputs."""
+    code = ("import os, sys; from dpo_study import worker; "
+            f"worker.run_stage('worker_test_stages:sleep', {{'out': {str(stages / 'late.json')!r}, 'seconds': 30}}, "
+            f"{str(stages / 'late.log')!r}, None, owner={os.getpid()})")
+    client = subprocess.Popen([sys.executable, "-c", code], env=os.environ.copy())
+    info_file = stages / "locks" / "workers" / f"{worker.worker_name(os.getpid(), None)}.json"
+    end = time.monotonic() + 60
+    while not ((stages / "late.log").exists() and info_file.exists()) and time.monotonic() < end:
+        time.sleep(0.1)
+    pid = json.loads(info_file.read_text())["pid"]
+    client.kill()
+    client.wait()
+    assert wait_dead(pid)
+    assert not (stages / "late.json").exists()
+
+
+def test_the_worker_ends_with_the_snakemake_run_that_started_it(stages):
+    owner = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        _, written = run(stages, "write", "a", owner=owner.pid, text="one")
+    finally:
+        owner.kill()
+        owner.wait()
+    assert wait_dead(written["pid"])
+
+
+def test_an_idle_worker_ends_after_its_idle_time(stages, monkeypatch):
+    monkeypatch.setenv(worker.IDLE_VARIABLE, "1")
+    _, written = run(stages, "write", "a", text="one")
+    assert wait_dead(written["pid"], seconds=10)
+    _, again = run(stages, "write", "b", text="two")  # and the next job starts another
+    assert again["pid"] != written["pid"]
+
+
+def test_a_job_with_another_load_plan_gets_a_fresh_worker(stages):
+    manifests = []
+    for name in ("one", "two"):
+        path = stages / f"{name}.model.json"
+        path.write_text(json.dumps({"path": str(stages / name)}))
+        manifests.append(str(path))
+    _, a = run(stages, "with_model", "a", manifest=manifests[0])
+    _, b = run(stages, "with_model", "b", manifest=manifests[0])
+    _, c = run(stages, "with_model", "c", manifest=manifests[1])
+    assert a["pid"] == b["pid"] != c["pid"]
+    assert wait_dead(a["pid"])  # the old plan's worker made room
+
+
+def test_concurrent_jobs_on_one_gpu_are_served_one_at_a_time(stages):
+    code = ("import os; from dpo_study import worker; "
+            f"worker.run_stage('worker_test_stages:sleep', {{'out': os.environ['OUT'], 'seconds': 1}}, "
+            f"os.environ['OUT'] + '.log', None, owner={os.getpid()})")
+    clients = [subprocess.Popen([sys.executable, "-c", code], env={**os.environ, "OUT": str(stages / f"c{i}.json")})
+               for i in range(3)]
+    assert [c.wait(timeout=120) for c in clients] == [0, 0, 0]
+    pids = {json.loads((stages / f"c{i}.json").read_text())["pid"] for i in range(3)}
+    assert len(pids) == 1
+
+
+def test_worker_mode():
+    assert worker.enabled("auto", {}) and worker.enabled("on", {"SLURM_JOB_ID": "1"})
+    assert not worker.enabled("auto", {"SLURM_JOB_ID": "1"}) and not worker.enabled("off", {})
+    assert worker.enabled(True, {}) and not worker.enabled(False, {})  # YAML's bare on/off
+    with pytest.raises(ValueError, match="gpu_worker"):
+        worker.enabled("sometimes", {})
+
+
+SNAKEFILE = """
+rule all:
+    input: expand("job{i}.json", i=range(6))
+
+rule job:
+    output: out="job{i}.json"
+    log: "logs/job{i}.log"
+    params: seconds=2
+    resources: gpu=1
+    script: "job.py"
+"""
+JOB = """
+from dpo_study.smk import call
+call("worker_test_stages:sleep", snakemake)
+"""
+
+
+def test_each_fake_gpu_gets_its_own_worker_and_each_job_the_worker_of_the_gpu_it_claimed(stages):
+    (stages / "Snakefile").write_text(SNAKEFILE)
+    (stages / "job.py").write_text(JOB)
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "fake0,fake1"}
+    subprocess.run([*SNAKEMAKE, "-d", str(stages), "-s", str(stages / "Snakefile"), "--cores", "4",
+                    "--resources", "gpu=2"], env=env, check=True, capture_output=True, timeout=300)
+    jobs = [json.loads((stages / f"job{i}.json").read_text()) for i in range(6)]
+    assert {j["gpu"] for j in jobs} == {"fake0", "fake1"}
+    workers = {gpu: {j["pid"] for j in jobs if j["gpu"] == gpu} for gpu in ("fake0", "fake1")}
+    assert all(len(pids) == 1 for pids in workers.values())  # one worker per GPU, serving all its jobs ...
+    assert workers["fake0"] != workers["fake1"]  # ... and not the other GPU's
+    overlapping = [(a, b) for i, a in enumerate(jobs) for b in jobs[i + 1:]
+                   if a["start"] < b["end"] and b["start"] < a["end"]]
+    assert overlapping and all(a["gpu"] != b["gpu"] for a, b in overlapping)  # no job waited for the other GPU
+    for pid in workers["fake0"] | workers["fake1"]:  # gone with the Snakemake run
+        assert wait_dead(pid)

@@ -1,0 +1,109 @@
+"""The resident worker through the snakemake command line, on a small demo model (CPU).
+
+A demo study (two experiments: a second training on the model the first one left; all three
+judges, the llm judge running the base model) gives the same tables with the worker and without
+it, except timing columns; a worker killed in the middle of a study fails at most the job it was
+running, the next job starts a new one, and the rerun ends with the same tables.
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from dpo_study.gpus import LOCK_DIR_VARIABLE
+from dpo_study.tables import TIMING_COLUMNS
+from snakemake_helpers import snakemake, snakemake_command, snakemake_env, workdir_with_config
+
+pytestmark = pytest.mark.slow
+
+STUDY = {
+    "demo_model": {"seed": 1, "steps": 200, "batch_size": 32, "vocab_size": 1024, "hidden_size": 96,
+                   "num_layers": 2, "num_heads": 4, "intermediate_size": 192},
+    "training": {"per_device_train_batch_size": 4, "gradient_accumulation_steps": 1, "loss_type": ["sigmoid", "sft"],
+                 "gradient_checkpointing": False},
+    "defaults": {"num_epoch": 1, "data_size": 12, "learning_rate": 2.0e-3},
+    "generation": {"max_new_tokens": 32},
+    "experiments": [{"name": "ratio_0", "support_ratio": 0}, {"name": "ratio_1", "support_ratio": 1}],
+    "questions": [],
+}
+
+
+def config(workdir, gpu_worker):
+    return workdir_with_config(workdir, {**STUDY, "software": {"env": "cpu", "gpu_worker": gpu_worker}})
+
+
+def tables(workdir) -> dict:
+    out = {}
+    for path in sorted((workdir / "results/tables").glob("*.csv")):
+        table = pd.read_csv(path)
+        # git_commit records the code a run used (a commit during the test changes it), not a result.
+        out[path.name] = table.drop(columns=[c for c in [*TIMING_COLUMNS, "git_commit"] if c in table.columns])
+    return out
+
+
+def worker_env(workdir) -> dict:
+    return {LOCK_DIR_VARIABLE: str(workdir / "locks")}
+
+
+def worker_starts(workdir) -> int:
+    logs = list((workdir / "locks/workers").glob("*.log"))
+    return sum(log.read_text().count("serves GPU jobs") for log in logs)
+
+
+@pytest.fixture(scope="module")
+def with_worker(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("with_worker")
+    snakemake(workdir, config(workdir, "on"), env=worker_env(workdir))
+    return workdir
+
+
+def copy_demo_model(source: Path, workdir: Path) -> None:
+    shutil.copytree(source / "results/models", workdir / "results/models")
+
+
+def test_model_jobs_ran_in_one_worker_that_reused_the_model(with_worker):
+    assert worker_starts(with_worker) == 1
+    logs = "".join(p.read_text() for p in (with_worker / "results").rglob("*.log"))
+    assert "in the GPU worker" in logs and "already loaded in this worker: reused" in logs
+    assert "it will be loaded afresh" not in logs  # every job left the model as it found it
+
+
+def test_tables_are_the_same_with_and_without_the_worker(with_worker, tmp_path):
+    copy_demo_model(with_worker, tmp_path)
+    snakemake(tmp_path, config(tmp_path, "off"), env=worker_env(tmp_path))
+    assert not (tmp_path / "locks/workers").exists()  # no worker ran
+    with_, without = tables(with_worker), tables(tmp_path)
+    assert set(with_) == set(without) and "responses.csv" in with_
+    assert with_["responses.csv"]["aligned_response"].str.len().gt(0).all()
+    for name in with_:
+        pd.testing.assert_frame_equal(with_[name], without[name], obj=name)
+
+
+def test_a_killed_worker_fails_only_its_job_and_the_rerun_ends_as_an_uninterrupted_study(with_worker, tmp_path):
+    copy_demo_model(with_worker, tmp_path)
+    study = config(tmp_path, "on")
+    env = worker_env(tmp_path)
+    with open(tmp_path / "run.log", "w") as log:
+        process = subprocess.Popen(snakemake_command(tmp_path, study, "--keep-going"), stdout=log,
+                                   stderr=subprocess.STDOUT, start_new_session=True, env=snakemake_env(env))
+        killed = None
+        deadline = time.monotonic() + 1500
+        while process.poll() is None and time.monotonic() < deadline:
+            infos = list((tmp_path / "locks/workers").glob("*.json"))
+            if killed is None and infos and list((tmp_path / "results").rglob("train_summary.json")):
+                killed = json.loads(infos[0].read_text())["pid"]  # after its first training job
+                os.kill(killed, signal.SIGKILL)
+            time.sleep(0.05)
+        process.wait(timeout=60)
+    assert killed is not None, (tmp_path / "run.log").read_text()[-3000:]
+    assert worker_starts(tmp_path) >= 2  # the next model job started a new worker
+    snakemake(tmp_path, study, env=env)  # whatever the kill failed is done now
+    for name, table in tables(with_worker).items():
+        pd.testing.assert_frame_equal(table, tables(tmp_path)[name], obj=name)
