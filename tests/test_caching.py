@@ -115,9 +115,9 @@ def test_a_code_edit_reruns_the_jobs_that_run_that_code_and_no_training(study, e
     assert study.jobs(study.config_file()) == {}  # a touch: nothing to do
     edit(metrics, original + "\nCACHE_TEST = 1\n")
     jobs = study.jobs(study.config_file())
-    # metrics.py is imported by the judges, the tables and the submissions: those re-run.
+    # metrics.py is imported by the judges, the tables, the submissions and the plots: those re-run.
     assert jobs == {"train_judge": JUDGES, "judge_responses": (1 + E) * S, "submission": E,
-                    **dict.fromkeys(REPORT_JOBS, 1)}
+                    **dict.fromkeys(REPORT_JOBS, 1), "training_curves": 1}
 
 
 def test_an_edit_of_the_training_code_retrains(study, edit):
