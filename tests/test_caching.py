@@ -9,8 +9,10 @@ workflow is a copy of this checkout, so that a test can edit its code and its pr
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
+from safetensors.numpy import save_file
 
 from conftest import DEMO_EXPERIMENTS, REPO
 from snakemake_helpers import scheduled_jobs, snakemake
@@ -72,6 +74,9 @@ class Study:
                 path.touch(exist_ok=True)
             else:  # the directory outputs: adapters, the demo model, report folders
                 path.mkdir(parents=True, exist_ok=True)
+                if path.name == "adapter":  # one that opens: the workflow checks finished adapters
+                    (path / "adapter_config.json").write_text("{}")
+                    save_file({"weight": np.zeros(1, dtype=np.float32)}, str(path / "adapter_model.safetensors"))
         self.run(config, "--touch", "--forcerun", *rules)
         assert "Nothing to be done" in self.run(config, "-n").stdout
 
@@ -110,9 +115,9 @@ def test_a_code_edit_reruns_the_jobs_that_run_that_code_and_no_training(study, e
     assert study.jobs(study.config_file()) == {}  # a touch: nothing to do
     edit(metrics, original + "\nCACHE_TEST = 1\n")
     jobs = study.jobs(study.config_file())
-    # metrics.py is imported by the judges, the tables and the submissions: those re-run.
+    # metrics.py is imported by the judges, the tables, the submissions and the plots: those re-run.
     assert jobs == {"train_judge": JUDGES, "judge_responses": (1 + E) * S, "submission": E,
-                    **dict.fromkeys(REPORT_JOBS, 1)}
+                    **dict.fromkeys(REPORT_JOBS, 1), "training_curves": 1}
 
 
 def test_an_edit_of_the_training_code_retrains(study, edit):

@@ -154,3 +154,10 @@ def test_close_settings_values_get_different_keys():
     a = settings_key({**GENERATION_DEFAULTS, "temperature": 0.7}, GENERATION_DEFAULTS)
     b = settings_key({**GENERATION_DEFAULTS, "temperature": 0.70000001}, GENERATION_DEFAULTS)
     assert a != b
+
+
+def test_settings_keys_do_not_depend_on_the_order_of_the_config_file():
+    changed = {"temperature": 0.7, "do_sample": True}
+    assert (settings_key({**GENERATION_DEFAULTS, **changed}, GENERATION_DEFAULTS)
+            == settings_key(dict(reversed({**GENERATION_DEFAULTS, **changed}.items())), GENERATION_DEFAULTS)
+            == "do_sample~True_temperature~0.7")

@@ -107,8 +107,10 @@ def settings_key(settings: dict, defaults: dict) -> str:
     The rules also get the whole group as a param, so a change of the defaults themselves re-runs
     what they shaped instead of taking it for cached.
     """
-    defaults = flatten(defaults)
-    changed = {name: value for name, value in flatten(settings).items() if defaults.get(name, MISSING) != value}
+    defaults, settings = flatten(defaults), flatten(settings)
+    # In the schema's order (then any other field by name), whatever the order of the config file.
+    names = [name for name in defaults if name in settings] + sorted(set(settings) - set(defaults))
+    changed = {name: settings[name] for name in names if defaults.get(name, MISSING) != settings[name]}
     if not changed:
         return "default"
     readable = "_".join(f"{name}~{format_value(value)}" for name, value in changed.items())
