@@ -90,5 +90,5 @@ def test_the_code_hash_reaches_snakemake_but_not_the_stage():
 def test_how_a_job_runs_is_not_part_of_its_code():
     """The bridge, the GPU worker and the allocator decide where a stage runs, not what it computes."""
     train, _ = imported_code(REPO / "workflow/scripts/train_adapter.py")
-    assert not {"dpo_study.smk", "dpo_study.worker", "dpo_study.gpus"} & set(train)
+    assert not {"dpo_study.smk", "dpo_study.worker", "dpo_study.worker_process", "dpo_study.gpus"} & set(train)
     assert "dpo_study.resident" in train  # the resident model is part of what the stage sees

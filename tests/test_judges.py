@@ -2,7 +2,10 @@
 
 import json
 import math
+import os
 import re
+import subprocess
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -14,6 +17,7 @@ import yaml
 
 from conftest import REPO
 from dpo_study import judge as judges
+from dpo_study import judge_base, llm_judge
 from dpo_study.data import write_jsonl
 from dpo_study.validation import ConfigError
 
@@ -65,7 +69,15 @@ def trained(name, judge_files, tmp_path, settings=None, manifest=None):
 
 def test_registry_is_what_the_config_schema_offers():
     schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
-    assert set(schema["properties"]["judge"]["properties"]["use"]["items"]["enum"]) == set(judges.JUDGES)
+    assert set(schema["properties"]["judge"]["properties"]["use"]["items"]["enum"]) == set(judge_base.JUDGES)
+
+
+def test_the_judge_module_alone_knows_every_plug_in():
+    """A stage imports only dpo_study.judge: make_judge("llm") must work there (the plug-in registers on import)."""
+    code = "from dpo_study.judge import make_judge; print(type(make_judge('llm')).__module__)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": str(REPO / "src")}).stdout
+    assert out.strip() == "dpo_study.llm_judge"
 
 
 def test_unknown_judge_is_a_clear_error():
@@ -80,7 +92,7 @@ def test_trained_judge_labels_the_fixture_holdout(name, judge_files, tmp_path):
     probabilities = model.probabilities(texts)
     assert probabilities.shape == (len(HOLDOUT), 3)
     assert np.allclose(probabilities.sum(1), 1.0)
-    predicted = [judges.LABELS[i] for i in probabilities.argmax(1)]
+    predicted = [judge_base.LABELS[i] for i in probabilities.argmax(1)]
     assert predicted == [label for _, label in HOLDOUT]
     assert report["holdout"]["accuracy"] == 1.0 and report["holdout"]["examples"] == 6
     assert report["training_examples"] == 2 * len(TRAIN_ROWS) + len(NEUTRAL_TEXTS)
@@ -113,7 +125,7 @@ def test_agreement_counts_by_label_and_script():
 def test_project_holdout_has_every_label_in_both_languages():
     rows = json.loads((REPO / "data/judge_holdout.json").read_text())
     seen = {(r["label"], r["language"][:2]) for r in rows}
-    assert seen == {(label, lang) for label in judges.LABELS for lang in ("en", "zh")}
+    assert seen == {(label, lang) for label in judge_base.LABELS for lang in ("en", "zh")}
     train_texts = {r["text"] for r in json.loads((REPO / "data/judge_texts.json").read_text())}
     assert not train_texts & {r["text"] for r in rows}  # the hold-out is never trained on
 
@@ -147,7 +159,7 @@ class ChatCompletions(BaseHTTPRequestHandler):
         choice = {"index": 0, "message": {"role": "assistant", "content": token}, "finish_reason": "stop",
                   "logprobs": None}
         if body.get("logprobs"):
-            others = [x for x in judges.LABELS if x != label]
+            others = [x for x in judge_base.LABELS if x != label]
             top = [{"token": token, "logprob": math.log(0.7)},
                    {"token": others[0][:3], "logprob": math.log(0.2)},
                    {"token": " " + others[1], "logprob": math.log(0.1)}]
@@ -222,13 +234,13 @@ def test_llm_endpoint_errors_name_the_setting_never_the_key(endpoint, monkeypatc
      ("https://h/api/v1/chat/completions", "https://h/api/v1/chat/completions")],
 )
 def test_chat_completions_url(url, expected):
-    assert judges.chat_completions_url(url) == expected
+    assert llm_judge.chat_completions_url(url) == expected
 
 
 @pytest.mark.parametrize(("token", "label"), [("Support", "support"), (" opp", "oppose"), ("NEUTRAL", "neutral"),
                                               ("s", None), ("yes", None)])
 def test_label_of_token(token, label):
-    assert judges.label_of_token(token) == label
+    assert llm_judge.label_of_token(token) == label
 
 
 # ---- the llm judge on the study's base model: label-word log-probs ------------------------------
@@ -243,7 +255,7 @@ def test_base_model_llm_judge_compares_label_word_logprobs(tiny_model):
     (row,) = judge.probabilities(["It is a wonderful homage."], ["Is AI art fine?"])
     manifest = read_manifest(tiny_model)
     tokenizer, model = load_tokenizer(manifest, {}), load_base(manifest, {}).eval()
-    prefix = tokenizer.apply_chat_template(judges.judge_messages(judge.topic, "It is a wonderful homage.", "Is AI art fine?"),
+    prefix = tokenizer.apply_chat_template(llm_judge.judge_messages(judge.topic, "It is a wonderful homage.", "Is AI art fine?"),
                                            tokenize=False, add_generation_prompt=True)
     prefix_ids = tokenizer(prefix, add_special_tokens=False)["input_ids"]
 
@@ -253,7 +265,7 @@ def test_base_model_llm_judge_compares_label_word_logprobs(tiny_model):
             logits = model(torch.tensor([ids])).logits[0].log_softmax(-1)
         return sum(logits[i - 1, ids[i]].item() for i in range(len(prefix_ids), len(ids)))
 
-    scores = torch.tensor([math.log(math.exp(logprob(w)) + math.exp(logprob(w.capitalize()))) for w in judges.LABELS])
+    scores = torch.tensor([math.log(math.exp(logprob(w)) + math.exp(logprob(w.capitalize()))) for w in judge_base.LABELS])
     assert row == pytest.approx(scores.softmax(0).numpy(), abs=1e-4)
 
 

@@ -11,7 +11,7 @@ checkpointing when it fits, fused AdamW, reference log-probs computed once befor
 An explicit setting in the config always wins over the recipe.
 
 This module imports only torch and the standard library, so a job can plan and
-``import unsloth`` before anything imports transformers or TRL (``dpo_study.smk``, ``dpo_study.worker``).
+``import unsloth`` before anything imports transformers or TRL (``dpo_study.smk``, ``dpo_study.worker_process``).
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ NOT_RESULT_SHAPING_LIBRARIES = ("tqdm", "yaml", "jsonschema", "huggingface_hub",
 PACKAGE = Path(__file__).resolve().parent
 # How a job runs (the Snakemake bridge, the GPU worker and allocator), not what it computes: not
 # followed, so an edit there re-runs nothing. The stage a script names is (``call("module:function")``).
-EXECUTION_MODULES = ("dpo_study.smk", "dpo_study.worker", "dpo_study.gpus")
+EXECUTION_MODULES = ("dpo_study.smk", "dpo_study.worker", "dpo_study.worker_process", "dpo_study.gpus")
 
 
 def library_versions() -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""The base model kept loaded across the jobs of one worker process (``dpo_study.worker``).
+"""The base model kept loaded across the jobs of one worker process (``dpo_study.worker_process``).
 
 Outside a worker nothing is kept: ``load`` calls the loader, as a job always did. Inside one,
 ``load`` returns the model already in memory when the load plan (path, precision, quantization,
