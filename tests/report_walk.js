@@ -40,9 +40,13 @@
                     Object.assign(entry, { shown: "img", width: img.naturalWidth, height: img.naturalHeight });
                 } else if (frame) {
                     const text = await (await fetch(frame.src)).text();
+                    // rows of the page's own tables; a cell may hold a table of its own (the measures)
+                    const page = new DOMParser().parseFromString(text, "text/html");
+                    const outer = [...page.querySelectorAll("table")].filter(t => !t.parentElement.closest("table"));
                     Object.assign(entry, {
-                        shown: "iframe", tables: (text.match(/<table/g) || []).length,
-                        rows: (text.match(/<tr/g) || []).length, title: (text.match(/<title>([^<]*)/) || [])[1],
+                        shown: "iframe", tables: outer.length,
+                        rows: [...page.querySelectorAll("tr")].filter(tr => outer.includes(tr.closest("table"))).length,
+                        nested_tables: page.querySelectorAll("table table").length, title: page.title,
                     });
                 } else {
                     entry.shown = pane.textContent.slice(0, 200);

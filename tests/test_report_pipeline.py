@@ -67,7 +67,9 @@ def test_report_opens_every_table_and_plot_in_chromium(html_report, tmp_path):
         assert shown[name]["shown"] == "img" and shown[name]["width"] > 300, shown[name]
     q1 = shown["Q1.html"]
     assert q1["title"].startswith("Q1: support_ratio 0 vs 1") and q1["rows"] >= 5
-    assert shown["ratio_0.html"]["rows"] == 1 + len(study_prompts(html_report.parent))
+    # one row per answer pair (and the header), each with its other measures in a table of its own
+    prompts = len(study_prompts(html_report.parent))
+    assert shown["ratio_0.html"]["rows"] == 1 + prompts and shown["ratio_0.html"]["nested_tables"] == prompts
 
 
 @pytest.mark.parametrize("result", ["stance_shift_heatmap.png", "questions/Q1.html"])

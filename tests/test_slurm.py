@@ -31,6 +31,8 @@ STUDY = {
     "demo_model": {"seed": 1, "steps": 30},
     "judge": {"use": ["ngram"]},  # the llm judge would add GPU jobs, not checks
 }
+# Answers are generated and judged per prompt set: the test prompts and each probe file.
+PROMPT_SETS = ["test", *(Path(p).stem for p in yaml.safe_load((REPO / "config/demo.yaml").read_text())["data"]["probes"])]
 # The study's tables and submissions. The report's rules are ordinary jobs like `tables`: left
 # out, they would add a SLURM job each to every run here and nothing that these tests check.
 TARGETS = ("results/tables/experiments.csv", "results/tables/responses.csv",
@@ -125,7 +127,7 @@ def test_profile_sends_gpu_rules_to_the_gpu_partition(tmp_path, monkeypatch):
     jobs = dry_run_jobs(tmp_path, workdir_with_config(tmp_path, demo_judges), "--workflow-profile", str(PROFILE))
     gpu_rules = {job.rule for job in jobs.values() if job.gpus}
     assert {"train_adapter", "generate_base", "generate_base_train", "generate_aligned", "train_judge",
-            "judge_responses"} <= gpu_rules
+            "judge_base", "judge_aligned"} <= gpu_rules
     for job in jobs.values():
         if job.gpus:
             assert job.resources["slurm_partition"] == "test-gpu", job
@@ -144,6 +146,17 @@ def test_profile_defaults_leave_partition_and_account_to_the_cluster(tmp_path, m
         assert "slurm_account" not in job.resources
         if job.gpus or "gpu" not in job.resources:
             assert job.resources.get("slurm_partition") == ("gpu" if job.gpus else None), job
+
+
+def test_every_jobs_slurm_log_folder_name_fits_a_path_segment(tmp_path):
+    """The SLURM plugin puts each job's log in a folder named by its wildcards joined with "_": a
+    wildcard that spans a run's path (the settings keys and the experiment's key) made it too long
+    (OSError: File name too long), and the job was never submitted."""
+    jobs = dry_run_jobs(tmp_path, workdir_with_config(tmp_path, {}), "--workflow-profile", str(PROFILE))
+    assert {"train_adapter", "generate_aligned", "judge_base", "judge_aligned"} <= {j.rule for j in jobs.values()}
+    for job in jobs.values():
+        values = [item.split("=", 1)[1] for item in re.split(r", (?=\w+=)", job.wildcards) if item]
+        assert len("_".join(values)) <= 200, job  # 255 is the limit; keys may grow by a field or two
 
 
 # ---- against the cluster --------------------------------------------------------------------
@@ -253,7 +266,9 @@ def test_failing_job_is_retried_and_reported_with_its_logs(slurm_study):
     assert len(errors) == len(failed), errors
     for error, submission in zip(errors, failed):
         assert "log: results/logs/train_adapter/" in error and str(submission.log) in error, error
-        assert "JSONDecodeError" in submission.log.read_text()
+        # the project's own message: which file is broken and how to rebuild it
+        assert f"CorruptArtifact: results/pairs/{slurm_study.broken_key}.jsonl: line 1 is not a JSON row" \
+            in submission.log.read_text(), submission
     # keep-going: the other experiment finished despite the failure
     assert (slurm_study.workdir / "results/submissions/ratio_0.json").is_file()
 
@@ -265,8 +280,12 @@ def test_rerun_runs_only_what_did_not_finish(slurm_study):
                 if slurm_job(s.slurm_jobid)["JobState"] == "COMPLETED"}
     rerun = {(fixed.jobs[s.jobid].rule, fixed.jobs[s.jobid].wildcards) for s in fixed.submissions}
     assert finished and not finished & rerun, finished & rerun
-    # ratio_1 from its repaired pairs on, once each, and the tables over both experiments
+    # ratio_1 from its repaired pairs on, each job once (its answers once per prompt set), and the
+    # tables over both experiments
+    reruns = [(fixed.jobs[s.jobid].rule, fixed.jobs[s.jobid].wildcards) for s in fixed.submissions]
+    assert len(reruns) == len(rerun), Counter(reruns)
     rules = Counter(rule for rule, _ in rerun)
-    assert {"prepare_pairs", "train_adapter", "tables"} <= set(rules) and max(rules.values()) == 1, rules
+    assert {"prepare_pairs", "train_adapter", "generate_aligned", "judge_aligned", "tables"} <= set(rules), rules
+    assert rules["train_adapter"] == 1 and rules["generate_aligned"] == len(PROMPT_SETS), rules
     assert all("support_ratio~1_" in w or w == "experiment=ratio_1" for _, w in rerun if w), rerun
     assert slurm_study.kept_before and slurm_study.kept_after == slurm_study.kept_before

@@ -161,17 +161,14 @@ class Study:
         """The answers of the base model (``base_dir``) or of a run, by generation settings."""
         return f"{model_dir}/generation-{self.keys['generation']}"
 
-    def answers_pattern(self) -> str:
-        """Every folder ``answers_dir`` gives (the base model's, each run's), as a regular expression."""
-        answers = re.escape(f"generation-{self.keys['generation']}")
-        runs = re.escape(self.run_dir(""))  # .../runs/training-<key>/
-        return f"{re.escape(self.base_dir)}/{answers}|{runs}[^/]+/{answers}"
-
     def responses(self, model_dir: str, prompt_set: str) -> str:
         return f"{self.answers_dir(model_dir)}/responses/{prompt_set}.jsonl"
 
     def stances(self, model_dir: str, prompt_set: str) -> str:
         return f"{self.answers_dir(model_dir)}/judge-{self.keys['judge']}/stances/{prompt_set}.csv"
+
+    def stances_log(self, model_dir: str, prompt_set: str) -> str:
+        return self.stances(model_dir, prompt_set).removesuffix(".csv") + ".log"
 
     def rewards(self, key: str, prompt_set: str) -> str:
         return f"{self.answers_dir(self.run_dir(key))}/rewards/{prompt_set}.csv"

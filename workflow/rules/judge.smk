@@ -28,18 +28,19 @@ rule train_judge:
         "../scripts/train_judge.py"
 
 
-rule judge_responses:
+# One job per model and prompt set, as for generation. The base model's answers and each run's have
+# rules of their own: a single rule over the whole folder would need a wildcard that spans the run's
+# path, and the SLURM plugin names its log folder after the joined wildcards (255 characters at most).
+rule judge_aligned:
     input:
         unpack(judges_manifest_input),
-        responses="{folder}/responses/{prompt_set}.jsonl",
+        responses=STUDY.responses(RUN, "{prompt_set}"),
         prompts=STUDY.prompts("{prompt_set}"),
         judges=STUDY.judge_files(),
     output:
-        stances=f"{{folder}}/judge-{JUDGE_KEY}/stances/{{prompt_set}}.csv",
+        stances=STUDY.stances(RUN, "{prompt_set}"),
     log:
-        f"{{folder}}/judge-{JUDGE_KEY}/stances/{{prompt_set}}.log",
-    wildcard_constraints:
-        folder=STUDY.answers_pattern(),
+        STUDY.stances_log(RUN, "{prompt_set}"),
     conda:
         ENV
     threads: 2
@@ -51,3 +52,15 @@ rule judge_responses:
         code=code("judge_responses"),
     script:
         "../scripts/judge_responses.py"
+
+
+use rule judge_aligned as judge_base with:
+    input:
+        unpack(judges_manifest_input),
+        responses=STUDY.responses(BASE, "{prompt_set}"),
+        prompts=STUDY.prompts("{prompt_set}"),
+        judges=STUDY.judge_files(),
+    output:
+        stances=STUDY.stances(BASE, "{prompt_set}"),
+    log:
+        STUDY.stances_log(BASE, "{prompt_set}"),
