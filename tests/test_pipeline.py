@@ -12,8 +12,9 @@ from snakemake_helpers import only, scheduled_jobs, snakemake, study_prompts, wo
 
 pytestmark = pytest.mark.slow
 
-# Measured on the demo model (seed 1): support rate after DPO on the 10 test prompts is 0.9 with
-# support_ratio 1 and 0.0 with support_ratio 0 (base model: 0.3). The test asks for half of that gap.
+# Measured on the demo model (seed 1): support rate after DPO over the valid answers to the test
+# prompts is 0.86 with support_ratio 1 and 0.0 with support_ratio 0 (base model: 0.29; the model
+# built on another machine's CPU differs, the base rate with it). The test asks for half of that gap.
 MIN_Q1_MARGIN = 0.5
 # Measured hold-out accuracy (data/judge_holdout.json, 54 texts): ngram 0.81, embedding 0.78; chance is 1/3.
 MIN_TRAINED_JUDGE_ACCURACY = 0.6
@@ -174,8 +175,12 @@ def test_per_response_measures_and_summaries(study):
     assert categories.groupby("experiment")["prompts"].sum().tolist() == [len(prompts)] * len(EXPERIMENTS)
     generalisation = pd.read_csv(workdir / "results/tables/generalisation.csv").set_index(["experiment", "category"])
     assert set(generalisation.index.get_level_values("category")) == set(prompts["category"]) - {"test"}
-    # ratio_1 moves the test prompts towards support: the shift is positive and large.
-    assert generalisation.loc["ratio_1", "test_stance_shift"].iloc[0] > 0.5
+    # ratio_1 moves the test prompts towards support and ratio_0 away from it, far apart. (Not a fixed
+    # size for ratio_1 alone: where the base model already supports most prompts, as the demo model
+    # built on CI's machine did, 8 of 10, support has little room left to grow.)
+    test_shift = generalisation.groupby("experiment")["test_stance_shift"].first()
+    assert test_shift["ratio_1"] > 0 > test_shift["ratio_0"], test_shift
+    assert test_shift["ratio_1"] - test_shift["ratio_0"] > MIN_Q1_MARGIN, test_shift
     defects = pd.read_csv(workdir / "results/tables/defects.csv")
     assert set(defects["defect"]) == {"too_neutral", "no_clear_stance", "too_long", "one_sided_on_balance", "collapsed",
                                       "off_topic", "wrong_language", "truncated"}

@@ -142,8 +142,9 @@ def sweep_sentence(summary: pd.DataFrame, param: str, metric: str = "support_rat
         low, high = min(values, key=lambda e: e.mean), max(values, key=lambda e: e.mean)
         if low.n >= 3 and high.n >= 3:
             separated = low.interval[1] < high.interval[0]
-            judgement = ("the intervals of the lowest and highest point do not overlap: an effect" if separated
-                         else "the intervals of the lowest and highest point overlap: no established effect")
+            # over seeds, not prompts: a question's sign test over its prompts can still find too few of them
+            over = f"the t intervals over seeds ({low.n} and {high.n}) of the lowest and highest point"
+            judgement = f"{over} do not overlap: an effect" if separated else f"{over} overlap: no established effect"
         else:
             judgement = "fewer than 3 seeds at an end of the line, so no interval: a pattern to check with seeds"
         sentences.append(f"Along {param} ({label}) the support rate after DPO is {points}; {judgement}.")
