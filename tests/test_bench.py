@@ -51,9 +51,15 @@ def test_train_job_and_generate_job_and_gpu_overlap_run(bench_model, tmp_path):
     assert "1 training jobs, 0 pairs ran at once" in overlap.stdout and overlap.returncode == 1
 
 
-def test_demo_cpu_benchmark_command_is_valid():
+def test_demo_cpu_benchmark_command_is_valid(tmp_path):
     result = run(BENCH / "demo_cpu.py", "--dry-run")
     assert "cold run" in result.stdout
+    # side by side, as BENCHMARKS.md's worker figures are taken (the model build first, untimed)
+    out = tmp_path / "demo.json"
+    result = run(BENCH / "demo_cpu.py", "--dry-run", "--gpu-worker", "off", "on", "--json", out)
+    assert "worker speed-up of the cold run (off / on)" in result.stdout
+    figures = json.loads(out.read_text())
+    assert figures["dry_run"] and set(figures["runs"]) == {"off", "on"}
 
 
 @pytest.mark.slow
