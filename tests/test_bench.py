@@ -82,3 +82,36 @@ def test_study_benchmark_runs_a_tiny_study_with_and_without_the_worker(tmp_path)
     assert len(worker["workers"]) == 1 and not default["workers"]  # every GPU job in one worker, or none
     assert results["tables_equal_worker_default"] is True
     assert results["worker_study_s"] == worker["study_s"] and results["default_study_s"] == default["study_s"]
+    for way in (worker, default):  # the one experiment's training job is found under its keyed folder
+        assert [run["final_loss"] is not None for run in way["training"]] == [True]
+
+
+def test_the_benchmarks_random_sentence_encoder_serves_the_relevance_measure(tmp_path):
+    """Where the bundled all-MiniLM-L6-v2 is not installed (the GPU image), bench/study.py points the
+    tables' relevance measure at this random-weight encoder of its shape."""
+    run(BENCH / "random_model.py", tmp_path / "encoder", "--encoder")
+    from dpo_study.tables import sentence_encoder
+
+    embeddings = sentence_encoder(str(tmp_path / "encoder"))(["Ghibli-style art is lovely.", "I disagree."])
+    assert embeddings.shape == (2, 384)
+    assert abs(float((embeddings**2).sum(axis=1)[0]) - 1) < 1e-5  # unit length, as the measure assumes
+
+
+def test_a_timed_out_default_run_is_completed_by_its_own_per_rule_means():
+    sys.path.insert(0, str(BENCH))
+    from study import estimate_unfinished_default, headline
+
+    job = lambda rule, wall: {"rule": rule, "wall_s": wall}  # noqa: E731
+    default = {"exit": "timeout", "study_s": 100.0, "gpu_jobs": [job("train", 40), job("train", 30), job("generate", 20)],
+               "gpu_job_count_by_rule": {"train": 2, "generate": 1}, "gpu_job_wall_s_by_rule": {"train": 35, "generate": 20},
+               "gpu_busy": 0.1, "peak_gpu_memory_gib": 1}
+    worker = {"exit": 0, "study_s": 50.0, "gpu_jobs": [job("train", 10)] * 2 + [job("generate", 5)] * 3 + [job("reward", 3)],
+              "gpu_job_count_by_rule": {"train": 2, "generate": 3, "reward": 1}, "gpu_busy": 0.5,
+              "peak_gpu_memory_gib": 1, "training": []}
+    estimate = estimate_unfinished_default(default, worker)
+    # measured 90; two generate jobs at their mean 20; the never-reached reward at the shortest job (20);
+    # outside GPU jobs: 50 - 38 from the worker run
+    assert estimate["estimated_study_s"] == 90 + 2 * 20 + 20 + 12
+    assert estimate["unreached_gpu_jobs"] == {"train": 0, "generate": 2, "reward": 1}
+    top = headline({"ways": {"default": default, "worker": worker}})
+    assert top["default_study_s"] == 162 and top["default_study_is_estimate"] and top["worker_speedup_vs_default"] == 3.24

@@ -95,12 +95,14 @@ def check_training(training: dict, config_files=()) -> None:
 
 
 def missing_packages(config: dict) -> list[str]:
-    """Each configured judge or backend whose package is not importable, with the extra that installs it."""
-    needs = []
-    if "embedding" in config["judge"]["use"]:
-        needs.append(("judge.use: embedding", EMBEDDING_PACKAGE))
-        if not config["judge"].get("embedding", {}).get("model_path"):
-            needs.append(("judge.embedding.model_path: null (the bundled model)", BUNDLED_EMBEDDING_PACKAGE))
+    """Each configured judge or backend, and the relevance encoder, whose package is not importable,
+    with the extra that installs it."""
+    # Every study measures each answer's relevance to its prompt (the validity gate of the tables
+    # job) with the embedding judge's sentence encoder, whether or not that judge is used.
+    needs = [("judge.use: embedding" if "embedding" in config["judge"]["use"]
+              else "the tables' answer relevance (the validity gate)", EMBEDDING_PACKAGE)]
+    if not config["judge"].get("embedding", {}).get("model_path"):
+        needs.append(("judge.embedding.model_path: null (the bundled model)", BUNDLED_EMBEDDING_PACKAGE))
     if config["training"]["backend"] == "unsloth":
         needs.append(("training.backend: unsloth", UNSLOTH_PACKAGE))
     return [

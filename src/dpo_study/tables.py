@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 
 import pandas as pd
@@ -14,8 +13,6 @@ from dpo_study.data import read_jsonl
 from dpo_study.experiments import EXPERIMENT_PARAMS
 from dpo_study.provenance import LIBRARIES
 from dpo_study.statistics import rate
-
-log = logging.getLogger(__name__)
 
 # Answers cut at max_new_tokens (no end of turn), over all prompts; then where the numbers come from.
 TRUNCATION_COLUMNS = ["hit_max_new_tokens_before", "hit_max_new_tokens_after"]
@@ -56,14 +53,12 @@ def stance_rate(stances: pd.DataFrame, label: str) -> float:
 
 def sentence_encoder(model_path: str | None):
     """``encode(texts)`` -> unit-length embeddings from a local sentence-transformers folder (None:
-    the bundled all-MiniLM-L6-v2); None when sentence-transformers is not installed."""
-    try:
-        from sentence_transformers import SentenceTransformer
+    the bundled all-MiniLM-L6-v2). The parse-time check (input_checks.missing_packages) has made
+    sure that both are installed."""
+    from sentence_transformers import SentenceTransformer
 
-        from dpo_study.judge import bundled_embedding_model
-    except ImportError:
-        log.warning("sentence-transformers is not installed: answers are not checked for relevance")
-        return None
+    from dpo_study.judge import bundled_embedding_model
+
     model = SentenceTransformer(model_path or bundled_embedding_model(), device="cpu", local_files_only=True)
     return lambda texts: model.encode(list(texts), normalize_embeddings=True, batch_size=64)
 
