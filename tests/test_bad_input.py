@@ -237,3 +237,15 @@ def test_target_modules_checked_against_a_model_an_earlier_run_built(tmp_path, t
     rejected(tmp_path, "training: {target_modules: [q_proj, c_attn]}", "training.target_modules: ['c_attn']",
              manifest=tiny_model)
     parse_time(tmp_path, "training: {target_modules: [q_proj, v_proj]}", manifest=tiny_model)
+
+
+def test_each_config_file_is_read_once_however_snakemake_lists_it(tmp_path, monkeypatch):
+    from dpo_study import input_checks
+
+    study = tmp_path / "study.yaml"
+    study.write_text("results: results\n")
+    read = []
+    monkeypatch.setattr(input_checks.safe_input, "check_config_file", read.append)
+    monkeypatch.chdir(tmp_path)
+    input_checks.check_config_files([study, "study.yaml", REPO / "config/demo.yaml", study])
+    assert read == [study, REPO / "config/demo.yaml"]

@@ -54,3 +54,12 @@ def test_an_interval_over_two_prompts_is_no_effect():
 def test_rate_is_the_share_of_true_among_known_values():
     assert rate([True, False, None, True]) == pytest.approx(2 / 3)
     assert math.isnan(rate([None, None]))
+
+
+def test_floating_noise_around_zero_prints_as_zero():
+    """A percentile bootstrap of rate differences can end at -2.2e-17 instead of 0; the findings
+    printed it as such ("[−2.22e−17, +1]")."""
+    from dpo_study.labels import fmt
+
+    assert fmt(-2.220446049250313e-17, signed=True) == "+0" and fmt(1e-13) == "0" and fmt(-0.0) == "0"
+    assert fmt(1e-4) == "0.0001" and fmt(-0.286, signed=True) == "−0.286" and fmt(1234.5) == "1234"

@@ -208,9 +208,13 @@ def check_model_folder(folder: str | Path, target_modules, what: str = "model.na
 
 def check_config_files(config_files) -> None:
     """Each config file strictly (no aliases or duplicate keys, a mapping, finite numbers), before the
-    schema walks the merged config."""
+    schema walks the merged config. Snakemake lists a --configfile twice (as given and among its
+    config files): each file is read once (a study of 1,000 experiments takes seconds to parse)."""
+    checked = set()
     for path in config_files:
-        safe_input.check_config_file(path)
+        if Path(path).resolve() not in checked:
+            checked.add(Path(path).resolve())
+            safe_input.check_config_file(path)
 
 
 def check_study(config: dict, config_files, train_rows, test_rows, probe_rows, judge_texts, manifest=None) -> None:

@@ -68,6 +68,8 @@ def fmt(value, signed: bool = False) -> str:
     if missing(value):
         return NOT_APPLICABLE
     value = float(value)
+    if abs(value) < 1e-12:  # floating noise (a bootstrap bound of -2.2e-17), and -0
+        value = 0.0
     sign = "+" if signed else ""
     text = f"{value:{sign}.0f}" if abs(value) >= 1000 else f"{value:{sign}.3g}"
     return text.replace("-", "−")
