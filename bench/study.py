@@ -281,6 +281,7 @@ def estimate_unfinished_default(default: dict, worker: dict) -> dict:
 
 
 def add_default_estimate(report: dict) -> None:
+    """``default_estimate`` in the report, when its default run was cut by the time limit."""
     ways = report["ways"]
     if "default" in ways and ways["default"]["exit"] == "timeout" and "worker" in ways:
         report["default_estimate"] = estimate_unfinished_default(ways["default"], ways["worker"])
@@ -292,8 +293,8 @@ def headline(r: dict) -> dict:
     out = {}
     if "default" in ways:
         out["default_study_s"] = ways["default"]["study_s"]
-        if ways["default"]["exit"] == "timeout" and "worker" in ways:
-            out["default_study_s"] = estimate_unfinished_default(ways["default"], ways["worker"])["estimated_study_s"]
+        if "default_estimate" in r:  # the run hit the time limit (add_default_estimate)
+            out["default_study_s"] = r["default_estimate"]["estimated_study_s"]
             out["default_study_is_estimate"] = True
     if "worker" in ways:
         w = ways["worker"]

@@ -210,11 +210,11 @@ def check_config_files(config_files) -> None:
     """Each config file strictly (no aliases or duplicate keys, a mapping, finite numbers), before the
     schema walks the merged config. Snakemake lists a --configfile twice (as given and among its
     config files): each file is read once (a study of 1,000 experiments takes seconds to parse)."""
-    checked = set()
+    firsts = {}
     for path in config_files:
-        if Path(path).resolve() not in checked:
-            checked.add(Path(path).resolve())
-            safe_input.check_config_file(path)
+        firsts.setdefault(Path(path).resolve(), path)
+    for path in firsts.values():
+        safe_input.check_config_file(path)
 
 
 def check_study(config: dict, config_files, train_rows, test_rows, probe_rows, judge_texts, manifest=None) -> None:
