@@ -90,8 +90,11 @@ def test_the_bundled_data_counts_are_those_the_docs_quote():
 def test_the_defaults_the_docs_quote_are_the_code_s():
     from dpo_study import experiments, metrics, worker
 
-    training = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())["properties"]["training"]
-    defaults = {name: spec.get("default") for name, spec in training["properties"].items()}
+    schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())["properties"]
+    defaults = {name: spec.get("default") for name, spec in schema["training"]["properties"].items()}
+    demo = {name: spec.get("default") for name, spec in schema["demo_model"]["properties"].items()}
+    assert (f"by default {demo['num_layers']} layers of width {demo['hidden_size']}, a byte-level BPE tokenizer of "
+            f"at most {demo['vocab_size']:,} tokens") in text("docs/measures.md")
     assert f"`training.checkpoint_steps` optimizer steps ({defaults['checkpoint_steps']};" in text("docs/reliability.md")
     assert defaults["stop_grad_norm"] == 1e4 and "`training.stop_grad_norm` (10⁴)" in text("docs/reliability.md")
     assert f"`DPO_STUDY_WORKER_IDLE_SECONDS`, {worker.DEFAULT_IDLE_SECONDS}, idle" in text("docs/gpu.md")
