@@ -100,3 +100,15 @@ def test_the_defaults_the_docs_quote_are_the_code_s():
     assert f"`DPO_STUDY_WORKER_IDLE_SECONDS`, {worker.DEFAULT_IDLE_SECONDS}, idle" in text("docs/gpu.md")
     assert f"is below {metrics.RELEVANCE_FLOOR}" in text("docs/measures.md")
     assert f"longer than {experiments.SETTINGS_KEY_LIMIT} characters" in text("docs/caching.md")
+
+
+def test_the_slurm_limits_the_docs_quote_are_the_profile_s():
+    profile = yaml.safe_load((REPO / "profiles/slurm/config.yaml").read_text())
+    default, gpu_rules = profile["default-resources"], profile["set-resources"]
+    memory = {rule["mem_mb"] for rule in gpu_rules.values()}
+    others = {rule["runtime"] for name, rule in gpu_rules.items() if name != "train_adapter"}
+    assert len(memory) == 1 and len(others) == 1
+    assert (f"{default['runtime']} min and {default['mem_mb']} MB a job; GPU rules {memory.pop()} MB and "
+            f"{gpu_rules['train_adapter']['runtime'].split()[0]} min (training) or {others.pop().split()[0]} min "
+            "(the others) times the attempt") in text("docs/clusters.md")
+    assert f"(`retries: {profile['retries']}`)" in text("docs/clusters.md")
