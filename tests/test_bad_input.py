@@ -14,9 +14,9 @@ import pytest
 import yaml
 
 from conftest import REPO
-from dpo_study import input_checks, safe_input
-from dpo_study.study import load_study
-from dpo_study.validation import ConfigError, check_results_folder
+from dpo_study.config import checks as input_checks, reading as safe_input
+from dpo_study.config.study import load_study
+from dpo_study.config.validation import ConfigError, check_results_folder
 
 
 def parse_time(tmp_path, config_text: str, manifest=None):
@@ -156,7 +156,7 @@ def test_results_symlink_leading_outside(tmp_path):
 ])
 def test_overlay_that_snakemake_refuses_is_named_by_the_checker(tmp_path, name, message):
     """Snakemake reads --configfile before the workflow and names no file for these (README:
-    troubleshooting); `python -m dpo_study.safe_input FILE` does, with the same check common.smk runs."""
+    troubleshooting); `python -m dpo_study.config.reading FILE` does, with the same check common.smk runs."""
     content = {"notyaml.yaml": "experiments: [\n".encode(), "empty.yaml": b"", "list.yaml": b"- a\n- b\n",
                "utf16.yaml": "results: results\n".encode("utf-16"), "latin1.yaml": "results: r\u00e9sultats\n".encode("latin-1")}[name]
     path = tmp_path / name
@@ -245,7 +245,7 @@ def test_target_modules_checked_against_a_model_an_earlier_run_built(tmp_path, t
 
 
 def test_each_config_file_is_read_once_however_snakemake_lists_it(tmp_path, monkeypatch):
-    from dpo_study import input_checks
+    from dpo_study.config import checks as input_checks
 
     study = tmp_path / "study.yaml"
     study.write_text("results: results\n")

@@ -107,7 +107,7 @@ def edit(study):
 
 
 def test_a_code_edit_reruns_the_jobs_that_run_that_code_and_no_training(study, edit):
-    metrics = "src/dpo_study/metrics.py"
+    metrics = "src/dpo_study/analysis/metrics.py"
     original = (study.checkout / metrics).read_text()
     edit(metrics, original + "\n# a comment only\n\n\n")
     assert study.jobs(study.config_file()) == {}  # comments and layout: nothing to do
@@ -121,7 +121,7 @@ def test_a_code_edit_reruns_the_jobs_that_run_that_code_and_no_training(study, e
 
 
 def test_an_edit_of_the_training_code_retrains(study, edit):
-    train = "src/dpo_study/train.py"
+    train = "src/dpo_study/stages/train.py"
     edit(train, (study.checkout / train).read_text() + "\nCACHE_TEST = 1\n")
     jobs = study.jobs(study.config_file())
     assert jobs["train_adapter"] == E and jobs["generate_aligned"] == E * S

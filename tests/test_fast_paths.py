@@ -8,10 +8,11 @@ import pandas as pd
 import pytest
 
 from conftest import REPO, load_demo_study
-from dpo_study.data import load_rows, prompt_records, write_pairs
-from dpo_study.demo_model import build_demo_model
-from dpo_study.generate import decode_mode, generate_answers, load_for_generation
-from dpo_study.train import train_adapter
+from dpo_study.stages.data import prompt_records, write_pairs
+from dpo_study.config.data_files import load_rows
+from dpo_study.stages.demo_model import build_demo_model
+from dpo_study.stages.generate import decode_mode, generate_answers, load_for_generation
+from dpo_study.stages.train import train_adapter
 
 STUDY = load_demo_study()  # the settings groups that the demo study's jobs get
 

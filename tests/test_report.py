@@ -9,8 +9,9 @@ import pandas as pd
 import pytest
 
 import study_tables as st
-from dpo_study import comparisons, findings, plots, report, statistics
-from dpo_study.validation import ConfigError
+from dpo_study.analysis import comparisons, statistics
+from dpo_study.stages import findings, plots, report
+from dpo_study.config.validation import ConfigError
 
 
 @pytest.fixture

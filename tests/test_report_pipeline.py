@@ -10,8 +10,8 @@ import pytest
 
 import browser
 from conftest import DEMO_EXPERIMENTS, DEMO_QUESTIONS
-from dpo_study.labels import fmt
-from dpo_study.statistics import Estimate
+from dpo_study.analysis.labels import fmt
+from dpo_study.analysis.statistics import Estimate
 from snakemake_helpers import snakemake, study_prompts
 
 pytestmark = pytest.mark.slow

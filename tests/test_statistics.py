@@ -1,10 +1,10 @@
-"""dpo_study.statistics against values computed by hand on small fixtures."""
+"""dpo_study.analysis.statistics against values computed by hand on small fixtures."""
 
 import math
 
 import pytest
 
-from dpo_study.statistics import Change, Estimate, bootstrap_interval, rate, sign_test
+from dpo_study.analysis.statistics import Change, Estimate, bootstrap_interval, rate, sign_test
 
 
 def test_sign_test_is_the_exact_binomial_on_the_prompts_that_moved():
@@ -59,7 +59,7 @@ def test_rate_is_the_share_of_true_among_known_values():
 def test_floating_noise_around_zero_prints_as_zero():
     """A percentile bootstrap of rate differences can end at -2.2e-17 instead of 0; the findings
     printed it as such ("[−2.22e−17, +1]")."""
-    from dpo_study.labels import fmt
+    from dpo_study.analysis.labels import fmt
 
     assert fmt(-2.220446049250313e-17, signed=True) == "+0" and fmt(1e-13) == "0" and fmt(-0.0) == "0"
     assert fmt(1e-4) == "0.0001" and fmt(-0.286, signed=True) == "−0.286" and fmt(1234.5) == "1234"

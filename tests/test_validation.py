@@ -11,11 +11,11 @@ import pytest
 import yaml
 
 from conftest import REPO
-from dpo_study.data import load_rows
-from dpo_study.validation import ConfigError
-from dpo_study.modeling import check_model_name
-from dpo_study.study import load_study
-from dpo_study.validation import check_prompt_ids, validate_config
+from dpo_study.config.data_files import load_rows
+from dpo_study.config.validation import ConfigError
+from dpo_study.config.model import check_model_name
+from dpo_study.config.study import load_study
+from dpo_study.config.validation import check_prompt_ids, validate_config
 
 SCHEMA = REPO / "workflow/schemas/config.schema.yaml"
 

@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 import study_tables as st
-from dpo_study import comparisons, findings, metrics
+from dpo_study.analysis import comparisons, metrics
+from dpo_study.stages import findings
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

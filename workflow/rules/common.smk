@@ -16,10 +16,10 @@ os.environ.update(
 )
 sys.path.insert(0, SRC)
 
-from dpo_study.input_checks import check_config_files
-from dpo_study.provenance import code_version
-from dpo_study.study import load_study
-from dpo_study.validation import ConfigError, validate_config
+from dpo_study.config.checks import check_config_files
+from dpo_study.config.provenance import code_version
+from dpo_study.config.study import load_study
+from dpo_study.config.validation import ConfigError, validate_config
 
 
 def checked(check, *args):
@@ -61,7 +61,7 @@ PRIMARY_JUDGE = STUDY.primary_judge
 ENV = f"../../envs/{config['software']['env']}.yaml"
 
 
-# One path segment each: experiment names and keys are checked in dpo_study.experiments (a pattern
+# One path segment each: experiment names and keys are checked in dpo_study.config.experiments (a pattern
 # joining every key would be matched against every path, and the DAG would grow quadratically).
 wildcard_constraints:
     key="[^/]+",
@@ -71,7 +71,7 @@ wildcard_constraints:
     prompt_set="|".join(STUDY.prompt_sets),
 
 
-# ---- input functions and params: thin views of STUDY (src/dpo_study/study.py) -----------
+# ---- input functions and params: thin views of STUDY (src/dpo_study/config/study.py) -----------
 
 
 def experiment_params(wildcards):
@@ -126,7 +126,7 @@ def any_judge_runs_model():
 
 def code(script):
     """The hash of the code workflow/scripts/<script>.py runs: a params entry, so that a change to
-    that code (dpo_study modules included) re-runs the rule's jobs (dpo_study.provenance).
+    that code (dpo_study modules included) re-runs the rule's jobs (dpo_study.config.provenance).
     """
     return code_version(Path(workflow.basedir, "workflow/scripts", f"{script}.py"))
 

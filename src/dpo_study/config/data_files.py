@@ -1,0 +1,67 @@
+"""The study's data files (train, test, probes, judge texts): read strictly, checked against their
+schemas, before any job; errors name the file, the row and the field."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+import yaml
+
+from dpo_study.config import reading as safe_input, strategies, validation
+from dpo_study.config.validation import ConfigError
+
+
+DEFAULT_SYSTEM_PROMPT = "Your entire response must be 100 characters or less."
+
+
+# The fields of each kind of file that reach a chat template.
+TEXT_FIELDS = {"train": ("prompt", "support", "oppose"), "test": ("prompt",), "probes": ("prompt", "system"),
+               "judge_texts": ("text", "prompt")}
+
+
+def _schema(name: str) -> dict:
+    text = resources.files("dpo_study").joinpath(f"schemas/{name}.schema.yaml").read_text()
+    return yaml.safe_load(text)
+
+
+def load_rows(path: str | Path, kind: str) -> list[dict]:
+    """Read a JSON (or YAML, for probes) list and validate it; errors name file, row and field."""
+    path = Path(path)
+    rows = safe_input.load(path, f"{kind} file")
+    validation.check_rows(rows, _schema(kind), path)
+    if kind == "train":
+        validation.check_pair_texts(rows, path)
+    safe_input.check_no_special_tokens(rows, TEXT_FIELDS[kind], path)
+    return rows
+
+
+def load_probes(paths: list[str]) -> list[dict]:
+    """All probe files' rows in order (ids across files: validation.check_prompt_ids)."""
+    return [row for path in paths for row in load_rows(path, "probes")]
+
+
+def check_data_size(data_size: int, rows: list[dict], where: str = "data_size", path: str = "the training file") -> None:
+    """The one bound on data_size: at least 1 row, at most the training file's rows."""
+    if not 1 <= data_size <= len(rows):
+        raise ConfigError(f"{where}: {data_size} is outside 1..{len(rows)} ({path} has {len(rows)} rows)")
+
+
+def check_strategies(experiments: list, rows: list[dict], path: str) -> None:
+    """Strategy and data combinations that cannot work, found before any job runs."""
+    for experiment in experiments:
+        params = experiment.params
+        selected = rows[: params["data_size"]]
+        n_ambiguous = sum(bool(row.get("ambiguous")) for row in selected)
+        names = strategies.components(params["strategy"], params.get("mix_weights"))
+        where = f"experiment {experiment.name!r}"
+        if any(strategies.get(name).needs_ambiguous_rows for name in names) and n_ambiguous == 0:
+            raise ConfigError(
+                f"{where}, field strategy: {params['strategy']!r} balances the stances of rows marked "
+                f"'ambiguous: true', but none of the first {params['data_size']} rows of {path} is marked"
+            )
+        if params["strategy"] == "balanced" and n_ambiguous == len(selected) and params["support_ratio"] != 0:
+            raise ConfigError(
+                f"{where}, field support_ratio: has no effect with strategy 'balanced' when all of the first "
+                f"{params['data_size']} rows of {path} are ambiguous; leave it at 0"
+            )
