@@ -4,7 +4,7 @@ import warnings
 from pathlib import Path
 
 from snakemake.logging import logger
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
 
 min_version("9.0")
 
@@ -16,10 +16,9 @@ os.environ.update(
 )
 sys.path.insert(0, SRC)
 
-from dpo_study.config.checks import check_config_files
+from dpo_study.config.errors import ConfigError
 from dpo_study.config.provenance import code_version
 from dpo_study.config.study import load_study
-from dpo_study.config.validation import ConfigError, validate_config
 
 
 def checked(check, *args):
@@ -35,18 +34,13 @@ def checked(check, *args):
     return result
 
 
-# The --configfile files first (the last one wins), so that errors name the file to fix.
+# The --configfile files first (the last one wins), so that errors name the file to fix; the
+# command line's --config values above them all.
 CONFIG_FILES = [*reversed(workflow.overwrite_configfiles), *workflow.configfiles]
 CONFIG_SCHEMA = workflow.source_path("../schemas/config.schema.yaml")
-# Strictly (no YAML aliases, no duplicate keys) before Snakemake's validate walks them.
-checked(check_config_files, CONFIG_FILES)
-try:
-    validate(config, CONFIG_SCHEMA)  # fills in the schema's defaults
-except WorkflowError:
-    # The same schema again, for one readable line per problem naming the file that set it.
-    checked(validate_config, config, CONFIG_SCHEMA, CONFIG_FILES)
-    raise
-STUDY = checked(load_study, config, CONFIG_FILES, CONFIG_SCHEMA)
+# The one entry point of the parse: strict reading of each file, the schema (filling in its defaults,
+# in place) and every check, each once (src/dpo_study/config/study.py).
+STUDY = checked(load_study, config, CONFIG_FILES, CONFIG_SCHEMA, dict(workflow.config_settings.config))
 
 RESULTS = STUDY.results
 MODEL = STUDY.model_name

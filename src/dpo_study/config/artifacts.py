@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from dpo_study.config.validation import ConfigError
+from dpo_study.config.errors import ConfigError
 
 
 class CorruptArtifact(ConfigError):

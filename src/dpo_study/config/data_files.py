@@ -3,13 +3,14 @@ schemas, before any job; errors name the file, the row and the field."""
 
 from __future__ import annotations
 
+import functools
 from importlib import resources
 from pathlib import Path
 
 import yaml
 
-from dpo_study.config import reading as safe_input, strategies, validation
-from dpo_study.config.validation import ConfigError
+from dpo_study.config import reading, strategies, texts, validation
+from dpo_study.config.errors import ConfigError
 
 
 DEFAULT_SYSTEM_PROMPT = "Your entire response must be 100 characters or less."
@@ -20,25 +21,30 @@ TEXT_FIELDS = {"train": ("prompt", "support", "oppose"), "test": ("prompt",), "p
                "judge_texts": ("text", "prompt")}
 
 
+@functools.lru_cache(maxsize=None)
 def _schema(name: str) -> dict:
     text = resources.files("dpo_study").joinpath(f"schemas/{name}.schema.yaml").read_text()
     return yaml.safe_load(text)
 
 
-def load_rows(path: str | Path, kind: str) -> list[dict]:
-    """Read a JSON (or YAML, for probes) list and validate it; errors name file, row and field."""
+def load_rows(path: str | Path, kind: str, special_tokens=None) -> list[dict]:
+    """Read a JSON (or YAML, for probes) list and check it: its schema, unique visible ids, clean texts
+    (dpo_study.config.texts) without chat-template control tokens (``special_tokens``: the pattern of
+    the study's tokenizer, texts.special_token_pattern; the generic forms by default). Errors name
+    file, row and field."""
     path = Path(path)
-    rows = safe_input.load(path, f"{kind} file")
+    rows = reading.load(path, f"{kind} file")
     validation.check_rows(rows, _schema(kind), path)
+    texts.check_texts(rows, TEXT_FIELDS[kind], path)
     if kind == "train":
-        validation.check_pair_texts(rows, path)
-    safe_input.check_no_special_tokens(rows, TEXT_FIELDS[kind], path)
+        texts.check_pair_texts(rows, path)
+    texts.check_no_special_tokens(rows, TEXT_FIELDS[kind], path, special_tokens)
     return rows
 
 
-def load_probes(paths: list[str]) -> list[dict]:
+def load_probes(paths: list[str], special_tokens=None) -> list[dict]:
     """All probe files' rows in order (ids across files: validation.check_prompt_ids)."""
-    return [row for path in paths for row in load_rows(path, "probes")]
+    return [row for path in paths for row in load_rows(path, "probes", special_tokens)]
 
 
 def check_data_size(data_size: int, rows: list[dict], where: str = "data_size", path: str = "the training file") -> None:

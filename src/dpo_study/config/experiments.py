@@ -16,7 +16,7 @@ import warnings
 from dataclasses import dataclass
 
 from dpo_study.config import strategies
-from dpo_study.config.validation import ConfigError
+from dpo_study.config.errors import ConfigError
 
 # The order of the key's fields; also the columns the tables show per experiment.
 EXPERIMENT_PARAMS = (

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dpo_study.config.validation import ConfigError
+from dpo_study.config.errors import ConfigError
 
 
 TEST_CATEGORY = "test"  # the category data.prompt_records gives the test prompts

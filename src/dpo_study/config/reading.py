@@ -1,11 +1,11 @@
 """Reading the files users write, strictly and with bounded work, so that bad input says so at once.
 
 - YAML: no aliases (a "billion laughs" file expands to gigabytes when walked), no duplicate keys
-  (the last one would win silently); JSON: no duplicate keys.
-- Every document is walked once with a cap on its nodes, and numbers must be finite (YAML's `.nan`
-  and `.inf` pass jsonschema's range checks, since every comparison with NaN is false).
-- Texts that reach a chat template must not carry its control tokens (``<|eot_id|>`` ...): they
-  would become real turn boundaries in training and generation.
+  (the last one would win silently); JSON: no duplicate keys. A config file is read as Snakemake
+  reads it: JSON when it parses as JSON, else YAML.
+- Every document is walked once with a cap on its values and its depth; numbers must be finite
+  (YAML's `.nan` and JSON's `NaN` pass jsonschema's range checks, since every comparison with NaN is
+  false) and text must be UTF-8 (a JSON escape can hold a lone surrogate half).
 Each error names the file (and row, field) and what is allowed.
 """
 
@@ -13,20 +13,14 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from pathlib import Path
 
 import yaml
 
-from dpo_study.config.validation import ConfigError
+from dpo_study.config.errors import ConfigError, Sources, location
 
 MAX_NODES = 200_000  # values in one document; the bundled files have a few thousand
-
-# Chat-template control tokens of the common families: Llama-3, ChatML (Qwen), Llama-2/Mistral,
-# Gemma, Phi-3; plus any `<|...|>` token, the form most templates use.
-SPECIAL_TOKEN = re.compile(
-    r"<\|[A-Za-z0-9_]{1,40}\|>|\[/?INST\]|<</?SYS>>|</?s>|<(?:start|end)_of_turn>|<\|?(?:bos|eos|pad)\|?>",
-)
+MAX_DEPTH = 64  # levels of nesting; the deepest bundled document has 4
 
 
 class StrictLoader(yaml.SafeLoader):
@@ -86,6 +80,8 @@ def parse(path: str | Path, text: str, kind: str = "auto"):
         if as_yaml:
             return yaml.load(text, Loader=StrictLoader)  # noqa: S506 (a SafeLoader subclass)
         return json.loads(text, object_pairs_hook=_no_duplicate_keys)
+    except RecursionError:
+        raise ConfigError(f"{path}: nested more than {MAX_DEPTH} levels deep; is it the file you meant?") from None
     except json.JSONDecodeError as error:
         raise ConfigError(f"{path}: not valid JSON: {error}") from None
     except ValueError as error:  # a duplicate JSON key
@@ -103,70 +99,66 @@ def load(path: str | Path, what: str, kind: str = "auto"):
     return document
 
 
-def location(parts) -> str:
-    out = ""
-    for part in parts:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "the document"
-
-
-def check_values(document, source: str, max_nodes: int = MAX_NODES) -> None:
-    """At most ``max_nodes`` values, and every number finite; the walk stops at the cap."""
+def check_values(document, source, max_nodes: int = MAX_NODES, max_depth: int = MAX_DEPTH) -> None:
+    """At most ``max_nodes`` values nested at most ``max_depth`` deep, every number finite and every
+    text UTF-8 (a JSON escape can hold half a surrogate pair); the walk stops at the cap.
+    ``source``: the file's name, or the ``Sources`` of a merged config (each value's own file)."""
+    name = source.of if isinstance(source, Sources) else (lambda parts: str(source))
     stack, count = [((), document)], 0
     while stack:
         parts, value = stack.pop()
         count += 1
         if count > max_nodes:
-            raise ConfigError(f"{source}: more than {max_nodes} values; is it the file you meant?")
+            raise ConfigError(f"{name(())}: more than {max_nodes} values; is it the file you meant?")
+        if len(parts) > max_depth:
+            raise ConfigError(f"{name(parts[:1])}: {location(parts[:3], 'the document')}...: nested more than "
+                              f"{max_depth} levels deep; is it the file you meant?")
         if isinstance(value, float) and not math.isfinite(value):
-            raise ConfigError(f"{source}: {location(parts)} = {value}: must be a finite number")
+            raise ConfigError(f"{name(parts)}: {location(parts, 'the document')} = {value}: must be a finite number")
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as error:
+                raise ConfigError(f"{name(parts)}: {location(parts, 'the document')}: character {error.start} is half "
+                                  "of a UTF-16 surrogate pair (an escape like \\ud800), not text; write the character "
+                                  "itself") from None
         if isinstance(value, dict):
+            for key in value:
+                if not isinstance(key, str):
+                    raise ConfigError(f"{name(parts)}: {location((*parts, key), 'the document')}: the key {key!r} "
+                                      "is not text; write it in quotes")
             stack.extend(((*parts, k), v) for k, v in value.items())
         elif isinstance(value, list):
             stack.extend(((*parts, i), v) for i, v in enumerate(value))
 
 
-def check_config_file(path: str | Path) -> None:
-    """A --configfile as the project requires it: strict YAML, a mapping of keys (Snakemake's own
-    reading accepts duplicate keys and aliases, and names no file for some errors)."""
-    document = load(path, "config file", kind="yaml")
+def check_config_file(path: str | Path) -> dict:
+    """A config file as the project requires it: strict JSON or YAML (as Snakemake reads it: JSON when
+    it parses as JSON), a mapping of keys, bounded and finite. Snakemake's own reading accepts duplicate
+    keys and aliases, and names no file for some errors."""
+    text = read_text(path, "config file")
+    try:
+        json.loads(text)
+        kind = "json"
+    except (ValueError, RecursionError):
+        kind = "yaml"
+    document = parse(path, text, kind)
     if document is None:
         raise ConfigError(f"{path}: empty; a config file is a mapping of keys, e.g. `experiments: [...]`")
     if not isinstance(document, dict):
         raise ConfigError(f"{path}: a config file is a mapping of keys (e.g. `experiments: [...]`), not {type(document).__name__}")
+    check_values(document, str(path))
+    return document
 
 
-def special_tokens_in(text: str) -> list[str]:
-    return sorted(set(SPECIAL_TOKEN.findall(text)))
-
-
-def check_no_special_tokens(rows: list[dict], fields, path, extra_tokens=()) -> None:
-    """Reject a row whose prompt or answer holds a chat-template control token."""
-    extra = [t for t in extra_tokens if t]
-    for index, row in enumerate(rows):
-        for field in fields:
-            text = row.get(field)
-            if not isinstance(text, str):
-                continue
-            found = special_tokens_in(text) + sorted({t for t in extra if t in text and not SPECIAL_TOKEN.fullmatch(t)})
-            if found:
-                raise ConfigError(
-                    f"{path}: row {index} (id {json.dumps(row.get('id'), ensure_ascii=False)}), field {field!r}: holds the "
-                    f"chat-template control token{'s' if len(found) > 1 else ''} {', '.join(found)}, which would end or "
-                    "open a turn; remove it (or write it differently, e.g. with spaces)"
-                )
-
-
-def check_text_lengths(rows: list[dict], fields, path, max_chars: int, what: str) -> None:
-    """A bound without the tokenizer: more characters than ``max_chars`` cannot fit ``what``."""
-    for index, row in enumerate(rows):
-        for field in fields:
-            text = row.get(field)
-            if isinstance(text, str) and len(text) > max_chars:
-                raise ConfigError(
-                    f"{path}: row {index} (id {json.dumps(row.get('id'), ensure_ascii=False)}), field {field!r}: "
-                    f"{len(text)} characters; {what}"
-                )
+def read_config_files(config_files, command_line: dict | None = None) -> Sources:
+    """Each config file strictly (check_config_file), once: Snakemake lists a --configfile twice (as
+    given and among its config files). The sources of the merged config, for messages."""
+    firsts = {}
+    for path in config_files:
+        firsts.setdefault(Path(path).resolve(), str(path))
+    documents = {resolved: check_config_file(path) for resolved, path in firsts.items()}
+    return Sources([(path, documents[Path(path).resolve()]) for path in config_files], command_line)
 
 
 if __name__ == "__main__":  # `python -m dpo_study.config.reading FILE...`: why Snakemake refused a config file

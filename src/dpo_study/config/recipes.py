@@ -14,7 +14,7 @@ An explicit setting in the config always wins over the recipe.
 
 from __future__ import annotations
 
-from dpo_study.config.validation import ConfigError
+from dpo_study.config.errors import ConfigError
 
 
 BACKENDS = ("auto", "unsloth", "trl")

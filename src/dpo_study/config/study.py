@@ -11,17 +11,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dpo_study.config import texts
 from dpo_study.config.artifacts import check_finished_adapters
-from dpo_study.config.recipes import batch_split
-from dpo_study.config.data_files import check_data_size, check_strategies, load_probes, load_rows
+from dpo_study.config.checks import check_cv_folds, check_settings
+from dpo_study.config.data_files import check_data_size, check_strategies, load_rows
+from dpo_study.config.errors import ConfigError
 from dpo_study.config.experiments import KEY_CHARACTERS, Experiment, expand, settings_key
-from dpo_study.config.checks import check_generation
-from dpo_study.config.checks import check_config_files, check_study
-from dpo_study.config.model import check_model_name, model_slug
+from dpo_study.config.model import model_facts, model_slug
 from dpo_study.config.provenance import experiment_config_hash
 from dpo_study.config.questions import check_questions
+from dpo_study.config.reading import check_values, read_config_files
+from dpo_study.config.recipes import batch_split
 from dpo_study.config.strategies import needs_base_responses
-from dpo_study.config.validation import ConfigError, check_prompt_ids, check_results_folder, validate_config
+from dpo_study.config.validation import check_prompt_ids, check_results_folder, schema_defaults, validate_config
 
 # The config schema of a checkout (src/dpo_study/config/ -> workflow/schemas/).
 CONFIG_SCHEMA = Path(__file__).resolve().parents[3] / "workflow/schemas/config.schema.yaml"
@@ -129,11 +131,11 @@ class Study:
     @property
     def model_id(self) -> str:
         """The model as built or downloaded: the demo model by its settings, a Hub model by its name."""
-        return f"demo-{self.keys['demo_model']}" if self.model_name == "demo" else self.model_slug
+        return model_id(self.model_name, self.keys)
 
     @property
     def manifest(self) -> str:
-        return f"{self.results}/models/{self.model_id}.json"
+        return manifest_path(self.config, self.keys)
 
     @property
     def model_results(self) -> str:
@@ -245,41 +247,63 @@ class Study:
         ]
 
 
-def load_study(config: dict, config_files=(), schema: str | Path = CONFIG_SCHEMA) -> Study:
-    """Check ``config`` and its input files (in this order, the first problem stops), fill in the
-    schema's defaults (in place) and return the study. Raises ``ConfigError``; warns (``UserWarning``)
-    about what runs but looks unintended (two experiments with identical parameters).
+def model_id(name: str, keys: dict) -> str:
+    return f"demo-{keys['demo_model']}" if name == "demo" else model_slug(name)
 
-    ``config_files`` are the config files in priority order (the last ``--configfile`` first), so
-    that a message names the file that set the bad value.
+
+def manifest_path(config: dict, keys: dict) -> str:
+    """Where resolve_model/build_demo_model record the model's folder."""
+    return f"{config['results']}/models/{model_id(config['model']['name'], keys)}.json"
+
+
+def load_study(config: dict, config_files=(), schema: str | Path = CONFIG_SCHEMA, command_line: dict | None = None) -> Study:
+    """Check ``config`` and its input files, each check once (in this order, the first problem
+    stops), fill in the schema's defaults (in place) and return the study: the one entry point of the
+    parse (workflow/rules/common.smk). Raises ``ConfigError``; warns (``UserWarning``) about what runs
+    but looks unintended (two experiments with identical parameters).
+
+    ``config_files`` are the config files in priority order (the last ``--configfile`` first) and
+    ``command_line`` the values of ``--config``, so that a message names the source of the bad value.
     """
-    config_files = [str(f) for f in config_files]
-    check_config_files(config_files)  # strictly (no aliases, duplicate keys), before the schema walks them
-    validate_config(config, schema, config_files)
-    check_results_folder(config["results"], config_files)
+    sources = read_config_files([str(f) for f in config_files], command_line)  # strictly, each file once
+    check_values(config, sources)  # finite numbers, UTF-8 text, bounded: before the schema walks it
+    validate_config(config, schema, sources)  # fills in the defaults
+    check_results_folder(config["results"], sources)
     experiments = expand(config)
-    data = config["data"]
-    train_rows = load_rows(data["train"], "train")
-    test_rows = load_rows(data["test"], "test")
-    probe_rows = load_probes(data["probes"])
-    check_prompt_ids([(data["test"], test_rows), *((path, load_rows(path, "probes")) for path in data["probes"])])
+    keys = settings_keys(config, schema)
+    training, data = config["training"], config["data"]
+    facts = model_facts(config["model"]["name"], training["target_modules"], manifest_path(config, keys))
+    check_settings(config, sources, facts)
+    batch_split(training, training["recipe"])
+    special = texts.special_token_pattern(facts.special_tokens)
+    system_source = sources.of(["data", "system_prompt"])
+    texts.check_text(data["system_prompt"], system_source, None, None, "data.system_prompt")
+    texts.check_no_special_tokens([{"data.system_prompt": data["system_prompt"]}], ["data.system_prompt"], system_source,
+                                  special)
+    train_rows = load_rows(data["train"], "train", special)
+    test_rows = load_rows(data["test"], "test", special)
+    probes = [(path, load_rows(path, "probes", special)) for path in data["probes"]]
+    probe_rows = [row for _, rows in probes for row in rows]
+    check_prompt_ids([(data["test"], test_rows), *probes])
     for e in experiments:
         check_data_size(e.params["data_size"], train_rows, f"experiment {e.name!r}, field data_size", data["train"])
     check_strategies(experiments, train_rows, data["train"])
-    check_model_name(config["model"]["name"], config["training"]["target_modules"])
+    texts.check_text_lengths(
+        {data["train"]: (train_rows, ("prompt",), ("support", "oppose")), data["test"]: (test_rows, ("prompt",), ()),
+         **{path: (rows, ("prompt",), ()) for path, rows in probes}},
+        data["system_prompt"], config["model"]["max_seq_length"], facts.tokenizer_file,
+    )
     probe_categories = list(dict.fromkeys(r["category"] for r in probe_rows))
     check_questions(config["questions"], [e.name for e in experiments], probe_categories)
-    judge_texts = load_rows(config["judge"]["texts"], "judge_texts")
-    load_rows(config["judge"]["holdout"], "judge_texts")
+    judge_texts = load_rows(config["judge"]["texts"], "judge_texts", special)
+    load_rows(config["judge"]["holdout"], "judge_texts", special)
     judges = list(config["judge"]["use"])
     primary = config["judge"]["primary"] or judges[0]
     if primary not in judges:
-        raise ConfigError(f"judge.primary: {primary!r} is not one of judge.use {judges}")
-    batch_split(config["training"], config["training"]["recipe"])
-    check_generation(config["generation"])
-    study = Study(config, config_files, experiments, probe_categories, judges, primary,
-                  prompt_sets(data["test"], data["probes"]), settings_keys(config, schema))
-    check_study(config, config_files, train_rows, test_rows, probe_rows, judge_texts, study.manifest)
+        raise ConfigError(f"{sources.of(['judge', 'primary'])}: judge.primary: {primary!r} is not one of judge.use {judges}")
+    check_cv_folds(config["judge"]["cv_folds"], train_rows, judge_texts, judges, config["judge"]["texts"])
+    study = Study(config, [str(f) for f in config_files], experiments, probe_categories, judges, primary,
+                  prompt_sets(data["test"], data["probes"]), keys)
     check_finished_adapters(f"{study.run_dir(key)}/adapter" for key in study.runs)
     return study
 
@@ -298,8 +322,7 @@ def prompt_sets(test: str, probes: list[str]) -> dict[str, str]:
 
 def settings_keys(config: dict, schema: str | Path = CONFIG_SCHEMA) -> dict[str, str]:
     """The key of each settings group: what differs from the schema's defaults (``default`` if nothing)."""
-    defaults: dict = {}
-    validate_config(defaults, schema)  # an empty config, filled with every default
+    defaults = schema_defaults(schema)  # an empty config, filled with every default
     return {
         # the model as loaded (the recipe decides its precision)
         "model": settings_key(model_key_settings(config), model_key_settings(defaults)),

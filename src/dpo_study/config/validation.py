@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import functools
 import json
 from pathlib import Path, PurePosixPath
 
@@ -17,6 +18,9 @@ import jsonschema
 import yaml
 from jsonschema.exceptions import ValidationError, best_match
 
+from dpo_study.config.errors import COMMAND_LINE, ConfigError, Sources, kind_of, location, lookup, render
+
+__all__ = ["ConfigError", "validate_config", "schema_defaults", "check_results_folder", "check_rows", "check_prompt_ids"]
 
 TYPE_NAMES = {
     "integer": "a whole number",
@@ -27,30 +31,6 @@ TYPE_NAMES = {
     "object": "a mapping of keys to values",
     "null": "null",
 }
-
-
-class ConfigError(ValueError):
-    """A config or input file that the study cannot run with; the message names the field."""
-
-
-def render(value, limit: int = 60) -> str:
-    text = json.dumps(value, ensure_ascii=False, default=str)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def kind_of(value) -> str:
-    """A value's JSON type in words, for 'got ...'."""
-    if isinstance(value, bool):
-        return "true/false"
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, str):
-        return "text"
-    if value is None:
-        return "null"
-    return "a number"
 
 
 def expected(schema: dict) -> str:
@@ -137,44 +117,32 @@ def with_defaults(validator_class):
     return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
 
 
-def config_path(parts) -> str:
-    out = ""
-    for part in parts:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "the config"
+def sources_of(config_files) -> Sources:
+    """``Sources`` as given, or read from a list of config files (priority order)."""
+    if isinstance(config_files, Sources):
+        return config_files
+    from dpo_study.config.reading import read_config_files
+
+    return read_config_files(config_files)
 
 
-def lookup(document, parts):
-    for part in parts:
-        try:
-            document = document[part]
-        except (KeyError, IndexError, TypeError):
-            return None, False
-    return document, True
+# Snakemake reads a --config value nested in a mapping (``defaults={beta: 0.5}``) without types.
+COMMAND_LINE_HINT = (" (Snakemake passes values nested in --config as text: set this field in a --configfile, "
+                     "e.g. a two-line overlay file, or give the top-level key its own --config entry)")
 
 
-def source_of(parts, config_files) -> str:
-    """The first of ``config_files`` (in priority order) that sets the value at ``parts``."""
-    for path in config_files:
-        try:
-            document = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError):
-            continue
-        if lookup(document, parts)[1]:
-            return str(path)
-    return "config (--config)"
-
-
-def describe_config_error(error: ValidationError, config: dict, config_files) -> str:
+def describe_config_error(error: ValidationError, config: dict, sources: Sources) -> str:
     parts = list(error.absolute_path)
-    where = config_path(parts)
+    where = location(parts)
     value = "" if error.validator in ("additionalProperties", "required") else f" = {render(error.instance)}"
     # Name the experiment too, when the error is inside one.
     if len(parts) >= 2 and parts[0] in ("experiments", "grids") and isinstance(parts[1], int):
         name, found = lookup(config, [*parts[:2], "name"])
         if found and parts[2:] != ["name"]:
             where += f" (of {render(name)})"
-    return f"{source_of(parts, config_files)}: {where}{value}: {problem(error)}"
+    source = sources.of(parts)
+    hint = COMMAND_LINE_HINT if source == COMMAND_LINE and isinstance(error.instance, str) and error.validator == "type" else ""
+    return f"{source}: {where}{value}: {problem(error)}{hint}"
 
 
 def inline_refs(schema, root: dict):
@@ -192,29 +160,59 @@ def inline_refs(schema, root: dict):
     return {k: inline_refs(v, root) for k, v in schema.items()}
 
 
-def validate_config(config: dict, schema_file: str | Path, config_files=()) -> None:
-    """Check ``config`` against the schema and fill in its defaults; all problems in one error.
-
-    ``config_files`` are the config files in priority order (the last ``--configfile`` first), so
-    that a message names the file that set the bad value.
-    """
+@functools.lru_cache(maxsize=4)
+def config_validator(schema_file: str):
+    """The schema's validator, built once per process (it fills in defaults as it validates)."""
     schema = yaml.safe_load(Path(schema_file).read_text(encoding="utf-8"))
-    schema = inline_refs(schema, schema)
-    validator = with_defaults(jsonschema.Draft202012Validator)(schema)
-    errors = leaf_errors(validator, config)
+    return with_defaults(jsonschema.Draft202012Validator)(inline_refs(schema, schema))
+
+
+def validate_config(config: dict, schema_file: str | Path, config_files=()) -> None:
+    """Check ``config`` against the schema and fill in its defaults (in place, as Snakemake's validate
+    did); all problems in one error.
+
+    ``config_files``: the ``Sources`` of the config (or the config files in priority order, the last
+    ``--configfile`` first), so that a message names the file, or the command line, that set the value.
+    """
+    errors = leaf_errors(config_validator(str(schema_file)), config)
     if errors:
-        raise ConfigError("\n".join(describe_config_error(e, config, config_files) for e in errors))
+        sources = sources_of(config_files)
+        raise ConfigError("\n".join(describe_config_error(e, config, sources) for e in errors))
+
+
+@functools.lru_cache(maxsize=4)
+def _defaults(schema_file: str) -> str:
+    defaults: dict = {}
+    validate_config(defaults, schema_file)  # an empty config, filled with every default
+    return json.dumps(defaults)
+
+
+def schema_defaults(schema_file: str | Path) -> dict:
+    """A config of the schema's defaults only (a fresh copy each call)."""
+    return json.loads(_defaults(str(schema_file)))
+
+
+# Folders that belong to git, Snakemake or the project's own code: outputs there would mix with them.
+RESERVED_FOLDERS = {".git", ".snakemake", ".github", "workflow", "src", "config", "data", "envs", "tests", "profiles"}
 
 
 def check_results_folder(results: str, config_files=(), workdir: str | Path = ".") -> None:
     """Outputs stay strictly inside the working directory: not empty, no absolute path, no '..' that
-    leaves it, and no symlink (anywhere on the way) to a folder outside."""
-    where = f"{source_of(['results'], config_files)}: results = {render(results)}"
+    leaves it, no symlink (anywhere on the way) to a folder outside, not inside git's or Snakemake's
+    own folders (or the checkout's), and no '~' (which is not the home folder here)."""
+    where = f"{sources_of(config_files).of(['results'])}: results = {render(results)}"
     path = PurePosixPath(results)
     if not results.strip():
         raise ConfigError(f"{where}: must name a folder inside the working directory (e.g. results)")
     if path.is_absolute() or Path(results).is_absolute():
         raise ConfigError(f"{where}: must be a folder inside the working directory, not an absolute path")
+    if results.startswith("~") or "$" in results:
+        raise ConfigError(f"{where}: a folder name starting with '~' or holding '$' is taken literally here "
+                          "(no home folder, no variables); name a folder inside the working directory (e.g. results)")
+    first = next((p for p in path.parts if p != "."), "")
+    if first in RESERVED_FOLDERS:
+        raise ConfigError(f"{where}: inside {first}/, which belongs to git, Snakemake or the workflow's own files; "
+                          "name a folder of its own (e.g. results)")
     depth = 0
     for part in path.parts:
         depth += -1 if part == ".." else (0 if part == "." else 1)
@@ -253,16 +251,6 @@ def check_rows(rows, schema: dict, path: Path) -> None:
         if key in seen:
             raise ConfigError(f"{path}: row {index}, field 'id' = {render(row['id'])}: duplicates the id of row {seen[key]}")
         seen[key] = index
-
-
-def check_pair_texts(rows: list[dict], path: Path) -> None:
-    """A preference pair needs two different answers."""
-    for index, row in enumerate(rows):
-        if row["support"].strip() == row["oppose"].strip():
-            raise ConfigError(
-                f"{path}: row {index} (id {render(row['id'])}), fields 'support' and 'oppose': "
-                "must be different answers (they are the same text)"
-            )
 
 
 def check_prompt_ids(prompt_files) -> None:

@@ -101,7 +101,7 @@ def resolve_model(manifest: str, name: str) -> None:
             token=os.environ.get("HF_TOKEN"),
         )
         record["revision"] = Path(record["path"]).name
-    from dpo_study.config.checks import check_model_folder
+    from dpo_study.config.model import check_model_folder
 
     check_model_folder(record["path"], (), f"model.name {name!r}")
     atomic.write_json(manifest, record)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from dpo_study.config import artifacts, atomic, strategies
 from dpo_study.config.data_files import DEFAULT_SYSTEM_PROMPT, check_data_size, load_probes, load_rows
-from dpo_study.config.validation import ConfigError
+from dpo_study.config.errors import ConfigError
 
 
 

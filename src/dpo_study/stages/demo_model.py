@@ -18,12 +18,15 @@ from tqdm import tqdm
 
 from dpo_study.config import atomic
 from dpo_study.config.data_files import load_rows
+from dpo_study.config.model import DEMO_MAX_POSITIONS
+from dpo_study.config.texts import DEMO_SPECIAL_TOKENS
 
 log = logging.getLogger(__name__)
 
 BOS, EOS, EOT, PAD = "<|begin_of_text|>", "<|end_of_text|>", "<|eot_id|>", "<|finetune_right_pad_id|>"
 HEADER_START, HEADER_END = "<|start_header_id|>", "<|end_header_id|>"
 SPECIAL_TOKENS = [BOS, EOS, HEADER_START, HEADER_END, EOT, PAD]
+assert tuple(SPECIAL_TOKENS) == DEMO_SPECIAL_TOKENS  # what the parse checks texts against
 # Llama-3's pre-tokenizer split pattern.
 LLAMA3_SPLIT = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
@@ -147,7 +150,7 @@ def build_demo_model(
         num_hidden_layers=num_layers,
         num_attention_heads=num_heads,
         num_key_value_heads=num_heads,
-        max_position_embeddings=512,
+        max_position_embeddings=DEMO_MAX_POSITIONS,  # model.max_seq_length is checked against it
         tie_word_embeddings=True,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.convert_tokens_to_ids(EOT),

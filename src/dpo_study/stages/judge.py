@@ -39,7 +39,7 @@ from dpo_study.stages import llm_judge
 from dpo_study.stages.data import read_jsonl
 from dpo_study.config.data_files import load_rows
 from dpo_study.stages.judge_base import JUDGES, LABELS, Judge, register
-from dpo_study.config.validation import ConfigError
+from dpo_study.config.errors import ConfigError
 from dpo_study.analysis.metrics import script
 
 log = logging.getLogger(__name__)

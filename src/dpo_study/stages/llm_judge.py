@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from dpo_study.stages.judge_base import LABELS, Judge, register
-from dpo_study.config.validation import ConfigError
+from dpo_study.config.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,82 @@
+"""The configuration floor's one error and how its messages name where a value came from.
+
+Every bad input ends in a ``ConfigError`` whose message names the source (a config file, the command
+line's ``--config``, a data file with its row), the field and what is allowed there.
+"""
+
+from __future__ import annotations
+
+import json
+
+COMMAND_LINE = "the command line's --config"
+
+
+class ConfigError(ValueError):
+    """A config or input file that the study cannot run with; the message names the field."""
+
+
+def render(value, limit: int = 60) -> str:
+    """A value as JSON text, cut to ``limit`` characters (invisible characters escaped, so they show)."""
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    text = "".join(c if c.isprintable() or c == " " else c.encode("unicode_escape").decode("ascii") for c in text)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def kind_of(value) -> str:
+    """A value's JSON type in words, for 'got ...'."""
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return "text"
+    if value is None:
+        return "null"
+    return "a number"
+
+
+def location(parts, whole: str = "the config") -> str:
+    """``experiments[0].beta`` for ``["experiments", 0, "beta"]``."""
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or whole
+
+
+def lookup(document, parts):
+    """(value, found) at ``parts`` of a nested document."""
+    for part in parts:
+        try:
+            document = document[part]
+        except (KeyError, IndexError, TypeError):
+            return None, False
+    return document, True
+
+
+class Sources:
+    """Where each value of the merged config came from, in Snakemake's priority: the command line's
+    ``--config`` first, then the config files (the last ``--configfile`` first). Built from the
+    documents as read once (reading.read_config_files), so that naming a source reads no file again."""
+
+    def __init__(self, documents=(), command_line: dict | None = None):
+        self.documents = [(str(path), document) for path, document in documents]
+        self.command_line = dict(command_line or {})
+
+    @property
+    def first(self) -> str:
+        """The source of a problem with the config as a whole: the highest-priority config file."""
+        return self.documents[0][0] if self.documents else "config"
+
+    def of(self, parts) -> str:
+        """The source that sets the value at ``parts`` (or, for a value no source sets, the file of
+        its nearest parent that is set, else the first file)."""
+        parts = list(parts)
+        for depth in range(len(parts), 0, -1):
+            if lookup(self.command_line, parts[:depth])[1]:
+                return COMMAND_LINE
+            for path, document in self.documents:
+                if lookup(document, parts[:depth])[1]:
+                    return path
+        return self.first
