@@ -100,9 +100,8 @@ DECODE_MODES = ("auto", "graph", "static", "plain")
 SAMPLING_ONLY = {"temperature": 1.0, "top_p": 1.0, "seed": 0}
 
 
-def check_generation(generation: dict, sources: Sources | None = None) -> None:
-    """Settings that cannot go together, or that would do nothing (checked when the workflow starts
-    and again by each generation job)."""
+def check_decode(generation: dict, sources: Sources | None = None) -> None:
+    """A decode mode that the sampling setting allows (checked at parse time and by each generation job)."""
     sources = sources or Sources()
     mode = generation.get("decode", "auto")
     if mode not in DECODE_MODES:
@@ -111,6 +110,12 @@ def check_generation(generation: dict, sources: Sources | None = None) -> None:
     if mode in ("graph", "static") and generation["do_sample"]:
         raise ConfigError(f"{sources.of(['generation', 'decode'])}: generation.decode: {mode} decodes greedily; set "
                           "generation.do_sample: false or generation.decode: plain")
+
+
+def check_generation(generation: dict, sources: Sources | None = None) -> None:
+    """Settings that cannot go together, or that would do nothing (parse time)."""
+    sources = sources or Sources()
+    check_decode(generation, sources)
     if not generation["do_sample"]:
         dead = [n for n, default in SAMPLING_ONLY.items() if n in generation and generation[n] != default]
         if dead:

@@ -94,6 +94,9 @@ def params_key(params: dict, names) -> str:
     return "_".join(f"{name}~{format_value(params[name])}" for name in names)
 
 
+# A study far beyond any sweep the method needs: its dry run alone would take hours (BENCHMARKS.md:
+# 1,000 experiments parse in ~20 s).
+MAX_EXPERIMENTS = 10_000
 SETTINGS_KEY_LIMIT = 150  # characters: one path segment may hold 255
 MISSING = object()  # a field that the defaults lack counts as changed
 
@@ -173,6 +176,10 @@ def expand(config: dict) -> list[Experiment]:
         where = f"experiments[{index}] ({entry['name']})"
         params = {**defaults, **{k: v for k, v in entry.items() if k != "name"}}
         experiments.append(Experiment(entry["name"], with_mix_weights(normalise(params, where), mix_weights, where)))
+    sizes = [math.prod(len(v) if isinstance(v, list) else 1 for v in grid.values()) for grid in config.get("grids", [])]
+    if len(experiments) + sum(sizes) > MAX_EXPERIMENTS:
+        raise ConfigError(f"grids: {len(experiments) + sum(sizes)} experiments (the grids' combinations {sizes} and "
+                          f"{len(experiments)} named); a study may have at most {MAX_EXPERIMENTS}")
     for index, grid in enumerate(config.get("grids", [])):
         swept = [name for name in EXPERIMENT_PARAMS if name in grid]
         fixed = {k: v for k, v in grid.items() if k not in EXPERIMENT_PARAMS and k != "name"}

@@ -11,7 +11,7 @@ from tqdm import tqdm
 from dpo_study.config import artifacts
 from dpo_study.stages.data import read_jsonl, write_jsonl
 from dpo_study.runtime.decode import greedy_decode
-from dpo_study.config.checks import check_generation
+from dpo_study.config.checks import check_decode
 from dpo_study.runtime.modeling import end_of_turn_ids, load_base, load_tokenizer, read_manifest
 from dpo_study.runtime.plans import device
 from dpo_study.config.model import require_safetensors
@@ -23,7 +23,7 @@ def decode_mode(model, generation: dict) -> str:
     """``plain``: transformers' generate; ``static``: our greedy static-cache loop (decode.py);
     ``graph``: that loop replayed as a CUDA graph. ``auto``: graph for greedy decoding of an
     unquantized model with SDPA attention on a GPU, else plain."""
-    check_generation(generation)
+    check_decode(generation)
     mode = generation.get("decode", "auto")
     if mode == "graph" and model.device.type != "cuda":
         return "static"  # no CUDA graphs on a CPU: the same loop, run eagerly
@@ -43,6 +43,15 @@ def chat_text(tokenizer, record: dict) -> str:
     )
 
 
+def generation_kwargs(generation: dict) -> dict:
+    """transformers' generate arguments of the generation settings (temperature and top_p only when
+    sampling: greedy decoding ignores them, and the parse refuses them then)."""
+    kwargs = {"max_new_tokens": generation["max_new_tokens"], "do_sample": generation["do_sample"]}
+    if generation["do_sample"]:
+        kwargs.update(temperature=generation["temperature"], top_p=generation["top_p"])
+    return kwargs
+
+
 def generate_answers(model, tokenizer, records: list[dict], generation: dict) -> list[dict]:
     """Answers in the order of ``records``; left padding so a batch decodes in step.
 
@@ -50,9 +59,7 @@ def generate_answers(model, tokenizer, records: list[dict], generation: dict) ->
     tokenizer.padding_side = "left"
     stop_ids = end_of_turn_ids(tokenizer, model)
     batch_size = min(generation["batch_size"], len(records)) or 1
-    kwargs = {"max_new_tokens": generation["max_new_tokens"], "do_sample": generation["do_sample"]}
-    if generation["do_sample"]:
-        kwargs.update(temperature=generation["temperature"], top_p=generation["top_p"])
+    kwargs = generation_kwargs(generation)
     texts = [chat_text(tokenizer, r) for r in records]
     mode = decode_mode(model, generation)
     graphs = 0

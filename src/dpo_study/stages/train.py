@@ -92,6 +92,9 @@ def dpo_config(experiment: dict, training: dict, output_dir: str, precision: str
         save_steps=max(training["checkpoint_steps"], 1),
         save_total_limit=1,
         report_to=[],
+        # TRL switches every dropout of the model off by default (the LoRA layers' too), which made
+        # training.lora_dropout a dead setting: the project applies it (effective_training records it).
+        disable_dropout=False,
         disable_tqdm=False,
         dataloader_num_workers=0,
     )
@@ -108,6 +111,43 @@ def lora_config(experiment: dict, training: dict):
         bias="none",
         task_type="CAUSAL_LM",
     )
+
+
+def dropout_rates(model) -> dict:
+    """The dropout probabilities the model trains with: the LoRA layers' and the base model's own."""
+    lora, other = set(), set()
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Dropout):
+            (lora if "lora_dropout" in name else other).add(float(module.p))
+        elif "lora_dropout" in name and isinstance(module, torch.nn.Identity):
+            lora.add(0.0)  # PEFT puts an Identity where the dropout is 0
+    return {"lora_dropout": sorted(lora), "model_dropout": sorted(other)}
+
+
+def effective_training(trainer) -> dict:
+    """The values the libraries actually train with, after their own defaults and overrides (TRL's
+    disable_dropout, the CPU's optimizer and checkpointing): train_summary.json records them, so a
+    setting that did not arrive shows."""
+    args = trainer.args
+    steps = trainer.state.max_steps
+    return {
+        **dropout_rates(trainer.model),
+        "disable_dropout": args.disable_dropout,
+        "learning_rate": args.learning_rate,
+        "beta": args.beta,
+        "loss_type": list(args.loss_type) if isinstance(args.loss_type, (list, tuple)) else [args.loss_type],
+        "loss_weights": args.loss_weights,
+        "weight_decay": args.weight_decay,
+        "lr_scheduler_type": str(getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type)),
+        "warmup_steps": args.get_warmup_steps(steps) if steps > 0 else None,
+        "optim": str(getattr(args.optim, "value", args.optim)),
+        "gradient_checkpointing": args.gradient_checkpointing,
+        "max_length": args.max_length,
+        "per_device_train_batch_size": args.per_device_train_batch_size,
+        "gradient_accumulation_steps": args.gradient_accumulation_steps,
+        "num_train_epochs": args.num_train_epochs,
+        "seed": args.seed,
+    }
 
 
 def peak_memory_gib() -> float:
@@ -219,6 +259,7 @@ def train_adapter(
         "setup_seconds": round(start - job_start, 2),
         "reference_pass_seconds": round(ref_seconds, 2),
         "plan": plan.as_dict(),
+        "effective": effective_training(trainer),
     }
     atomic.write_json(summary, report)
     shutil.rmtree(checkpoints)  # the adapter is written: nothing to resume any more
