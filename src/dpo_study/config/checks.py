@@ -205,6 +205,16 @@ def check_encoder_folder(path: str, source: str) -> None:
                           "sentence encoder (e.g. all-MiniLM-L6-v2)")
 
 
+LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
+
+
+def may_receive_key(url: str | None) -> bool:
+    """An API key goes only to an https endpoint, or over plain http to this machine's own loopback
+    address (a local server: the key never leaves the machine)."""
+    parsed = urllib.parse.urlsplit(url or "")
+    return parsed.scheme == "https" or (parsed.scheme == "http" and (parsed.hostname or "") in LOOPBACK_HOSTS)
+
+
 def check_llm_endpoint(llm: dict, sources: Sources) -> None:
     """An endpoint is an http(s) URL with a host; an API key (from the environment) goes only to an
     https endpoint, and never another service's credentials (the Hub token above all)."""
@@ -223,9 +233,10 @@ def check_llm_endpoint(llm: dict, sources: Sources) -> None:
     if FOREIGN_CREDENTIALS.match(variable):
         raise ConfigError(f"{where}: names another service's credentials (the Hugging Face token, a cloud or git "
                           "key); put the endpoint's own key in a variable of its own, e.g. JUDGE_API_KEY")
-    if not (url or "").startswith("https://"):
-        raise ConfigError(f"{where}: an API key is sent only to an https endpoint; set judge.llm.url to an https:// "
-                          "address, or remove api_key_env for a server without a key")
+    if not may_receive_key(url):
+        raise ConfigError(f"{where}: an API key is sent only to an https endpoint (or over http to localhost / "
+                          f"127.0.0.1), and judge.llm.url is {render(url)}; set an https:// address, or remove "
+                          "api_key_env for a server without a key")
 
 
 def check_cv_folds(cv_folds: int, train_rows: list[dict], judge_texts: list[dict], judges, texts_path: str) -> None:

@@ -291,7 +291,7 @@ def load_study(config: dict, config_files=(), schema: str | Path = CONFIG_SCHEMA
     texts.check_text_lengths(
         {data["train"]: (train_rows, ("prompt",), ("support", "oppose")), data["test"]: (test_rows, ("prompt",), ()),
          **{path: (rows, ("prompt",), ()) for path, rows in probes}},
-        data["system_prompt"], config["model"]["max_seq_length"], facts.tokenizer_file,
+        data["system_prompt"], config["model"]["max_seq_length"], facts.tokenizer_file, system_source,
     )
     probe_categories = list(dict.fromkeys(r["category"] for r in probe_rows))
     check_questions(config["questions"], [e.name for e in experiments], probe_categories)

@@ -162,9 +162,11 @@ def check_no_special_tokens(rows: list[dict], fields, path, pattern: re.Pattern 
 # ---- lengths ---------------------------------------------------------------------------------
 
 
-def check_text_lengths(files: dict, system_prompt: str, max_seq_length: int, tokenizer_file=None) -> None:
+def check_text_lengths(files: dict, system_prompt: str, max_seq_length: int, tokenizer_file=None,
+                       system_source: str = "config") -> None:
     """Each row's system prompt (its own ``system`` or ``system_prompt``), prompt and longest answer
-    together must fit ``max_seq_length`` tokens. ``files``: ``{path: (rows, prompt fields, answer fields)}``."""
+    together must fit ``max_seq_length`` tokens. ``files``: ``{path: (rows, prompt fields, answer fields)}``;
+    ``system_source``: the config file that sets ``data.system_prompt``."""
     tokenizer = None
     if tokenizer_file:
         from tokenizers import Tokenizer  # a small Rust library, no ML framework
@@ -178,6 +180,12 @@ def check_text_lengths(files: dict, system_prompt: str, max_seq_length: int, tok
         return len(tokenizer.encode(text, add_special_tokens=False).ids)
 
     counted: dict[str, int] = {}  # the system prompt is the same for most rows
+    if len(system_prompt) > max_seq_length // 2:
+        counted[system_prompt] = count(system_prompt)
+        if (len(system_prompt) > chars) if tokenizer is None else (counted[system_prompt] > max_seq_length):
+            size = f"{len(system_prompt)} characters" if tokenizer is None else f"{counted[system_prompt]} tokens"
+            raise ConfigError(f"{system_source}: data.system_prompt: {size}; with every prompt it must fit "
+                              f"model.max_seq_length = {max_seq_length} tokens")
     for path, (rows, fields, answers) in files.items():
         for index, row in enumerate(rows):
             system = row.get("system") or system_prompt

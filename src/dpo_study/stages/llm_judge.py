@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from dpo_study.stages.judge_base import LABELS, Judge, register
+from dpo_study.config.checks import FOREIGN_CREDENTIALS, may_receive_key
 from dpo_study.config.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,16 @@ def label_of_token(token: str) -> str | None:
     token = token.strip().lower().strip("\"'*`")
     matches = [label for label in LABELS if len(token) >= 2 and (label.startswith(token) or token.startswith(label))]
     return matches[0] if len(matches) == 1 else None
+
+
+class NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect is an error: urllib would resend the Authorization header to wherever it points."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None
+
+
+OPENER = urllib.request.build_opener(NoRedirects)
 
 
 def chat_completions_url(url: str) -> str:
@@ -115,6 +126,10 @@ class LLMJudge(Judge):
         variable = self.settings.get("api_key_env")
         if not variable:
             return None
+        if not may_receive_key(self.settings.get("url")) or FOREIGN_CREDENTIALS.match(variable):
+            # The parse refuses such a config; a judge built by hand is held to the same rule.
+            raise ConfigError(f"judge.llm.api_key_env: the key in {variable} is sent only to an https endpoint (or "
+                              "http on localhost), and never another service's credentials such as HF_TOKEN")
         if variable not in os.environ:
             raise ConfigError(f"judge.llm.api_key_env: the environment variable {variable} is not set")
         return os.environ[variable]
@@ -136,7 +151,7 @@ class LLMJudge(Judge):
         retries = self.settings.get("max_retries", 2)
         for attempt in range(retries + 1):
             try:
-                with urllib.request.urlopen(request, timeout=self.settings.get("timeout_s", 60)) as response:
+                with OPENER.open(request, timeout=self.settings.get("timeout_s", 60)) as response:
                     return json.loads(response.read())
             except (urllib.error.URLError, TimeoutError) as error:
                 status = getattr(error, "code", None)
