@@ -16,8 +16,8 @@ import urllib.parse
 from collections import Counter
 from pathlib import Path
 
-from dpo_study.config.errors import ConfigError, Sources, render
-from dpo_study.config.model import ModelFacts, check_model_folder, read_json, require_safetensors
+from dpo_study.config.errors import ConfigError, Sources, path_kind, render
+from dpo_study.config.model import ModelFacts, check_model_folder, require_safetensors
 
 # Values that TRL 1.15/1.16 and transformers 5.17-5.24 accept (the recipes' and the README's); any
 # other value is checked against the library itself.
@@ -181,7 +181,7 @@ def check_encoder_folder(path: str, source: str) -> None:
     causal LM's, a tokenizer and complete safetensors weights."""
     where = f"{source}: judge.embedding.model_path = {render(path)}"
     folder = Path(path)
-    if not folder.is_dir():
+    if path_kind(folder, where) != "dir":
         raise ConfigError(f"{where}: is not a local sentence-transformers folder")
     transformer = folder
     if (folder / "modules.json").is_file():

@@ -27,13 +27,13 @@ def _schema(name: str) -> dict:
     return yaml.safe_load(text)
 
 
-def load_rows(path: str | Path, kind: str, special_tokens=None) -> list[dict]:
+def load_rows(path: str | Path, kind: str, special_tokens=None, what: str | None = None) -> list[dict]:
     """Read a JSON (or YAML, for probes) list and check it: its schema, unique visible ids, clean texts
     (dpo_study.config.texts) without chat-template control tokens (``special_tokens``: the pattern of
     the study's tokenizer, texts.special_token_pattern; the generic forms by default). Errors name
-    file, row and field."""
+    file, row and field (``what``: the config field that names the file, for a file that is missing)."""
     path = Path(path)
-    rows = reading.load(path, f"{kind} file")
+    rows = reading.load(path, what or f"{kind} file")
     validation.check_rows(rows, _schema(kind), path)
     texts.check_texts(rows, TEXT_FIELDS[kind], path)
     if kind == "train":

@@ -6,7 +6,9 @@ line's ``--config``, a data file with its row), the field and what is allowed th
 
 from __future__ import annotations
 
+import contextlib
 import json
+from pathlib import Path
 
 COMMAND_LINE = "the command line's --config"
 
@@ -80,3 +82,30 @@ class Sources:
                 if lookup(document, parts[:depth])[1]:
                     return path
         return self.first
+
+
+@contextlib.contextmanager
+def named(source: str):
+    """Prefix ``source`` to a ConfigError raised inside that does not name it yet."""
+    try:
+        yield
+    except ConfigError as error:
+        text = str(error)
+        if text.startswith(source):
+            raise
+        raise type(error)(f"{source}: {text}") from None
+
+
+def path_kind(path, what: str) -> str | None:
+    """"dir", "file", "other" or None (nothing there) for a path the config names; a path the system
+    cannot look up (a name too long, a NUL byte) is the project's error, not an OSError."""
+    try:
+        path = Path(path)
+        if path.is_dir():
+            return "dir"
+        if path.is_file():
+            return "file"
+        return "other" if path.exists() else None
+    except (OSError, ValueError) as error:
+        reason = getattr(error, "strerror", None) or str(error)
+        raise ConfigError(f"{what} {render(str(path))}: cannot be looked up ({reason})") from None

@@ -12,7 +12,7 @@ import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dpo_study.config.errors import ConfigError
+from dpo_study.config.errors import ConfigError, path_kind
 from dpo_study.config.texts import DEMO_SPECIAL_TOKENS, tokenizer_special_tokens
 
 # The embedded demo model's context (stages/demo_model.py builds it with this many positions).
@@ -125,7 +125,7 @@ def check_model_name(name: str, target_modules=()) -> Path | None:
     Returns the model's folder where it is on disk already."""
     if name == "demo":
         return None
-    if Path(name).is_dir():
+    if path_kind(name, "model.name") == "dir":
         require_safetensors(name, "model.name: folder")
         check_model_folder(name, target_modules)
         return Path(name)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from dpo_study.config.errors import ConfigError, Sources, location
+from dpo_study.config.errors import ConfigError, Sources, location, path_kind
 
 MAX_NODES = 200_000  # values in one document; the bundled files have a few thousand
 MAX_DEPTH = 64  # levels of nesting; the deepest bundled document has 4
@@ -59,11 +59,15 @@ def _no_duplicate_keys(pairs):
 def read_text(path: str | Path, what: str) -> str:
     """A file's text; a missing file, a folder, or text that is not UTF-8 (UTF-16 too) is named."""
     path = Path(path)
-    if path.is_dir():
+    kind = path_kind(path, what)
+    if kind == "dir":
         raise ConfigError(f"{what} {str(path)!r} is a folder, not a file")
-    if not path.is_file():
+    if kind != "file":
         raise ConfigError(f"{what} {str(path)!r} does not exist")
-    raw = path.read_bytes()
+    try:
+        raw = path.read_bytes()
+    except OSError as error:
+        raise ConfigError(f"{what} {str(path)!r}: cannot be read ({error.strerror})") from None
     if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise ConfigError(f"{path}: UTF-16 text; save it as UTF-8")
     try:

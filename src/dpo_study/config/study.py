@@ -15,7 +15,7 @@ from dpo_study.config import texts
 from dpo_study.config.artifacts import check_finished_adapters
 from dpo_study.config.checks import check_cv_folds, check_settings
 from dpo_study.config.data_files import check_data_size, check_strategies, load_rows
-from dpo_study.config.errors import ConfigError
+from dpo_study.config.errors import ConfigError, named
 from dpo_study.config.experiments import KEY_CHARACTERS, Experiment, expand, settings_key
 from dpo_study.config.model import model_facts, model_slug
 from dpo_study.config.provenance import experiment_config_hash
@@ -269,42 +269,55 @@ def load_study(config: dict, config_files=(), schema: str | Path = CONFIG_SCHEMA
     check_values(config, sources)  # finite numbers, UTF-8 text, bounded: before the schema walks it
     validate_config(config, schema, sources)  # fills in the defaults
     check_results_folder(config["results"], sources)
-    experiments = expand(config)
+    with named(sources.of(["experiments"])):
+        experiments = expand(config)
     keys = settings_keys(config, schema)
     training, data = config["training"], config["data"]
-    facts = model_facts(config["model"]["name"], training["target_modules"], manifest_path(config, keys))
+    with named(sources.of(["model", "name"])):
+        facts = model_facts(config["model"]["name"], training["target_modules"], manifest_path(config, keys))
     check_settings(config, sources, facts)
-    batch_split(training, training["recipe"])
+    with named(sources.of(["training"])):
+        batch_split(training, training["recipe"])
     special = texts.special_token_pattern(facts.special_tokens)
     system_source = sources.of(["data", "system_prompt"])
     texts.check_text(data["system_prompt"], system_source, None, None, "data.system_prompt")
     texts.check_no_special_tokens([{"data.system_prompt": data["system_prompt"]}], ["data.system_prompt"], system_source,
                                   special)
-    train_rows = load_rows(data["train"], "train", special)
-    test_rows = load_rows(data["test"], "test", special)
-    probes = [(path, load_rows(path, "probes", special)) for path in data["probes"]]
+    with named(sources.of(["data", "train"])):
+        train_rows = load_rows(data["train"], "train", special, "data.train: the train file")
+    with named(sources.of(["data", "test"])):
+        test_rows = load_rows(data["test"], "test", special, "data.test: the test file")
+    with named(sources.of(["data", "probes"])):
+        probes = [(path, load_rows(path, "probes", special, f"data.probes[{i}]: the probe file"))
+                  for i, path in enumerate(data["probes"])]
     probe_rows = [row for _, rows in probes for row in rows]
     check_prompt_ids([(data["test"], test_rows), *probes])
-    for e in experiments:
-        check_data_size(e.params["data_size"], train_rows, f"experiment {e.name!r}, field data_size", data["train"])
-    check_strategies(experiments, train_rows, data["train"])
+    with named(sources.of(["experiments"])):
+        for e in experiments:
+            check_data_size(e.params["data_size"], train_rows, f"experiment {e.name!r}, field data_size", data["train"])
+        check_strategies(experiments, train_rows, data["train"])
     texts.check_text_lengths(
         {data["train"]: (train_rows, ("prompt",), ("support", "oppose")), data["test"]: (test_rows, ("prompt",), ()),
          **{path: (rows, ("prompt",), ()) for path, rows in probes}},
         data["system_prompt"], config["model"]["max_seq_length"], facts.tokenizer_file, system_source,
     )
     probe_categories = list(dict.fromkeys(r["category"] for r in probe_rows))
-    check_questions(config["questions"], [e.name for e in experiments], probe_categories)
-    judge_texts = load_rows(config["judge"]["texts"], "judge_texts", special)
-    load_rows(config["judge"]["holdout"], "judge_texts", special)
+    with named(sources.of(["questions"])):
+        check_questions(config["questions"], [e.name for e in experiments], probe_categories)
+    with named(sources.of(["judge", "texts"])):
+        judge_texts = load_rows(config["judge"]["texts"], "judge_texts", special, "judge.texts: the judge texts file")
+    with named(sources.of(["judge", "holdout"])):
+        load_rows(config["judge"]["holdout"], "judge_texts", special, "judge.holdout: the hold-out file")
     judges = list(config["judge"]["use"])
     primary = config["judge"]["primary"] or judges[0]
     if primary not in judges:
         raise ConfigError(f"{sources.of(['judge', 'primary'])}: judge.primary: {primary!r} is not one of judge.use {judges}")
-    check_cv_folds(config["judge"]["cv_folds"], train_rows, judge_texts, judges, config["judge"]["texts"])
+    with named(sources.of(["judge", "cv_folds"])):
+        check_cv_folds(config["judge"]["cv_folds"], train_rows, judge_texts, judges, config["judge"]["texts"])
     study = Study(config, [str(f) for f in config_files], experiments, probe_categories, judges, primary,
                   prompt_sets(data["test"], data["probes"]), keys)
-    check_finished_adapters(f"{study.run_dir(key)}/adapter" for key in study.runs)
+    with named(sources.of(["results"])):
+        check_finished_adapters(f"{study.run_dir(key)}/adapter" for key in study.runs)
     return study
 
 
