@@ -8,12 +8,13 @@ exception type, and no hang (each example runs under an alarm)."""
 import contextlib
 import copy
 import json
+import os
 import signal
 from pathlib import Path
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from conftest import REPO
@@ -31,7 +32,10 @@ DATA_FILES = {"train": "data/train.json", "test": "data/test.json", "probes": "c
               "judge_texts": "data/judge_texts.json"}
 SECONDS_PER_EXAMPLE = 30
 def generated(examples: int):
-    return settings(max_examples=examples, derandomize=True, database=None, deadline=None, print_blob=True,
+    """A fixed seed and ``examples`` examples for CI; a longer hunt: DPO_GENERATED_SCALE=10 (examples x10)
+    and DPO_GENERATED_RANDOM=1 (a new seed each run)."""
+    scale = float(os.environ.get("DPO_GENERATED_SCALE", "1"))
+    return settings(max_examples=max(1, int(examples * scale)), derandomize=not os.environ.get("DPO_GENERATED_RANDOM"), database=None, deadline=None, print_blob=True,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
                                            HealthCheck.data_too_large])
 
@@ -85,7 +89,7 @@ def nasty():
         scalars,
         st.lists(scalars, max_size=4),
         st.dictionaries(nasty_text(), scalars, max_size=3),
-        st.sampled_from([nested(70), nested(2000), [[]], [{}], {"": {}}, list(range(300))]),
+        st.sampled_from([nested(70), nested(400), [[]], [{}], {"": {}}, list(range(300))]),
     )
 
 
@@ -145,6 +149,7 @@ def outcome(config, config_files, command_line=None, sources=()):
     try:
         with time_limit(SECONDS_PER_EXAMPLE):
             load_study(config, config_files, command_line=command_line)
+        event("loaded")  # pytest --hypothesis-show-statistics lists how many examples ended how
         return None
     except ConfigError as error:
         message = str(error)
@@ -152,6 +157,7 @@ def outcome(config, config_files, command_line=None, sources=()):
     for line in message.splitlines():
         assert any(line.startswith(name) or f"{name}:" in line for name in names), (line, names)
     assert "Traceback" not in message
+    event("refused")
     return message
 
 
@@ -170,6 +176,7 @@ def test_any_value_of_any_config_field(workdir, path, value):
     except (ValueError, RecursionError):
         return  # not writable as a file: nothing a user could hand over
     if not overlay_readable(study):
+        event("overlay refused by the strict reader")
         return
     config = merge(DEMO, reading.check_config_file(study))
     message = outcome(config, [study, "config/demo.yaml"], sources=["data/", "config/", str(workdir), "/"])

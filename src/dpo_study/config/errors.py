@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 from pathlib import Path
 
 COMMAND_LINE = "the command line's --config"
@@ -39,11 +40,20 @@ def kind_of(value) -> str:
     return "a number"
 
 
+PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]{1,60}")
+
+
 def location(parts, whole: str = "the config") -> str:
-    """``experiments[0].beta`` for ``["experiments", 0, "beta"]``."""
+    """``experiments[0].beta`` for ``["experiments", 0, "beta"]``; a key of other characters in
+    brackets as JSON text (``data["a\\nb"]``), so that it shows on one line."""
     out = ""
     for part in parts:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif isinstance(part, str) and PLAIN_KEY.fullmatch(part):
+            out += f".{part}" if out else part
+        else:
+            out += f"[{render(part)}]"
     return out or whole
 
 

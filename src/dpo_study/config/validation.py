@@ -74,7 +74,7 @@ def problem(error: ValidationError, noun: str = "key") -> str:
         allowed = sorted(error.schema.get("properties", {}))
         unknown = sorted(set(error.instance) - set(allowed))
         hints = [
-            f"'{name}' (did you mean '{match[0]}'?)" if (match := difflib.get_close_matches(name, allowed, 1)) else f"'{name}'"
+            f"{name!r} (did you mean '{match[0]}'?)" if (match := difflib.get_close_matches(name, allowed, 1)) else repr(name)
             for name in unknown
         ]
         return f"unknown {noun}{'s' if len(unknown) > 1 else ''} {', '.join(hints)}; allowed: {', '.join(allowed)}"
