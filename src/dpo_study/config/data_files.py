@@ -24,7 +24,7 @@ TEXT_FIELDS = {"train": ("prompt", "support", "oppose"), "test": ("prompt",), "p
 @functools.lru_cache(maxsize=None)
 def _schema(name: str) -> dict:
     text = resources.files("dpo_study").joinpath(f"schemas/{name}.schema.yaml").read_text()
-    return yaml.safe_load(text)
+    return yaml.load(text, Loader=reading.Loader)
 
 
 def load_rows(path: str | Path, kind: str, special_tokens=None, what: str | None = None) -> list[dict]:

@@ -45,6 +45,8 @@ def is_invisible(char: str) -> bool:
 
 def visible(text: str) -> str:
     """The text without its invisible characters, trimmed: what a reader sees."""
+    if text.isprintable():  # no control, format or separator character but the space (fast, in C)
+        return text.strip()
     return "".join(c for c in text if not is_invisible(c)).strip()
 
 
@@ -72,6 +74,10 @@ def check_id(value, path, index: int) -> None:
 def check_text(text, path, index, row, field: str) -> None:
     """No control characters (tab and line breaks are fine), and not blank once invisible ones are gone."""
     if not isinstance(text, str):
+        return
+    if text.isprintable():
+        if not text.strip():
+            raise ConfigError(f"{where(path, index, row, field)} = {render(text)}: blank; write the text")
         return
     controls = [c for c in text if unicodedata.category(c) in ("Cc", "Cs") and c not in ALLOWED_CONTROLS]
     if controls:

@@ -163,7 +163,7 @@ def inline_refs(schema, root: dict):
 @functools.lru_cache(maxsize=4)
 def config_validator(schema_file: str):
     """The schema's validator, built once per process (it fills in defaults as it validates)."""
-    schema = yaml.safe_load(Path(schema_file).read_text(encoding="utf-8"))
+    schema = yaml.load(Path(schema_file).read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     return with_defaults(jsonschema.Draft202012Validator)(inline_refs(schema, schema))
 
 
