@@ -40,7 +40,13 @@ CONFIG_FILES = [*reversed(workflow.overwrite_configfiles), *workflow.configfiles
 CONFIG_SCHEMA = workflow.source_path("../schemas/config.schema.yaml")
 # The one entry point of the parse: strict reading of each file, the schema (filling in its defaults,
 # in place) and every check, each once (src/dpo_study/config/study.py).
-STUDY = checked(load_study, config, CONFIG_FILES, CONFIG_SCHEMA, dict(workflow.config_settings.config))
+STUDY = checked(
+    load_study,
+    config,
+    CONFIG_FILES,
+    CONFIG_SCHEMA,
+    dict(workflow.config_settings.config),
+)
 
 RESULTS = STUDY.results
 MODEL = STUDY.model_name
