@@ -95,13 +95,14 @@ class Sources:
 
 
 @contextlib.contextmanager
-def named(source: str):
-    """Prefix ``source`` to a ConfigError raised inside that does not name it yet."""
+def named(source: str, *own_sources):
+    """Prefix ``source`` to a ConfigError raised inside that names neither it nor one of ``own_sources``
+    (a data file's errors name the data file, not the config file that names it)."""
     try:
         yield
     except ConfigError as error:
         text = str(error)
-        if text.startswith(source):
+        if text.startswith((source, *(str(s) for s in own_sources))):
             raise
         raise type(error)(f"{source}: {text}") from None
 

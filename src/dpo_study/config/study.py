@@ -283,11 +283,11 @@ def load_study(config: dict, config_files=(), schema: str | Path = CONFIG_SCHEMA
     texts.check_text(data["system_prompt"], system_source, None, None, "data.system_prompt")
     texts.check_no_special_tokens([{"data.system_prompt": data["system_prompt"]}], ["data.system_prompt"], system_source,
                                   special)
-    with named(sources.of(["data", "train"])):
+    with named(sources.of(["data", "train"]), data["train"]):
         train_rows = load_rows(data["train"], "train", special, "data.train: the train file")
-    with named(sources.of(["data", "test"])):
+    with named(sources.of(["data", "test"]), data["test"]):
         test_rows = load_rows(data["test"], "test", special, "data.test: the test file")
-    with named(sources.of(["data", "probes"])):
+    with named(sources.of(["data", "probes"]), *data["probes"]):
         probes = [(path, load_rows(path, "probes", special, f"data.probes[{i}]: the probe file"))
                   for i, path in enumerate(data["probes"])]
     probe_rows = [row for _, rows in probes for row in rows]
@@ -304,9 +304,9 @@ def load_study(config: dict, config_files=(), schema: str | Path = CONFIG_SCHEMA
     probe_categories = list(dict.fromkeys(r["category"] for r in probe_rows))
     with named(sources.of(["questions"])):
         check_questions(config["questions"], [e.name for e in experiments], probe_categories)
-    with named(sources.of(["judge", "texts"])):
+    with named(sources.of(["judge", "texts"]), config["judge"]["texts"]):
         judge_texts = load_rows(config["judge"]["texts"], "judge_texts", special, "judge.texts: the judge texts file")
-    with named(sources.of(["judge", "holdout"])):
+    with named(sources.of(["judge", "holdout"]), config["judge"]["holdout"]):
         load_rows(config["judge"]["holdout"], "judge_texts", special, "judge.holdout: the hold-out file")
     judges = list(config["judge"]["use"])
     primary = config["judge"]["primary"] or judges[0]
@@ -314,8 +314,9 @@ def load_study(config: dict, config_files=(), schema: str | Path = CONFIG_SCHEMA
         raise ConfigError(f"{sources.of(['judge', 'primary'])}: judge.primary: {primary!r} is not one of judge.use {judges}")
     with named(sources.of(["judge", "cv_folds"])):
         check_cv_folds(config["judge"]["cv_folds"], train_rows, judge_texts, judges, config["judge"]["texts"])
-    study = Study(config, [str(f) for f in config_files], experiments, probe_categories, judges, primary,
-                  prompt_sets(data["test"], data["probes"]), keys)
+    with named(sources.of(["data", "probes"])):
+        sets = prompt_sets(data["test"], data["probes"])
+    study = Study(config, [str(f) for f in config_files], experiments, probe_categories, judges, primary, sets, keys)
     with named(sources.of(["results"])):
         check_finished_adapters(f"{study.run_dir(key)}/adapter" for key in study.runs)
     return study
