@@ -118,7 +118,10 @@ def parse(path: str | Path, text: str, kind: str = "auto"):
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"{path}: not valid YAML{where}: {getattr(error, 'problem', None) or error}") from None
+        problem = str(getattr(error, "problem", None) or error)
+        if "maximum nesting depth" in problem:  # libyaml's own cap, met before ours
+            problem = f"nested more than {MAX_DEPTH} levels deep; is it the file you meant?"
+        raise ConfigError(f"{path}: not valid YAML{where}: {problem}") from None
 
 
 def load(path: str | Path, what: str, kind: str = "auto"):
