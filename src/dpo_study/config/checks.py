@@ -17,7 +17,7 @@ from pathlib import Path
 from dpo_study.config import reading as safe_input
 from dpo_study.config.validation import ConfigError
 
-# Values that TRL 1.15/1.16 and transformers 5.17-5.24 accept (the recipes' and the README's); any
+# Values that TRL 1.15/1.16 and transformers 5.17-5.24 accept (the recipes' and docs/gpu.md's); any
 # other value is checked against the library itself.
 KNOWN_LOSS_TYPES = {"sigmoid", "sft", "ipo", "hinge"}
 KNOWN_SCHEDULERS = {"linear", "cosine", "constant", "constant_with_warmup"}
