@@ -155,8 +155,8 @@ def test_results_symlink_leading_outside(tmp_path):
     ("latin1.yaml", "not UTF-8 text (byte 10"),
 ])
 def test_overlay_that_snakemake_refuses_is_named_by_the_checker(tmp_path, name, message):
-    """Snakemake reads --configfile before the workflow and names no file for these (README:
-    troubleshooting); `python -m dpo_study.config.reading FILE` does, with the same check common.smk runs."""
+    """Snakemake reads --configfile before the workflow and names no file for these
+    (docs/troubleshooting.md); `python -m dpo_study.config.reading FILE` does, with the same check common.smk runs."""
     content = {"notyaml.yaml": "experiments: [\n".encode(), "empty.yaml": b"", "list.yaml": b"- a\n- b\n",
                "utf16.yaml": "results: results\n".encode("utf-16"), "latin1.yaml": "results: r\u00e9sultats\n".encode("latin-1")}[name]
     path = tmp_path / name

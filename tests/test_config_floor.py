@@ -250,14 +250,14 @@ def test_the_command_line_reaches_load_study_through_snakemake(tmp_path):
     assert "Traceback" not in output
 
 
-def test_the_readme_states_the_bounds_the_code_uses():
+def test_the_input_checks_page_states_the_bounds_the_code_uses():
     from dpo_study.config.experiments import MAX_EXPERIMENTS
     from dpo_study.config.model import DEMO_MAX_POSITIONS
     from dpo_study.config.reading import MAX_DEPTH
     from dpo_study.config.texts import MAX_CHARS_PER_TOKEN
     from dpo_study.config.validation import schema_defaults
 
-    readme = " ".join((REPO / "README.md").read_text().split())
+    readme = " ".join((REPO / "docs/input-checks.md").read_text().split())
     assert f"a grid of more than {MAX_EXPERIMENTS:,} experiments" in readme
     assert f"nesting deeper than {MAX_DEPTH} levels" in readme
     assert f"{DEMO_MAX_POSITIONS} for the demo model" in readme

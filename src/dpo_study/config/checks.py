@@ -19,7 +19,7 @@ from pathlib import Path
 from dpo_study.config.errors import ConfigError, Sources, path_kind, render
 from dpo_study.config.model import ModelFacts, check_model_folder, require_safetensors
 
-# Values that TRL 1.15/1.16 and transformers 5.17-5.24 accept (the recipes' and the README's); any
+# Values that TRL 1.15/1.16 and transformers 5.17-5.24 accept (the recipes' and docs/gpu.md's); any
 # other value is checked against the library itself.
 KNOWN_LOSS_TYPES = {"sigmoid", "sft", "ipo", "hinge"}
 KNOWN_SCHEDULERS = {"linear", "cosine", "constant", "constant_with_warmup"}

@@ -114,7 +114,7 @@ class Study:
         return [{"name": e.name, **e.params, "config_hash": experiment_config_hash(e.params, self.config)}
                 for e in self.experiments]
 
-    # ---- artifact paths: each holds the keys of what shapes it (README, "Caching") ---------
+    # ---- artifact paths: each holds the keys of what shapes it (docs/caching.md) ---------
 
     @property
     def results(self) -> str:
