@@ -92,3 +92,26 @@ def test_how_a_job_runs_is_not_part_of_its_code():
     train, _ = imported_code(REPO / "workflow/scripts/train_adapter.py")
     assert not {"dpo_study.runtime.smk", "dpo_study.runtime.worker", "dpo_study.runtime.worker_process", "dpo_study.runtime.gpus"} & set(train)
     assert "dpo_study.runtime.resident" in train  # the resident model is part of what the stage sees
+
+
+def test_the_analysis_cache_keeps_a_dry_run_from_parsing_unchanged_code_again(tmp_path, monkeypatch):
+    """Digests and imports come from the cache file for a source seen before, and an edited source
+    is parsed again (the cache is keyed by content)."""
+    from dpo_study.config import provenance
+
+    monkeypatch.setattr(provenance, "ANALYSIS_CACHE", tmp_path / "cache" / "analysis.json")
+    provenance._analysis_cache.cache_clear()
+    provenance._analysis.cache_clear()
+    parsed = []
+    real = provenance._analyse
+    monkeypatch.setattr(provenance, "_analyse", lambda *a: parsed.append(a[0]) or real(*a))
+    module = tmp_path / "m.py"
+    module.write_text("import json\n")
+    first = provenance.code_digest(module)
+    provenance._analysis_cache.cache_clear()  # a new process: only the file remains
+    provenance._analysis.cache_clear()
+    assert provenance.code_digest(module) == first and len(parsed) == 1
+    module.write_text("import os\n")
+    assert provenance.code_digest(module) != first and len(parsed) == 2
+    provenance._analysis_cache.cache_clear()
+    provenance._analysis.cache_clear()

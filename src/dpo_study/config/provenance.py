@@ -12,10 +12,12 @@ import ast
 import functools
 import hashlib
 import json
+import os
 import platform
 import re
 import subprocess
 import sys
+import tempfile
 from importlib import metadata
 from pathlib import Path
 
@@ -143,14 +145,58 @@ def imported_code(script: Path, package: Path = PACKAGE) -> tuple[dict[str, Path
 
 def imports(path: Path, package_name: str) -> tuple[str, ...]:
     """The modules a file imports, by absolute name (``from dpo_study import x`` gives dpo_study.x)."""
-    return _imports(path.read_text(encoding="utf-8"), package_name)
+    return _analysis(path.read_text(encoding="utf-8"), package_name)[0]
 
 
-# Each source is parsed once (several rules run the same modules); keyed by content, not by file.
+# What the analysis of a source gave, by the source's hash, and the libraries' versions, by what is
+# installed: a dry run hashes the code of every rule (~70 modules, a second of syntax trees and
+# package metadata); with this file only an edited module is parsed again.
+ANALYSIS_CACHE = Path(tempfile.gettempdir(), f"dpo-study-{os.getuid()}",
+                      f"code-analysis-py{sys.version_info[0]}.{sys.version_info[1]}.json")
+
+
 @functools.cache
-def _imports(source: str, package_name: str) -> tuple[str, ...]:
+def _analysis_cache() -> dict:
+    try:
+        if ANALYSIS_CACHE.parent.stat().st_uid != os.getuid():  # a folder someone else made: not ours to trust
+            return {}
+        cached = json.loads(ANALYSIS_CACHE.read_text(encoding="utf-8"))
+        return cached if isinstance(cached, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _save_analysis_cache(cache: dict) -> None:
+    try:
+        ANALYSIS_CACHE.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if ANALYSIS_CACHE.parent.stat().st_uid != os.getuid():
+            return
+        temp = ANALYSIS_CACHE.with_suffix(f".{os.getpid()}.tmp")
+        temp.write_text(json.dumps(cache), encoding="utf-8")
+        os.replace(temp, ANALYSIS_CACHE)  # whole or not at all, whoever writes last
+    except OSError:
+        pass  # a cache only: the next run parses again
+
+
+# Each source is parsed once per process (and once per content, across runs, through the cache
+# file), for its imports and its digest together; keyed by content, not by file.
+@functools.cache
+def _analysis(source: str, package_name: str = PACKAGE.name) -> tuple[tuple[str, ...], str]:
+    key = hashlib.sha256(f"{package_name}\0{source}".encode("utf-8")).hexdigest()
+    cache = _analysis_cache()
+    hit = cache.get(key)
+    if isinstance(hit, list) and len(hit) == 2:
+        return tuple(hit[0]), hit[1]
+    result = _analyse(source, package_name)
+    cache[key] = [list(result[0]), result[1]]
+    _save_analysis_cache(cache)
+    return result
+
+
+def _analyse(source: str, package_name: str) -> tuple[tuple[str, ...], str]:
+    tree = ast.parse(source)
     names = []
-    for node in ast.walk(ast.parse(source)):
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             names += [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -162,7 +208,14 @@ def _imports(source: str, package_name: str) -> tuple[str, ...]:
         elif (isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant)
               and isinstance(node.args[0].value, str) and re.fullmatch(r"[\w.]+:\w+", node.args[0].value)):
             names.append(node.args[0].value.partition(":")[0])  # call("dpo_study.stages.train:train_adapter", ...)
-    return tuple(names)
+    # The digest: the syntax tree without docstrings (removed after the walk above, which needs none).
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body
+                and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+                and isinstance(body[0].value.value, str)):
+            node.body = body[1:] or [ast.Pass()]
+    return tuple(names), hashlib.sha256(ast.dump(tree).encode("utf-8")).hexdigest()
 
 
 def package_module(name: str, package: Path) -> Path | None:
@@ -176,24 +229,31 @@ def package_module(name: str, package: Path) -> Path | None:
 
 
 def code_digest(path: Path) -> str:
-    return _code_digest(path.read_text(encoding="utf-8"))
+    return _analysis(path.read_text(encoding="utf-8"), PACKAGE.name)[1]
 
 
 @functools.cache
-def _code_digest(source: str) -> str:
-    tree = ast.parse(source)
-    for node in ast.walk(tree):
-        body = getattr(node, "body", None)
-        if (isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body
-                and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
-                and isinstance(body[0].value.value, str)):
-            node.body = body[1:] or [ast.Pass()]
-    return hashlib.sha256(ast.dump(tree).encode("utf-8")).hexdigest()
+def installed() -> str:
+    """A fingerprint of the installed distributions: their dist-info folders carry name and version."""
+    names = []
+    for folder in sys.path:
+        try:
+            names += [n for n in os.listdir(folder or ".") if n.endswith((".dist-info", ".egg-info"))]
+        except OSError:
+            continue
+    return hashlib.sha256("\n".join(sorted(names)).encode("utf-8")).hexdigest()[:16]
 
 
+@functools.cache  # installed versions do not change during a run; a lookup scans every distribution
 def distribution_version(module: str) -> str:
+    key = f"version:{installed()}:{module}"
+    cache = _analysis_cache()
+    if isinstance(cache.get(key), str):
+        return cache[key]
     names = distributions().get(module, [])
-    return ",".join(f"{name}=={metadata.version(name)}" for name in sorted(set(names))) or "not installed"
+    cache[key] = ",".join(f"{name}=={metadata.version(name)}" for name in sorted(set(names))) or "not installed"
+    _save_analysis_cache(cache)
+    return cache[key]
 
 
 @functools.cache
