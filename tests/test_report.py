@@ -10,6 +10,7 @@ import pytest
 
 import study_tables as st
 from dpo_study.analysis import comparisons, statistics
+from dpo_study.config.questions import check_questions
 from dpo_study.stages import findings, plots, report
 from dpo_study.config.validation import ConfigError
 
@@ -89,14 +90,14 @@ def test_category_question_has_one_block_per_prompt_category(tables):
 )
 def test_bad_question_is_rejected_naming_the_field(question, message):
     with pytest.raises(ConfigError, match=message):
-        comparisons.check_questions([question], st.EXPERIMENTS, list(st.PROBES))
+        check_questions([question], st.EXPERIMENTS, list(st.PROBES))
 
 
 def test_duplicate_question_name_is_rejected():
     question = {"name": "Q1", "a": "homework_default", "b": "q1_seed~1"}
     with pytest.raises(ConfigError, match=r"questions\[1\] \(Q1\)\.name: duplicate"):
-        comparisons.check_questions([question, question], st.EXPERIMENTS, [])
-    comparisons.check_questions([question, {**question, "name": "Q4", "categories": "all"}], st.EXPERIMENTS, [])
+        check_questions([question, question], st.EXPERIMENTS, [])
+    check_questions([question, {**question, "name": "Q4", "categories": "all"}], st.EXPERIMENTS, [])
 
 
 def test_sweeps_have_one_line_per_other_setting(tables):
