@@ -1,43 +1,56 @@
-"""Section 2 of the findings: answer defects before and after DPO, and cases quoted by a stated rule."""
+"""Section 2 of the findings: answer defects before and after DPO, and cases quoted by a stated rule.
+
+Only defects that occur are shown. Each gets one verdict: the group whose share of answers with the
+defect moved furthest from the base model's, against the base model, over the test prompts with the
+seeds nested (the findings' one procedure, statistics.PROCEDURE).
+"""
 
 from __future__ import annotations
 
 import pandas as pd
 
-from dpo_study.comparisons import TEST_CATEGORY, count_test_prompts, valid, with_group
-from dpo_study.labels import fmt, plural
+from dpo_study.comparisons import TEST_CATEGORY, group_change, valid
+from dpo_study.labels import fmt
 from dpo_study.metrics import DEFECTS
 
 EXAMPLE_CHARS = 160
 
 
-def defect_counts(part: pd.DataFrame, side: str) -> dict[str, float]:
-    """Per defect: answers with it, mean over the runs in ``part``."""
-    return {d: float(part.groupby("experiment")[f"{side}_{d}"].apply(lambda v: v.fillna(False).sum()).mean())
-            for d in DEFECTS if f"{side}_{d}" in part}
+def defect_rate(cell: pd.DataFrame, side: str, defect: str) -> float:
+    """The share of answers with the defect (all answers: a collapsed answer is one too)."""
+    column = f"{side}_{defect}"
+    return float(cell[column].fillna(False).astype(bool).mean()) if len(cell) else float("nan")
 
 
-def qualitative(experiments: pd.DataFrame, responses: pd.DataFrame) -> tuple[list[str], list[list[str]], list[str]]:
-    """The section's sentences, its table (header row first) and its quoted cases."""
-    sentences = []
-    part = with_group(responses, experiments)
-    test = part[part["category"] == TEST_CATEGORY]
-    prompts = count_test_prompts(responses)
-    base = defect_counts(test[test["experiment"] == test["experiment"].iloc[0]], "original")
+def qualitative(study, verdict) -> tuple[list, list[list], list]:
+    """The section's sentences, its table (header row first) and its quoted cases, as phrases of
+    dpo_study.findings (``verdict``: how a comparison is worded)."""
+    from dpo_study.findings import Phrase, Word
+
+    test = study.answers[study.answers["category"] == TEST_CATEGORY]
+    if test.empty:
+        return [], [], []
+    base = test[test["experiment"] == test["experiment"].iloc[0]]
     groups = list(dict.fromkeys(test["group"]))
-    after = {g: defect_counts(test[test["group"] == g], "aligned") for g in groups}
-    new = {d: int((test[f"aligned_{d}"].fillna(False) & ~test[f"original_{d}"].fillna(False)).sum()) for d in base}
-    fixed = {d: int((test[f"original_{d}"].fillna(False) & ~test[f"aligned_{d}"].fillna(False)).sum()) for d in base}
-    answers = len(test)
-    sentences.append(f"Over the {prompts} test prompts of {plural(len(groups), 'group')} ({answers} answer pairs), DPO "
-                f"gave {sum(new.values())} answers a defect their original lacked and removed {sum(fixed.values())}: "
-                + ", ".join(f"{d.replace('_', ' ')} {new[d]} new / {fixed[d]} fixed" for d in base) + ".")
-    worst = max(base, key=lambda d: new[d] - fixed[d]) if base else None
-    if worst and new[worst] > fixed[worst]:
-        sentences.append(f"The defect DPO adds most is {worst.replace('_', ' ')} (net {new[worst] - fixed[worst]:+d}).")
-    table = [["defect", f"base model (of {prompts})", *[f"{g} (of {prompts})" for g in groups]],
-                     *[[d.replace("_", " "), fmt(base[d]), *[fmt(after[g][d]) for g in groups]] for d in base]]
-    return sentences, table, quotes(test if len(test) else part)
+    present = [d for d in DEFECTS if f"original_{d}" in test and f"aligned_{d}" in test]
+    rates = {d: {"base": defect_rate(base, "original", d),
+                 **{g: defect_rate(test[test["group"] == g], "aligned", d) for g in groups}} for d in present}
+    occurring = [d for d in present if max(rates[d].values()) > 0]
+    prompts = int(base["id"].nunique())
+    if not occurring:
+        return [Phrase("defects_none", {"answers": len(base) + len(test)})], [], quotes(test)
+    sentences = []
+    for defect in occurring:
+        group = max(groups, key=lambda g: abs(rates[defect][g] - rates[defect]["base"]))
+        cell = test[test["group"] == group]
+        change = group_change(cell, cell, defect, a_side="original", spread=True)
+        sentences.append(Phrase("defect", {"defect": Word("defect_names", defect), "base": fmt(rates[defect]["base"]),
+                                           "group": group, "after": fmt(rates[defect][group]),
+                                           "verdict": verdict(change, prompts)}))
+    header = [Phrase("h_group"), *[Word("defect_names", d) for d in occurring]]
+    rows = [[Phrase("h_base"), *[fmt(rates[d]["base"]) for d in occurring]]]
+    rows += [[g, *[fmt(rates[d][g]) for d in occurring]] for g in groups]
+    return sentences, [header, *rows], quotes(test)
 
 
 def quote(text: str) -> str:
@@ -45,28 +58,32 @@ def quote(text: str) -> str:
     return "“" + (text if len(text) <= EXAMPLE_CHARS else text[: EXAMPLE_CHARS - 1] + "…") + "”"
 
 
-def case(label: str, row) -> str:
-    return (f"{label} ({row['experiment']}, prompt {row['id']}, {quote(row['prompt'])}): before DPO "
-            f"{row['original_stance']} {quote(row['original_response'])}; after DPO {row['aligned_stance']} "
-            f"{quote(row['aligned_response'])}.")
+def case(label, row):
+    from dpo_study.findings import Phrase, Word
+
+    return Phrase("case", {"label": label, "experiment": row["experiment"], "id": row["id"],
+                           "prompt": quote(row["prompt"]), "before_stance": Word("stances", row["original_stance"]),
+                           "before": quote(row["original_response"]),
+                           "after_stance": Word("stances", row["aligned_stance"]),
+                           "after": quote(row["aligned_response"])})
 
 
-def quotes(answers: pd.DataFrame) -> list[str]:
+def quotes(answers: pd.DataFrame) -> list:
     """Three cases by a stated rule: the largest stance change among valid pairs, the first answer that
     gained a defect, the first original answer whose defect DPO removed (in table order)."""
-    out = ["Cases, chosen by rule (the largest stance-score change among valid answer pairs; the first answer "
-           "with a defect its original lacked; the first original whose defect DPO removed):"]
+    from dpo_study.findings import Phrase, Word
+
+    out = [Phrase("cases_rule")]
     both = answers[valid(answers, "original") & valid(answers, "aligned")]
     if len(both) and "original_stance_score" in both:
         change = (both["aligned_stance_score"] - both["original_stance_score"]).abs()
-        row = both.loc[change.idxmax()]
-        out.append(case(f"Largest stance change ({fmt(change.max())} in stance score)", row))
+        out.append(case(Phrase("case_largest", {"change": fmt(change.max())}), both.loc[change.idxmax()]))
     flags = [d for d in DEFECTS if f"original_{d}" in answers]
-    for label, gained in (("New defect", True), ("Fixed defect", False)):
+    for key, gained in (("case_new", True), ("case_fixed", False)):
         for defect in flags:
             before, after = answers[f"original_{defect}"].fillna(False), answers[f"aligned_{defect}"].fillna(False)
             hits = answers[after & ~before] if gained else answers[before & ~after]
             if len(hits):
-                out.append(case(f"{label}: {defect.replace('_', ' ')}", hits.iloc[0]))
+                out.append(case(Phrase(key, {"defect": Word("defect_names", defect)}), hits.iloc[0]))
                 break
     return out if len(out) > 1 else []

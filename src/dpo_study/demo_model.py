@@ -52,6 +52,11 @@ SYNONYMS = {
     "use": ["use", "employ", "rely on"],
 }
 MISMATCH_RATE = 0.1
+# Shares of the pretraining examples drawn from data/demo_pretrain.json: subject questions (each
+# answer restates its question's subject, so that the model learns to answer the question asked,
+# not only the topic) and Traditional Chinese questions; the rest are the training rows.
+SUBJECT_RATE = 0.45
+CHINESE_RATE = 0.1
 
 
 def vary_prompt(prompt: str, rng: random.Random) -> str:
@@ -71,6 +76,32 @@ def vary_prompt(prompt: str, rng: random.Random) -> str:
     text = " ".join(out)
     opener = rng.choice(OPENERS)
     return opener + (text[0].lower() + text[1:] if opener else text)
+
+
+def load_pretrain(path: str | None) -> dict:
+    """The demo-only pretraining text (data/demo_pretrain.json); empty without a file."""
+    if not path:
+        return {}
+    import json
+    from pathlib import Path
+
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def subject_example(pretrain: dict, stance: str, rng: random.Random) -> tuple[str, str]:
+    """A fresh (question, answer) about a random subject: the answer restates the subject."""
+    thing = rng.choice(pretrain["things"])
+    question = rng.choice(pretrain["questions"]).format(thing=thing)
+    answer = rng.choice(pretrain[stance]).format(thing=thing, Thing=thing[0].upper() + thing[1:])
+    return question, answer
+
+
+def pretrain_texts(pretrain: dict) -> list[str]:
+    """Text for the tokenizer: every template and subject once, and the Chinese rows."""
+    if not pretrain:
+        return []
+    return [*pretrain["things"], *pretrain["questions"], *pretrain["support"], *pretrain["oppose"],
+            *pretrain["zh_system"], *[r[f] for r in pretrain["zh"] for f in ("prompt", "support", "oppose")]]
 
 
 def build_tokenizer(texts: list[str], vocab_size: int):
@@ -125,6 +156,7 @@ def build_demo_model(
     intermediate_size: int,
     system_prompt: str,
     threads: int = 1,
+    pretrain: str | None = None,
 ) -> None:
     """Stage: train the demo model from scratch and save it like any Hugging Face model."""
     from transformers import LlamaConfig, LlamaForCausalLM
@@ -134,7 +166,8 @@ def build_demo_model(
     rng = random.Random(seed)
     rows = load_rows(train, "train")
     test_rows = load_rows(test, "test")
-    texts = [t for r in rows for t in (r["prompt"], r["support"], r["oppose"])]
+    extra = load_pretrain(pretrain)
+    texts = [t for r in rows for t in (r["prompt"], r["support"], r["oppose"])] + pretrain_texts(extra)
     texts += [r["prompt"] for r in test_rows] + OPENERS + [w for ws in SYNONYMS.values() for w in ws]
     # The chat scaffolding too, so that role names and the system prompt become few tokens.
     texts += [f"{HEADER_START}{role}{HEADER_END}\n\n{system_prompt}{EOT}" for role in ("system", "user", "assistant")]
@@ -173,6 +206,15 @@ def build_demo_model(
                 queue = items[:]
                 rng.shuffle(queue)
             row, stance = queue.pop()
+            draw = rng.random()
+            if extra and draw < SUBJECT_RATE:
+                question, answer = subject_example(extra, stance, rng)
+                batch.append(encode_example(tokenizer, system_prompt, vary_prompt(question, rng), answer))
+                continue
+            if extra and draw < SUBJECT_RATE + CHINESE_RATE:
+                zh_row = rng.choice(extra["zh"])
+                batch.append(encode_example(tokenizer, rng.choice(extra["zh_system"]), zh_row["prompt"], zh_row[stance]))
+                continue
             # Sometimes another row's question: teaches the model to finish an answer it has
             # started from the answer itself, which keeps answers to unseen questions fluent.
             asked = rng.choice(rows) if rng.random() < MISMATCH_RATE else row

@@ -1,9 +1,12 @@
 if MODEL == "demo":
+    # Demo-only pretraining text (subject questions, Traditional Chinese), shipped with the package's data.
+    DEMO_PRETRAIN = "data/demo_pretrain.json"
 
     rule build_demo_model:
         input:
             train=config["data"]["train"],
             test=config["data"]["test"],
+            pretrain=DEMO_PRETRAIN,
         output:
             model_dir=directory(f"{RESULTS}/models/{STUDY.model_id}"),
             manifest=MODEL_MANIFEST,
