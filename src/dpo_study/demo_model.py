@@ -4,6 +4,13 @@ It lets the whole study run on a CPU without a model hub. The tokenizer is a byt
 Llama-3's split pattern, special tokens and chat template; the model is trained from scratch on
 chat-formatted answers, each prompt seen with its support and its oppose answer equally often, so
 that it answers with stance-bearing sentences but is not pre-aligned to either stance.
+
+Besides the training rows it learns from demo-only text (data/demo_pretrain.json): questions about
+many subjects (things AI Ghibli-style art is used for) whose answers restate the subject of the
+question, drawn afresh at every step, so that it learns to answer the question it is asked (copying
+its subject) rather than replaying a memorised answer about the topic; and Traditional Chinese
+questions with a support and an oppose answer, so that it can answer the Chinese probes in Chinese.
+The test prompts' subjects are not among those subjects: the model has to take them from the question.
 """
 
 from __future__ import annotations
@@ -78,21 +85,42 @@ def vary_prompt(prompt: str, rng: random.Random) -> str:
     return opener + (text[0].lower() + text[1:] if opener else text)
 
 
+PRETRAIN_TEMPLATES = ("questions", "support", "oppose")
+
+
 def load_pretrain(path: str | None) -> dict:
-    """The demo-only pretraining text (data/demo_pretrain.json); empty without a file."""
+    """The demo-only pretraining text (data/demo_pretrain.json); empty without a file. Errors name
+    the file and the field: every template must hold the subject slot ``{thing}`` exactly once."""
     if not path:
         return {}
-    import json
-    from pathlib import Path
+    from dpo_study import safe_input
+    from dpo_study.validation import ConfigError
 
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+    text = safe_input.load(path, "demo pretraining file")
+    problems = []
+    for key in ("things", *PRETRAIN_TEMPLATES, "zh_system"):
+        values = text.get(key) if isinstance(text, dict) else None
+        if not isinstance(values, list) or not values or not all(isinstance(v, str) and v.strip() for v in values):
+            problems.append(f"{key}: must be a non-empty list of texts")
+        elif key in PRETRAIN_TEMPLATES:
+            problems += [f"{key}[{i}]: must hold {{thing}} exactly once" for i, v in enumerate(values)
+                         if v.count("{thing}") != 1 or v.replace("{thing}", "").count("{") > 0]
+    rows = text.get("zh") if isinstance(text, dict) else None
+    if not isinstance(rows, list) or not rows:
+        problems.append("zh: must be a non-empty list of {prompt, support, oppose}")
+    else:
+        problems += [f"zh[{i}].{f}: must be a text" for i, r in enumerate(rows) for f in ("prompt", "support", "oppose")
+                     if not isinstance(r, dict) or not isinstance(r.get(f), str) or not r[f].strip()]
+    if problems:
+        raise ConfigError("; ".join(f"{path}: {p}" for p in problems))
+    return text
 
 
 def subject_example(pretrain: dict, stance: str, rng: random.Random) -> tuple[str, str]:
     """A fresh (question, answer) about a random subject: the answer restates the subject."""
     thing = rng.choice(pretrain["things"])
     question = rng.choice(pretrain["questions"]).format(thing=thing)
-    answer = rng.choice(pretrain[stance]).format(thing=thing, Thing=thing[0].upper() + thing[1:])
+    answer = rng.choice(pretrain[stance]).format(thing=thing)
     return question, answer
 
 
