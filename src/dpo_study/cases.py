@@ -10,6 +10,7 @@ from __future__ import annotations
 import pandas as pd
 
 from dpo_study.comparisons import TEST_CATEGORY, group_change, valid
+from dpo_study.findings_text import Phrase, Word
 from dpo_study.labels import fmt
 from dpo_study.metrics import DEFECTS
 
@@ -24,9 +25,7 @@ def defect_rate(cell: pd.DataFrame, side: str, defect: str) -> float:
 
 def qualitative(study, verdict) -> tuple[list, list[list], list]:
     """The section's sentences, its table (header row first) and its quoted cases, as phrases of
-    dpo_study.findings (``verdict``: how a comparison is worded)."""
-    from dpo_study.findings import Phrase, Word
-
+    dpo_study.findings_text (``verdict``: how a comparison is worded)."""
     test = study.answers[study.answers["category"] == TEST_CATEGORY]
     if test.empty:
         return [], [], []
@@ -59,8 +58,6 @@ def quote(text: str) -> str:
 
 
 def case(label, row):
-    from dpo_study.findings import Phrase, Word
-
     return Phrase("case", {"label": label, "experiment": row["experiment"], "id": row["id"],
                            "prompt": quote(row["prompt"]), "before_stance": Word("stances", row["original_stance"]),
                            "before": quote(row["original_response"]),
@@ -71,8 +68,6 @@ def case(label, row):
 def quotes(answers: pd.DataFrame) -> list:
     """Three cases by a stated rule: the largest stance change among valid pairs, the first answer that
     gained a defect, the first original answer whose defect DPO removed (in table order)."""
-    from dpo_study.findings import Phrase, Word
-
     out = [Phrase("cases_rule")]
     both = answers[valid(answers, "original") & valid(answers, "aligned")]
     if len(both) and "original_stance_score" in both:

@@ -19,7 +19,7 @@ from dpo_study.validation import ConfigError
 from dpo_study.labels import ordered_metrics
 from dpo_study.metrics import BOOLEAN_MEASURES, INVALID_REASONS
 from dpo_study.statistics import (
-    CONFIDENCE, Change, Estimate, estimate, group_of, metric_columns, rate, runs, varying_params,
+    Change, Estimate, estimate, group_of, metric_columns, rate, runs, varying_params,
 )
 
 TEST_CATEGORY = "test"  # the category data.prompt_records gives the test prompts

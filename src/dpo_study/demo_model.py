@@ -58,12 +58,15 @@ SYNONYMS = {
     "images": ["images", "pictures", "artwork"],
     "use": ["use", "employ", "rely on"],
 }
-MISMATCH_RATE = 0.1
+# Another row's question with a row's answer: 0 now that the subject questions keep answers to
+# unseen questions fluent (a mismatched answer taught the model to answer beside the question).
+MISMATCH_RATE = 0.0
 # Shares of the pretraining examples drawn from data/demo_pretrain.json: subject questions (each
 # answer restates its question's subject, so that the model learns to answer the question asked,
 # not only the topic) and Traditional Chinese questions; the rest are the training rows.
-SUBJECT_RATE = 0.45
+SUBJECT_RATE = 0.55
 CHINESE_RATE = 0.1
+MODIFIED_SUBJECT_RATE = 0.7
 
 
 def vary_prompt(prompt: str, rng: random.Random) -> str:
@@ -119,6 +122,9 @@ def load_pretrain(path: str | None) -> dict:
 def subject_example(pretrain: dict, stance: str, rng: random.Random) -> tuple[str, str]:
     """A fresh (question, answer) about a random subject: the answer restates the subject."""
     thing = rng.choice(pretrain["things"])
+    if pretrain.get("modifiers") and rng.random() < MODIFIED_SUBJECT_RATE:
+        # thousands of subjects: too many to memorise, so the model learns to copy them
+        thing = f"{rng.choice(pretrain['modifiers'])} {thing}"
     question = rng.choice(pretrain["questions"]).format(thing=thing)
     answer = rng.choice(pretrain[stance]).format(thing=thing)
     return question, answer

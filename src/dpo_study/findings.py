@@ -14,10 +14,8 @@ as language-neutral phrases (findings_text) and written in each language with th
 
 from __future__ import annotations
 
-import html
 import json
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -29,10 +27,11 @@ from dpo_study.comparisons import (
     question_title, read_experiments, read_responses, sweep_lines, swept_params, valid, with_group,
 )
 from dpo_study.experiments import DATA_PARAMS, format_value
-from dpo_study.findings_text import FILE_SUFFIX, LANGUAGES, PROCEDURE_VALUES, TEXT, say
+from dpo_study.findings_text import (  # noqa: F401 (render: for callers of findings())
+    FILE_SUFFIX, LANGUAGES, PROCEDURE_VALUES, Joined, Phrase, Section, html_document, markdown, render,
+)
 from dpo_study.labels import fmt
 from dpo_study.metrics import INVALID_REASONS
-from dpo_study.pages import html_page
 from dpo_study.statistics import (
     CONFIDENCE, SPIKE_FACTOR, SPIKE_WINDOW, Change, Estimate, estimate, group_of, group_summary, percent, runs,
 )
@@ -42,56 +41,6 @@ DATA_SECTION_PARAMS = tuple(DATA_PARAMS)
 TRAINING_PARAMS = ("num_epoch", "beta", "lora_r", "lora_alpha", "learning_rate")
 HOMEWORK_STRATEGY = "swap"
 METRIC = "support_rate"  # what every question, sweep and strategy comparison is judged on
-
-
-# ---- phrases: one structure, rendered in each language -------------------------------------
-
-
-@dataclass(frozen=True)
-class Phrase:
-    """A sentence or fragment: a findings_text key and its values (text, numbers as text, phrases)."""
-
-    key: str
-    values: dict = field(default_factory=dict)
-
-    def render(self, language: str) -> str:
-        return say(language, self.key, **{k: render(v, language) for k, v in self.values.items()})
-
-
-@dataclass(frozen=True)
-class Joined:
-    """Phrases or texts joined by the language's list separator."""
-
-    items: tuple
-
-    def render(self, language: str) -> str:
-        return TEXT[language]["list_sep"].join(render(i, language) for i in self.items)
-
-
-@dataclass(frozen=True)
-class Word:
-    """One entry of a findings_text word table (defect names, stances)."""
-
-    table: str
-    key: str
-
-    def render(self, language: str) -> str:
-        return TEXT[language][self.table].get(self.key, self.key)
-
-
-def render(value, language: str) -> str:
-    return value.render(language) if isinstance(value, (Phrase, Joined, Word)) else str(value)
-
-
-@dataclass
-class Section:
-    number: int
-    sentences: list = field(default_factory=list)
-    table: list[list] = field(default_factory=list)  # header row first; cells are text or phrases
-    quotes: list = field(default_factory=list)  # the rule, then the cases
-
-    def add(self, *sentences) -> None:
-        self.sentences += [s for s in sentences if s]
 
 
 # ---- verdicts ------------------------------------------------------------------------------
@@ -386,50 +335,6 @@ def findings(experiments: pd.DataFrame, responses: pd.DataFrame, questions: list
         hyperparameter_section(study, questions), defects, data_section(study, questions),
         robustness_section(study, questions),
     ]
-
-
-def markdown_table(rows: list[list], language: str) -> list[str]:
-    if not rows:
-        return []
-    cell = lambda c: render(c, language).replace("|", "\\|")  # noqa: E731
-    lines = ["| " + " | ".join(cell(c) for c in rows[0]) + " |", "|" + " --- |" * len(rows[0])]
-    return lines + ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows[1:]] + [""]
-
-
-def joined(phrases, language: str) -> str:
-    return TEXT[language]["space"].join(render(p, language) for p in phrases)
-
-
-def markdown(intro: list, sections: list[Section], language: str = "en") -> str:
-    words = TEXT[language]
-    lines = [f"# {words['title']}", "", words["generated"], "", joined(intro, language), ""]
-    for section in sections:
-        label = words[f"label{section.number}"]
-        lines += [f"## {words[f'section{section.number}']}", "",
-                  f"**{label}**{words['colon']}{joined(section.sentences, language)}", ""]
-        lines += markdown_table(section.table, language)
-        if section.quotes:
-            lines += [render(section.quotes[0], language), "",
-                      *[f"- {render(q, language)}" for q in section.quotes[1:]], ""]
-    return "\n".join(lines)
-
-
-def html_document(intro: list, sections: list[Section], language: str = "en") -> str:
-    words = TEXT[language]
-    parts = [f"<p>{html.escape(joined(intro, language))}</p>"]
-    for s in sections:
-        parts.append(f"<h2>{html.escape(words[f'section{s.number}'])}</h2>"
-                     f"<p><b>{html.escape(words[f'label{s.number}'])}</b>{words['colon']}"
-                     f"{html.escape(joined(s.sentences, language))}</p>")
-        if s.table:
-            head = "".join(f"<th>{html.escape(render(c, language))}</th>" for c in s.table[0])
-            body = "".join("<tr>" + "".join(f"<td>{html.escape(render(c, language))}</td>" for c in row) + "</tr>"
-                           for row in s.table[1:])
-            parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
-        if s.quotes:
-            parts.append(f"<p>{html.escape(render(s.quotes[0], language))}</p><ul>"
-                         + "".join(f"<li>{html.escape(render(q, language))}</li>" for q in s.quotes[1:]) + "</ul>")
-    return html_page(words["title"], "".join(parts))
 
 
 def translated_path(path: str, language: str) -> str:

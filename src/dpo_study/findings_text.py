@@ -1,4 +1,5 @@
-"""The words of results/findings.md in English and in the portfolio's Traditional Chinese.
+"""The words of results/findings.md in English and in the portfolio's Traditional Chinese, and how
+the page is written in either.
 
 Every sentence of the findings is one of the templates below, filled with the same values in both
 languages: numbers, experiment names and parameter names come from the tables and are never
@@ -7,6 +8,10 @@ translated, so the two files carry the same figures (tests/test_findings.py chec
 
 from __future__ import annotations
 
+import html
+from dataclasses import dataclass, field
+
+from dpo_study.pages import html_page
 from dpo_study.statistics import BOOTSTRAP_RESAMPLES, CONFIDENCE, MIN_PROMPTS, percent
 
 LANGUAGES = ("en", "zh-Hant")
@@ -181,3 +186,100 @@ PROCEDURE_VALUES = {"resamples": f"{BOOTSTRAP_RESAMPLES:,}", "confidence": perce
 def say(language: str, key: str, **values) -> str:
     """The sentence ``key`` of ``language`` with ``values`` filled in."""
     return TEXT[language][key].format(**values)
+
+
+# ---- phrases: one structure, rendered in each language -------------------------------------
+
+
+@dataclass(frozen=True)
+class Phrase:
+    """A sentence or fragment: a findings_text key and its values (text, numbers as text, phrases)."""
+
+    key: str
+    values: dict = field(default_factory=dict)
+
+    def render(self, language: str) -> str:
+        return say(language, self.key, **{k: render(v, language) for k, v in self.values.items()})
+
+
+@dataclass(frozen=True)
+class Joined:
+    """Phrases or texts joined by the language's list separator."""
+
+    items: tuple
+
+    def render(self, language: str) -> str:
+        return TEXT[language]["list_sep"].join(render(i, language) for i in self.items)
+
+
+@dataclass(frozen=True)
+class Word:
+    """One entry of a findings_text word table (defect names, stances)."""
+
+    table: str
+    key: str
+
+    def render(self, language: str) -> str:
+        return TEXT[language][self.table].get(self.key, self.key)
+
+
+def render(value, language: str) -> str:
+    return value.render(language) if isinstance(value, (Phrase, Joined, Word)) else str(value)
+
+
+@dataclass
+class Section:
+    number: int
+    sentences: list = field(default_factory=list)
+    table: list[list] = field(default_factory=list)  # header row first; cells are text or phrases
+    quotes: list = field(default_factory=list)  # the rule, then the cases
+
+    def add(self, *sentences) -> None:
+        self.sentences += [s for s in sentences if s]
+
+
+# ---- the page in one language -------------------------------------------------------------
+
+
+def markdown_table(rows: list[list], language: str) -> list[str]:
+    if not rows:
+        return []
+    cell = lambda c: render(c, language).replace("|", "\\|")  # noqa: E731
+    lines = ["| " + " | ".join(cell(c) for c in rows[0]) + " |", "|" + " --- |" * len(rows[0])]
+    return lines + ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows[1:]] + [""]
+
+
+def joined(phrases, language: str) -> str:
+    return TEXT[language]["space"].join(render(p, language) for p in phrases)
+
+
+def markdown(intro: list, sections: list[Section], language: str = "en") -> str:
+    words = TEXT[language]
+    lines = [f"# {words['title']}", "", words["generated"], "", joined(intro, language), ""]
+    for section in sections:
+        label = words[f"label{section.number}"]
+        lines += [f"## {words[f'section{section.number}']}", "",
+                  f"**{label}**{words['colon']}{joined(section.sentences, language)}", ""]
+        lines += markdown_table(section.table, language)
+        if section.quotes:
+            lines += [render(section.quotes[0], language), "",
+                      *[f"- {render(q, language)}" for q in section.quotes[1:]], ""]
+    return "\n".join(lines)
+
+
+def html_document(intro: list, sections: list[Section], language: str = "en") -> str:
+    words = TEXT[language]
+    parts = [f"<p>{html.escape(joined(intro, language))}</p>"]
+    for s in sections:
+        parts.append(f"<h2>{html.escape(words[f'section{s.number}'])}</h2>"
+                     f"<p><b>{html.escape(words[f'label{s.number}'])}</b>{words['colon']}"
+                     f"{html.escape(joined(s.sentences, language))}</p>")
+        if s.table:
+            head = "".join(f"<th>{html.escape(render(c, language))}</th>" for c in s.table[0])
+            body = "".join("<tr>" + "".join(f"<td>{html.escape(render(c, language))}</td>" for c in row) + "</tr>"
+                           for row in s.table[1:])
+            parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+        if s.quotes:
+            parts.append(f"<p>{html.escape(render(s.quotes[0], language))}</p><ul>"
+                         + "".join(f"<li>{html.escape(render(q, language))}</li>" for q in s.quotes[1:]) + "</ul>")
+    return html_page(words["title"], "".join(parts))
