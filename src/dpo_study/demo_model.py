@@ -66,7 +66,6 @@ MISMATCH_RATE = 0.0
 # not only the topic) and Traditional Chinese questions; the rest are the training rows.
 SUBJECT_RATE = 0.55
 CHINESE_RATE = 0.1
-MODIFIED_SUBJECT_RATE = 0.7
 
 
 def vary_prompt(prompt: str, rng: random.Random) -> str:
@@ -122,9 +121,6 @@ def load_pretrain(path: str | None) -> dict:
 def subject_example(pretrain: dict, stance: str, rng: random.Random) -> tuple[str, str]:
     """A fresh (question, answer) about a random subject: the answer restates the subject."""
     thing = rng.choice(pretrain["things"])
-    if pretrain.get("modifiers") and rng.random() < MODIFIED_SUBJECT_RATE:
-        # thousands of subjects: too many to memorise, so the model learns to copy them
-        thing = f"{rng.choice(pretrain['modifiers'])} {thing}"
     question = rng.choice(pretrain["questions"]).format(thing=thing)
     answer = rng.choice(pretrain[stance]).format(thing=thing)
     return question, answer
