@@ -13,14 +13,13 @@ from __future__ import annotations
 import math
 
 import pandas as pd
-from scipy import stats
 
 from dpo_study.config.experiments import format_value
 from dpo_study.config.questions import TEST_CATEGORY, question_categories
 from dpo_study.analysis.labels import ordered_metrics
 from dpo_study.analysis.metrics import BOOLEAN_MEASURES, INVALID_REASONS
 from dpo_study.analysis.statistics import (
-    CONFIDENCE, Change, Estimate, estimate, group_of, metric_columns, rate, runs, varying_params,
+    Change, Estimate, estimate, group_of, metric_columns, rate, runs, varying_params,
 )
 
 SIDES = (("before", "original"), ("after", "aligned"))
@@ -164,19 +163,37 @@ def group_prompt_values(part: pd.DataFrame, metric: str, side: str) -> pd.Series
     return values.groupby(part["id"], sort=False).mean()
 
 
-def stance_shift(responses: pd.DataFrame, experiments: pd.DataFrame) -> pd.DataFrame:
+def prompt_run_table(part: pd.DataFrame, metric: str, side: str) -> pd.DataFrame:
+    """Prompt id × run (experiment): the metric's value per answer, NaN where it measures nothing.
+    The base model's answers (``original``) are the same in every run: one column."""
+    values = part.assign(value=prompt_values(part, metric, side))
+    table = values.pivot_table(index="id", columns="experiment", values="value", aggfunc="first", dropna=False,
+                               sort=False)
+    table = table.reindex(list(dict.fromkeys(part["id"])))
+    return table.iloc[:, :1] if side == "original" else table
+
+
+def group_change(a: pd.DataFrame, b: pd.DataFrame, metric: str, a_side: str = "aligned", spread: bool = False
+                 ) -> Change:
+    """b − a for ``metric`` over the prompts of two answer tables (seed groups), seeds nested."""
+    return Change.of(prompt_run_table(a, metric, a_side), prompt_run_table(b, metric, "aligned"), spread)
+
+
+def stance_shift(responses: pd.DataFrame, experiments: pd.DataFrame, groups: list[str] | None = None
+                 ) -> pd.DataFrame:
     """Per (seed group, category): the change of the support rate through DPO over the valid pairs.
 
     Columns: group, category, prompts, pairs, valid_pairs, measured, shift (mean over prompts of
-    the per-prompt change, each averaged over seeds), low/high (bootstrap interval over prompts),
-    p_value (exact McNemar), effect, shift_sd/shift_n (spread over seeds), invalid (why answers
-    were left out).
+    the per-prompt change, each averaged over seeds), low/high (the two-way bootstrap interval over
+    prompts and seeds), effect (established: statistics.PROCEDURE), shift_sd/shift_n (spread over
+    seeds), invalid (why answers were left out). ``groups``: only these seed groups.
     """
     part = with_group(responses, experiments)
+    if groups is not None:
+        part = part[part["group"].isin(groups)]
     rows = []
     for (group, category), cell in part.groupby(["group", "category"], sort=False):
-        change = Change.paired(group_prompt_values(cell, "support_rate", "original"),
-                               group_prompt_values(cell, "support_rate", "aligned"))
+        change = group_change(cell, cell, "support_rate", a_side="original")
         per_seed = [rate(prompt_values(seed, "support_rate", "aligned")) - rate(prompt_values(seed, "support_rate",
                                                                                                "original"))
                     for _, seed in cell.groupby("experiment", sort=False)]
@@ -187,7 +204,6 @@ def stance_shift(responses: pd.DataFrame, experiments: pd.DataFrame) -> pd.DataF
                      "valid_pairs": change.prompts, "measured": is_measured,
                      "shift": change.difference if is_measured else math.nan,
                      "low": change.low if is_measured else math.nan, "high": change.high if is_measured else math.nan,
-                     "p_value": change.p_value if is_measured else math.nan,
                      "effect": is_measured and change.is_effect,
                      "shift_sd": seeds.sd if is_measured else math.nan, "shift_n": seeds.n if is_measured else 0,
                      "invalid": invalid_reasons(cell)})
@@ -207,25 +223,16 @@ def run_metrics(experiments: pd.DataFrame) -> list[str]:
     return [m for m in metric_columns(runs(experiments)) if not m.endswith(("_before", "_after"))]
 
 
-def seed_interval(a_values, b_values) -> tuple[float, float, float]:
-    """Welch's t interval and p-value of mean(b) − mean(a) over seeds (NaN below 3 seeds a side)."""
-    a_values, b_values = pd.Series(a_values, dtype=float).dropna(), pd.Series(b_values, dtype=float).dropna()
-    if min(len(a_values), len(b_values)) < 3 or (a_values.std() == 0 and b_values.std() == 0):
-        return math.nan, math.nan, math.nan
-    test = stats.ttest_ind(b_values, a_values, equal_var=False)
-    interval = test.confidence_interval(CONFIDENCE)
-    return float(interval.low), float(interval.high), float(test.pvalue)
-
-
 def question_table(question: dict, experiments: pd.DataFrame, responses: pd.DataFrame) -> pd.DataFrame:
     """The two sides of a question metric by metric, beside the base model, with the difference b − a.
 
     Each side is the seed group of the named experiment. Per category (the test prompts unless the
     question names ``categories``): the per-response metrics over that category's prompts, with a
-    bootstrap interval over prompts and the sign test of the prompt-by-prompt difference; then
-    (category '') the metrics of the run as a whole, with Welch's interval over seeds. Columns:
-    question, category, prompts, valid_pairs, measured, metric, base, a_group, a_mean, a_sd, a_n,
-    b_group, b_mean, b_sd, b_n, difference, low, high, p_value.
+    two-way bootstrap interval over prompts and seeds and its verdict (statistics.PROCEDURE); then
+    (category '') the metrics of the run as a whole, with the same bootstrap over seeds alone (an
+    interval only: one value a run is no comparison over prompts). Columns: question, category,
+    prompts, valid_pairs, measured, metric, base, a_group, a_mean, a_sd, a_n, b_group, b_mean, b_sd,
+    b_n, difference, low, high, established.
     """
     groups = {side: group_of(experiments)[question[side]] for side in ("a", "b")}
     part = with_group(responses, experiments)
@@ -238,24 +245,24 @@ def question_table(question: dict, experiments: pd.DataFrame, responses: pd.Data
         metrics = per_run[per_run["category"] == category]
         for metric in ordered_metrics(dict.fromkeys(metrics["metric"])):
             by_metric = metrics[metrics["metric"] == metric]
-            a_values, b_values = (group_prompt_values(sides[s], metric, "aligned") for s in ("a", "b"))
-            change = Change.paired(a_values, b_values.reindex(a_values.index))
-            is_measured = metric not in STANCE_METRICS or measured(change.prompts, len(a_values))
+            change = group_change(sides["a"], sides["b"], metric)
+            prompts = int(sides["a"]["id"].nunique())
+            is_measured = metric not in STANCE_METRICS or measured(change.prompts, prompts)
             estimates = {side: Estimate.of(by_metric.loc[by_metric["group"] == g, "after"])
                          for side, g in groups.items()}
-            rows.append({"category": category, "prompts": len(a_values), "valid_pairs": change.prompts,
+            rows.append({"category": category, "prompts": prompts, "valid_pairs": change.prompts,
                          "measured": is_measured, "metric": metric, "base": float(by_metric["before"].mean()),
                          **estimates, "difference": change.difference, "low": change.low, "high": change.high,
-                         "p_value": change.p_value})
+                         "established": is_measured and change.is_effect})
     table = runs(experiments)
     for metric in ordered_metrics(run_metrics(experiments)):
         values = {side: table.loc[table["group"] == g, metric] for side, g in groups.items()}
-        low, high, p_value = seed_interval(values["a"], values["b"])
+        over_seeds = Change.of(*(pd.DataFrame([v.to_numpy(dtype=float)]) for v in (values["a"], values["b"])))
         estimates = {side: Estimate.of(v) for side, v in values.items()}
         rows.append({"category": "", "prompts": math.nan, "valid_pairs": math.nan, "measured": True,
                      "metric": metric, "base": math.nan, **estimates,
-                     "difference": estimates["b"].mean - estimates["a"].mean, "low": low, "high": high,
-                     "p_value": p_value})
+                     "difference": estimates["b"].mean - estimates["a"].mean, "low": over_seeds.low,
+                     "high": over_seeds.high, "established": pd.NA})
     out = pd.DataFrame(rows)
     out.insert(0, "question", question["name"])
     for side in ("a", "b"):
@@ -263,7 +270,7 @@ def question_table(question: dict, experiments: pd.DataFrame, responses: pd.Data
         out.insert(len(out.columns) - 4, f"{side}_group", groups[side])
         for field in ("mean", "sd", "n"):
             out.insert(len(out.columns) - 4, f"{side}_{field}", [getattr(e, field) for e in side_estimates])
-    for column in ("a_mean", "b_mean", "difference", "low", "high", "p_value"):
+    for column in ("a_mean", "b_mean", "difference", "low", "high"):
         out.loc[~out["measured"], column] = math.nan
     return out
 
@@ -273,9 +280,10 @@ def side_estimate(row, side: str) -> Estimate:
 
 
 def row_change(row) -> Change:
-    """The difference of a question_table row as a Change (for its interval and effect)."""
-    return Change(float(row["difference"]), float(row["low"]), float(row["high"]), float(row["p_value"]),
-                  0 if pd.isna(row["valid_pairs"]) else int(row["valid_pairs"]), 0)
+    """The difference of a question_table row as a Change (for its interval and verdict)."""
+    return Change(float(row["difference"]), float(row["low"]), float(row["high"]),
+                  0 if pd.isna(row["valid_pairs"]) else int(row["valid_pairs"]), 0,
+                  int(row["a_n"]) if not pd.isna(row["a_n"]) else 1, int(row["b_n"]) if not pd.isna(row["b_n"]) else 1)
 
 
 # ---- sweeps -------------------------------------------------------------------------------

@@ -2,13 +2,10 @@
 
 - A *seed group* is the experiments that differ only in ``seed``; a metric over it is an
   ``Estimate``: mean, sample standard deviation and n, plus a t interval from 3 seeds on.
-- A *change* is measured over prompts: before vs after DPO on the same prompts (paired), or
-  experiment b vs experiment a on the same prompts. Its interval is a percentile bootstrap over
-  prompts (scipy.stats.bootstrap, seeded, so tables are reproducible) and its p-value the exact
-  two-sided sign test on the prompts that moved (for 0/1 outcomes such as "judged support" this is
-  the exact McNemar test). A change is called an effect only when its interval excludes 0 and the
-  sign test rejects "no change" at the same level (a bootstrap over 2 prompts that both moved gives
-  the interval [1, 1], yet two prompts cannot establish anything: p = 0.5).
+- A *change* (``Change``) is measured over prompts with the seeds nested: before vs after DPO on
+  the same prompts, or seed group b vs seed group a on the same prompts. One procedure gives every
+  change its interval and its verdict (``PROCEDURE``, below): a two-way bootstrap over prompts and
+  seeds; a change is established when the interval excludes 0 over at least MIN_PROMPTS prompts.
 """
 
 from __future__ import annotations
@@ -167,53 +164,103 @@ def varying_params(summary: pd.DataFrame) -> list[str]:
     return [p for p in GROUP_PARAMS if summary[p].nunique() > 1]
 
 
-# ---- changes over prompts ----------------------------------------------------------------
+# ---- the one test of every comparison ----------------------------------------------------
+#
+# A comparison is side b against side a on the same prompts: two groups after DPO (a question, the
+# two ends of a sweep) or one group before and after DPO (side a then holds the base model's answers,
+# a single "seed"). Each side is a prompt × run table of per-answer values (NaN where the answer is
+# no valid measurement). The difference is the mean over prompts of the per-prompt difference of the
+# run means. Its interval comes from a two-way bootstrap: each resample draws the prompts, and each
+# side's runs (seeds), with replacement, so that both the prompt-to-prompt and the seed-to-seed
+# spread widen it. A comparison is *established* when the 95% percentile interval excludes 0 and at
+# least MIN_PROMPTS prompts have a valid answer on both sides (below that, even prompts that all
+# moved the same way could be chance: 2 · 0.5^5 > 0.05). That is the only verdict the findings give.
+
+MIN_PROMPTS = 6
+PROCEDURE = (f"each comparison has one verdict, from one procedure fixed before the study: a two-way bootstrap "
+             f"({BOOTSTRAP_RESAMPLES:,} resamples, seeded) that draws the prompts and each side's seeds with "
+             "replacement; the change is the mean over prompts of the per-prompt difference of the seed means, "
+             "and it is established when its 95% percentile interval excludes 0 over at least "
+             f"{MIN_PROMPTS} prompts with a valid answer on both sides")
 
 
 def bootstrap_interval(values) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean of ``values`` (missing values dropped)."""
-    values = pd.Series(values, dtype=float).dropna().to_numpy()
-    if len(values) == 0:
-        return math.nan, math.nan
-    if np.all(values == values[0]):
-        return float(values[0]), float(values[0])  # every resample has this mean
-    result = stats.bootstrap((values,), np.mean, confidence_level=CONFIDENCE, n_resamples=BOOTSTRAP_RESAMPLES,
-                             method="percentile", rng=np.random.default_rng(BOOTSTRAP_SEED))
-    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+    """Percentile bootstrap interval of the mean of ``values`` (missing values dropped): the two-way
+    bootstrap with one run a side."""
+    values = pd.Series(values, dtype=float).reset_index(drop=True)
+    change = Change.of(pd.Series(0.0, index=values.index).to_frame(), values.to_frame())
+    return change.low, change.high
 
 
-def sign_test(differences) -> float:
-    """Exact two-sided sign test of paired differences (McNemar's exact test for 0/1 outcomes)."""
-    values = pd.Series(differences, dtype=float).dropna()
-    up, down = int((values > 0).sum()), int((values < 0).sum())
-    if up + down == 0:
-        return 1.0
-    return float(stats.binomtest(up, up + down, 0.5).pvalue)
+def _run_means(table: np.ndarray, prompts: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+    """Per resample and prompt: the mean over the drawn runs (NaN where none of them is valid)."""
+    values = table[prompts[:, :, None], seeds[:, None, :]]
+    counts = (~np.isnan(values)).sum(axis=2)
+    sums = np.nansum(values, axis=2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+
+
+def _resampled_means(a: np.ndarray, b: np.ndarray, prompts, seeds_a, seeds_b) -> np.ndarray:
+    per_prompt = _run_means(b, prompts, seeds_b) - _run_means(a, prompts, seeds_a)
+    counts = (~np.isnan(per_prompt)).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts > 0, np.nansum(per_prompt, axis=1) / np.maximum(counts, 1), np.nan)
 
 
 @dataclass(frozen=True)
 class Change:
-    """A change measured over paired prompts: its mean, interval, sign-test p-value and counts."""
+    """b − a over the prompts both sides answered validly: the difference, its two-way bootstrap
+    interval, the counts, and the bootstrap variance from prompts alone and from seeds alone (what a
+    larger study would need more of)."""
 
     difference: float
     low: float
     high: float
-    p_value: float
-    prompts: int  # pairs measured
-    excluded: int  # pairs left out: an answer of the pair is not a valid measurement
+    prompts: int  # prompts with a valid answer on both sides
+    excluded: int  # prompts left out: no valid answer on a side
+    seeds_a: int = 1
+    seeds_b: int = 1
+    prompt_variance: float = math.nan
+    seed_variance: float = math.nan
+
+    @classmethod
+    def of(cls, a: pd.DataFrame, b: pd.DataFrame, spread: bool = False) -> Change:
+        """``a``, ``b``: prompt × run tables (index: prompt id); rows are matched by prompt id.
+        ``spread``: also split the bootstrap variance into its prompt and seed parts (for ``needed``)."""
+        a, b = a.astype(float), b.astype(float)
+        a, b = a.align(b, join="outer", axis=0)
+        both = a.notna().any(axis=1) & b.notna().any(axis=1)
+        first, second = a[both].to_numpy(), b[both].to_numpy()
+        n = len(first)
+        if n == 0:
+            return cls(math.nan, math.nan, math.nan, 0, len(a), a.shape[1], b.shape[1])
+        per_prompt = np.nanmean(second, axis=1) - np.nanmean(first, axis=1)
+        difference = round(float(per_prompt.mean()), 12)
+        rng = np.random.default_rng(BOOTSTRAP_SEED)
+        shape = (BOOTSTRAP_RESAMPLES,)
+        prompts = rng.integers(0, n, shape + (n,))
+        seeds_a = rng.integers(0, first.shape[1], shape + (first.shape[1],))
+        seeds_b = rng.integers(0, second.shape[1], shape + (second.shape[1],))
+        every = lambda k: np.broadcast_to(np.arange(k), shape + (k,))  # noqa: E731 (no resampling)
+        both_ways = _resampled_means(first, second, prompts, seeds_a, seeds_b)
+        tail = 100 * (1 - CONFIDENCE) / 2
+        low, high = np.nanpercentile(both_ways, [tail, 100 - tail])
+        if np.nanmax(both_ways) - np.nanmin(both_ways) < 1e-12:
+            low = high = difference  # every resample has this mean (no float noise)
+        parts = (math.nan, math.nan)
+        if spread:
+            prompt_only = _resampled_means(first, second, prompts, every(first.shape[1]), every(second.shape[1]))
+            seed_only = _resampled_means(first, second, every(n), seeds_a, seeds_b)
+            parts = (float(np.nanvar(prompt_only)), float(np.nanvar(seed_only)))
+        return cls(difference, round(float(low), 12), round(float(high), 12), n, len(a) - n, first.shape[1],
+                   second.shape[1], *parts)
 
     @classmethod
     def paired(cls, first, second) -> Change:
-        """second − first, prompt by prompt; a pair with a missing side is excluded."""
-        pairs = pd.DataFrame({"first": pd.Series(first, dtype=float).to_numpy(),
-                              "second": pd.Series(second, dtype=float).to_numpy()})
-        both = pairs.dropna()
-        differences = both["second"] - both["first"]
-        if both.empty:
-            return cls(math.nan, math.nan, math.nan, math.nan, 0, len(pairs))
-        low, high = bootstrap_interval(differences)
-        return cls(round(float(differences.mean()), 12), low, high, sign_test(differences), len(both),
-                   len(pairs) - len(both))
+        """second − first, prompt by prompt, one run a side (values in prompt order)."""
+        return cls.of(pd.Series(first, dtype=float).reset_index(drop=True).to_frame(),
+                      pd.Series(second, dtype=float).reset_index(drop=True).to_frame())
 
     @property
     def interval_excludes_zero(self) -> bool:
@@ -221,11 +268,26 @@ class Change:
 
     @property
     def is_effect(self) -> bool:
-        """The interval excludes 0 and the sign test's p-value is below 1 − CONFIDENCE."""
-        return self.interval_excludes_zero and self.p_value < 1 - CONFIDENCE
+        """Established: the interval excludes 0 over at least MIN_PROMPTS prompts."""
+        return self.interval_excludes_zero and self.prompts >= MIN_PROMPTS
 
     def interval_text(self) -> str:
         return f"{percent(CONFIDENCE)} CI {fmt(self.low, signed=True)} to {fmt(self.high, signed=True)}"
+
+    def needed(self) -> tuple[int, int] | None:
+        """(prompts, seeds a side) that would make the interval exclude 0 if the difference and the
+        spread stayed as observed: the interval's half-width shrinks as 1/√n of what is added, and
+        the larger of the two variance parts is scaled. None where nothing can be said (established,
+        no valid prompt, or no difference at all)."""
+        if self.is_effect or self.prompts == 0 or self.difference == 0 or math.isnan(self.low):
+            return None
+        half = max((self.high - self.low) / 2, 1e-12)
+        factor = (half / abs(self.difference)) ** 2 * 1.1  # a tenth more: the interval must clear 0
+        seeds = max(self.seeds_a, self.seeds_b)
+        prompts = max(MIN_PROMPTS, self.prompts)
+        if self.seed_variance > self.prompt_variance:
+            return prompts, max(seeds + 1, math.ceil(seeds * factor))
+        return max(prompts, math.ceil(self.prompts * factor)), seeds
 
     def __str__(self) -> str:
         if self.prompts == 0:

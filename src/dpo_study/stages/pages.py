@@ -9,7 +9,7 @@ import pandas as pd
 
 from dpo_study.analysis.comparisons import outcome_metrics, question_title, row_change, side_estimate, summary_metrics
 from dpo_study.analysis.labels import NOT_APPLICABLE, fmt, metric_label, ordered_metrics
-from dpo_study.analysis.statistics import GROUP_PARAMS, Estimate, estimate, varying_params
+from dpo_study.analysis.statistics import GROUP_PARAMS, PROCEDURE, Estimate, estimate, varying_params
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 1.5em; color: #1f2933; }
@@ -71,10 +71,16 @@ def difference_cell(row) -> str:
     return text
 
 
+def verdict_cell(row) -> str:
+    if not row["measured"] or pd.isna(row["established"]):
+        return ""
+    return "established" if bool(row["established"]) else "not established"
+
+
 def question_page(question: dict, table: pd.DataFrame) -> str:
     a, b = table["a_group"].iloc[0], table["b_group"].iloc[0]
     header = ["category", "prompts (valid pairs)", "metric", "base model (before DPO)", f"a: {a}", f"b: {b}",
-              "difference b − a [95% CI]", "p (sign test)"]
+              "difference b − a [95% CI]", "verdict"]
     rows = []
     for _, r in table.iterrows():
         prompts = ("" if pd.isna(r["prompts"]) else
@@ -83,13 +89,12 @@ def question_page(question: dict, table: pd.DataFrame) -> str:
         a_side, b_side = (side_estimate(r, s) for s in ("a", "b"))
         rows.append([r["category"] or "whole run", prompts, metric_label(r["metric"]), fmt(r["base"]),
                      str(a_side) if r["measured"] else NOT_APPLICABLE,
-                     str(b_side) if r["measured"] else NOT_APPLICABLE, difference_cell(r), fmt(r["p_value"])])
-    body = html_table(header, rows, numeric={1, 3, 4, 5, 6, 7})
+                     str(b_side) if r["measured"] else NOT_APPLICABLE, difference_cell(r), verdict_cell(r)])
+    body = html_table(header, rows, numeric={1, 3, 4, 5, 6})
     body += note("Stance rates count valid answers only (not collapsed, on topic, in the prompt's language, not cut "
                  "at max_new_tokens); a category with fewer than half its answer pairs valid is no valid measurement. "
-                 "Intervals over prompts are percentile bootstraps of the prompt-by-prompt difference; those of the "
-                 "whole run are Welch's t over seeds (3 seeds a side at least). An effect is a difference whose "
-                 "interval excludes 0.")
+                 f"The verdict: {PROCEDURE}. The intervals of the whole run's metrics come from the same bootstrap "
+                 "over seeds alone (no verdict: one value a run).")
     body += seeds_note(list(table["a_n"]) + list(table["b_n"]))
     return html_page(f"{question['name']}: {question_title(question)}", body)
 
