@@ -2,7 +2,7 @@
 
 loop: the notebook's way: Unsloth 4-bit base + LoRA adapter, ``FastLanguageModel.for_inference``,
       one ``generate`` call per prompt, over the first K prompts (its speed does not depend on K).
-project: the pipeline's way (dpo_study.generate): the base in the precision the recipe picks, the
+project: the pipeline's way (dpo_study.stages.generate): the base in the precision the recipe picks, the
       adapter, batched greedy decoding; runs the given generation.decode modes one after another
       in one process (the first is what a job pays: kernels load, cuBLAS starts).
 
@@ -25,14 +25,14 @@ from train_job import defaults  # noqa: E402
 
 
 def loop(manifest: str, prompts: str, k: str, out: str) -> None:
-    from dpo_study.backends import import_unsloth
+    from dpo_study.runtime.backends import import_unsloth
 
     import_unsloth()
     import torch
     from unsloth import FastLanguageModel
 
-    from dpo_study.data import read_jsonl
-    from dpo_study.modeling import end_of_turn_ids, load_tokenizer, read_manifest
+    from dpo_study.stages.data import read_jsonl
+    from dpo_study.runtime.modeling import end_of_turn_ids, load_tokenizer, read_manifest
 
     start = time.perf_counter()
     manifest_data = read_manifest(manifest)
@@ -71,7 +71,7 @@ def loop(manifest: str, prompts: str, k: str, out: str) -> None:
 
 
 def project(manifest: str, prompts: str, adapter: str, out: str, settings: str) -> None:
-    from dpo_study import smk
+    from dpo_study.runtime import smk
 
     model_cfg = defaults("model")
     model_settings = {"trust_remote_code": False, "load_in_4bit": model_cfg["load_in_4bit"],
@@ -79,8 +79,8 @@ def project(manifest: str, prompts: str, adapter: str, out: str, settings: str) 
     smk.claim_gpu()
     import torch
 
-    from dpo_study.data import read_jsonl
-    from dpo_study.generate import decode_mode, generate_answers, load_for_generation
+    from dpo_study.stages.data import read_jsonl
+    from dpo_study.stages.generate import decode_mode, generate_answers, load_for_generation
 
     start = time.perf_counter()
     model, tokenizer = load_for_generation(manifest, model_settings, adapter)
@@ -124,9 +124,9 @@ def argmax_agreement(model, tokenizer, records: list[dict], mode: str) -> dict:
     """
     import torch
 
-    from dpo_study.decode import greedy_decode
-    from dpo_study.generate import chat_text
-    from dpo_study.modeling import end_of_turn_ids
+    from dpo_study.runtime.decode import greedy_decode
+    from dpo_study.stages.generate import chat_text
+    from dpo_study.runtime.modeling import end_of_turn_ids
 
     tokenizer.padding_side = "left"
     encoded = tokenizer([chat_text(tokenizer, r) for r in records], return_tensors="pt", padding=True,

@@ -38,8 +38,8 @@ TINY = dict(vocab_size=4096, hidden_size=128, intermediate_size=256, num_attenti
 
 def demo_tokenizer():
     """The demo model's tokenizer, trained on the bundled data (no download)."""
-    from dpo_study.data import load_rows
-    from dpo_study.demo_model import build_tokenizer
+    from dpo_study.config.data_files import load_rows
+    from dpo_study.stages.demo_model import build_tokenizer
 
     rows = load_rows(REPO / "data/train.json", "train")
     return build_tokenizer([t for r in rows for t in (r["prompt"], r["support"], r["oppose"])], 2048)
@@ -60,7 +60,7 @@ def build_encoder(out: Path) -> dict:
 def build(out: Path, layers: int, tiny: bool = False) -> dict:
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from dpo_study.demo_model import EOT
+    from dpo_study.stages.demo_model import EOT
 
     start = time.perf_counter()
     tokenizer = demo_tokenizer()

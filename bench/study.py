@@ -331,7 +331,7 @@ def tables_equal(work: Path, a: str, b: str) -> bool | None:
     """experiments.csv of two ways equal except timing columns (None when either is missing)."""
     import pandas as pd
 
-    from dpo_study.tables import TIMING_COLUMNS
+    from dpo_study.stages.tables import TIMING_COLUMNS
 
     paths = [work / way / "results/tables/experiments.csv" for way in (a, b)]
     if not all(p.exists() for p in paths):

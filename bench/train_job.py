@@ -32,7 +32,7 @@ def defaults(section: str) -> dict:
 def study(training_overrides: dict):
     """The study of config/config.yaml with ``training_overrides``: its settings groups as the workflow
     gives them to a training job. (Its model name is replaced: the manifest is the command line's.)"""
-    from dpo_study.study import load_study
+    from dpo_study.config.study import load_study
 
     config = yaml.safe_load((REPO / "config/config.yaml").read_text())
     config["model"] = {**config["model"], "name": "demo"}  # no Hub look-up for a model this job does not use
@@ -46,19 +46,19 @@ def study(training_overrides: dict):
 
 
 def main(manifest: str, pairs: str, out: str, overrides: str) -> None:
-    from dpo_study import smk
+    from dpo_study.runtime import smk
 
     settings = study(json.loads(overrides))
     training, model_settings = settings.training_settings, settings.model_settings
     smk.claim_gpu()
     if os.environ.get("DPO_BENCH_CAPABILITY"):
-        from dpo_study import modeling
+        from dpo_study.runtime import plans
 
         forced = tuple(int(part) for part in os.environ["DPO_BENCH_CAPABILITY"].split("."))
-        modeling.gpu_capability = lambda: forced
+        plans.gpu_capability = lambda: forced
     smk.import_first({"manifest": manifest, "training": training, "model_settings": model_settings})
 
-    from dpo_study.train import train_adapter
+    from dpo_study.stages.train import train_adapter
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     out_dir = Path(out)

@@ -51,8 +51,8 @@ def demo_study(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory):
     """The manifest of a demo-architecture model small enough to build in seconds (not fluent)."""
-    from dpo_study.data import DEFAULT_SYSTEM_PROMPT
-    from dpo_study.demo_model import build_demo_model
+    from dpo_study.config.data_files import DEFAULT_SYSTEM_PROMPT
+    from dpo_study.stages.demo_model import build_demo_model
 
     folder = tmp_path_factory.mktemp("tiny_model")
     build_demo_model(
@@ -83,7 +83,7 @@ def load_demo_study(config: dict | None = None):
     """load_study of ``config`` (by default the demo's) from the checkout, where its data paths are."""
     import os
 
-    from dpo_study.study import load_study
+    from dpo_study.config.study import load_study
 
     cwd = os.getcwd()
     os.chdir(REPO)

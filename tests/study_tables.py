@@ -8,7 +8,7 @@ a beta × lora_r grid, plus columns the report does not know (a metric and a tex
 
 import pandas as pd
 
-from dpo_study.experiments import EXPERIMENT_PARAMS
+from dpo_study.config.experiments import EXPERIMENT_PARAMS
 
 DEFAULTS = {"num_epoch": 3, "data_size": 50, "support_ratio": 0.0, "beta": 0.1, "lora_r": 16, "lora_alpha": 16,
             "learning_rate": 1e-4, "strategy": "swap", "seed": 42}

@@ -5,8 +5,8 @@ import json
 import pandas as pd
 import pytest
 
-from dpo_study import aggregate
-from dpo_study.metrics import DEFECTS
+from dpo_study.stages import aggregate
+from dpo_study.analysis.metrics import DEFECTS
 
 # (experiment, category, original stance/score, aligned stance/score, original defects, aligned defects)
 ROWS = [

@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from dpo_study import artifacts
-from dpo_study.artifacts import CorruptArtifact
-from dpo_study.data import write_jsonl, write_pairs
-from dpo_study.generate import load_for_generation
-from dpo_study.judge import judge_responses
-from dpo_study.reward import implicit_rewards
-from dpo_study.tables import write_submission
-from dpo_study.train import train_adapter
+from dpo_study.config import artifacts
+from dpo_study.config.artifacts import CorruptArtifact
+from dpo_study.stages.data import write_jsonl, write_pairs
+from dpo_study.stages.generate import load_for_generation
+from dpo_study.stages.judge import judge_responses
+from dpo_study.stages.reward import implicit_rewards
+from dpo_study.stages.tables import write_submission
+from dpo_study.stages.train import train_adapter
 
 PROMPTS = [{"id": str(i), "set": "test", "category": "test", "system": "s", "prompt": f"q{i}?"} for i in range(1, 77)]
 

@@ -9,13 +9,13 @@ import sys
 import pytest
 
 from conftest import REPO
-from dpo_study import atomic
-from dpo_study.data import read_jsonl, write_jsonl
+from dpo_study.config import atomic
+from dpo_study.stages.data import read_jsonl, write_jsonl
 
 # Writes rows to OUT with write_jsonl; the row generator SIGKILLs the process half-way through.
 KILLED_WRITER = """
 import os, signal, sys
-from dpo_study.data import write_jsonl
+from dpo_study.stages.data import write_jsonl
 
 def rows():
     for i in range(1000):

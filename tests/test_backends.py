@@ -7,8 +7,9 @@ import sys
 import pytest
 
 from conftest import REPO
-from dpo_study import backends
-from dpo_study.backends import BackendError, ModelShape, plan_training
+from dpo_study.runtime import backends, plans
+from dpo_study.runtime.plans import ModelShape, plan_training
+from dpo_study.config.recipes import BackendError
 
 GIB = 2**30
 # Llama-3-8B's shape: 8.03B parameters, of which 2 x 525M in the embedding and the LM head.
@@ -93,8 +94,8 @@ def test_unusable_backend_requests_name_the_field():
 
 
 def test_plan_for_job_reads_the_machine(monkeypatch, tmp_path):
-    monkeypatch.setattr(backends.torch.cuda, "is_available", lambda: False)
-    p = backends.plan_for_job({"path": str(tmp_path)}, {**TRAINING, "backend": "auto"}, MODEL)
+    monkeypatch.setattr(plans.torch.cuda, "is_available", lambda: False)
+    p = plans.plan_for_job({"path": str(tmp_path)}, {**TRAINING, "backend": "auto"}, MODEL)
     assert (p.device, p.backend) == ("cpu", "trl")
 
 
@@ -105,7 +106,7 @@ def test_model_shape_counts_parameters_from_the_safetensors_headers(tmp_path):
                          num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=False)
     model = LlamaForCausalLM(config)
     model.save_pretrained(tmp_path)
-    shape = backends.model_shape(tmp_path)
+    shape = plans.model_shape(tmp_path)
     assert shape.params == model.num_parameters()
     assert shape.embedding_params == 2 * 300 * 32
     assert (shape.hidden_size, shape.intermediate_size, shape.num_layers) == (32, 64, 2)
@@ -113,26 +114,26 @@ def test_model_shape_counts_parameters_from_the_safetensors_headers(tmp_path):
 
 def test_unsloth_job_imports_unsloth_before_the_stage_module(monkeypatch, tmp_path):
     """A job that plans Unsloth imports it before its stage module (lazily imported by name) loads transformers."""
-    from dpo_study import smk
+    from dpo_study.runtime import smk
 
     calls = []
-    monkeypatch.setattr(backends.torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(backends, "plan_for_job", lambda *a: plan({"recipe": "homework"}, gpu_gib=139))
+    monkeypatch.setattr(plans.torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(plans, "plan_for_job", lambda *a: plan({"recipe": "homework"}, gpu_gib=139))
     monkeypatch.setattr(backends, "import_unsloth", lambda: calls.append("unsloth"))
     monkeypatch.setattr(smk, "resolve", lambda stage: calls.append(stage) or (lambda **kwargs: None))
     manifest = tmp_path / "model.json"
     manifest.write_text('{"path": "x"}')
     kwargs = {"manifest": str(manifest), "training": TRAINING, "model_settings": MODEL}
-    smk.run_here("dpo_study.train:train_adapter", kwargs, str(tmp_path / "log"), gpu_job=True)
-    assert calls == ["unsloth", "dpo_study.train:train_adapter"]
-    monkeypatch.setattr(backends, "plan_for_job", lambda *a: plan(gpu_gib=139))
-    smk.run_here("dpo_study.train:train_adapter", kwargs, str(tmp_path / "log"), gpu_job=True)
-    assert calls == ["unsloth", "dpo_study.train:train_adapter", "dpo_study.train:train_adapter"]
+    smk.run_here("dpo_study.stages.train:train_adapter", kwargs, str(tmp_path / "log"), gpu_job=True)
+    assert calls == ["unsloth", "dpo_study.stages.train:train_adapter"]
+    monkeypatch.setattr(plans, "plan_for_job", lambda *a: plan(gpu_gib=139))
+    smk.run_here("dpo_study.stages.train:train_adapter", kwargs, str(tmp_path / "log"), gpu_job=True)
+    assert calls == ["unsloth", "dpo_study.stages.train:train_adapter", "dpo_study.stages.train:train_adapter"]
 
 
 def test_a_job_that_hands_its_stage_to_the_worker_loads_no_torch():
     """The job's side stays thin: the bridge and the worker client import neither torch nor transformers."""
-    code = ("import sys; import dpo_study.gpus, dpo_study.smk, dpo_study.worker; "
+    code = ("import sys; import dpo_study.runtime.gpus, dpo_study.runtime.smk, dpo_study.runtime.worker; "
             "print(sorted(m for m in ('torch', 'transformers', 'trl', 'peft') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                             env={"PYTHONPATH": str(REPO / "src")})
@@ -144,14 +145,14 @@ def test_every_workflow_script_calls_one_existing_stage_by_name():
 
     for script in sorted((REPO / "workflow/scripts").glob("*.py")):
         lines = [line for line in script.read_text().splitlines() if line.strip()]
-        assert lines[0] == "from dpo_study.smk import call", script.name
+        assert lines[0] == "from dpo_study.runtime.smk import call", script.name
         match = re.fullmatch(r'call\("([\w.]+):(\w+)", snakemake\)  # noqa: F821 \(set by Snakemake\)', lines[1])
         assert match and len(lines) == 2, script.name
         assert callable(getattr(importlib.import_module(match[1]), match[2])), script.name
 
 
 def test_gpu_jobs_get_growable_allocator_segments_unless_the_user_chose(monkeypatch):
-    from dpo_study import smk
+    from dpo_study.runtime import smk
 
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     monkeypatch.delenv("PYTORCH_CUDA_ALLOC_CONF", raising=False)
@@ -168,19 +169,21 @@ def test_a_gpu_without_bf16_gets_an_fp16_plan(monkeypatch, tmp_path, capability,
     """The T4 of Colab and Kaggle (compute capability 7.5) has no bf16: fp16 compute with loss scaling."""
     import torch
 
-    from dpo_study import modeling, train
+    from dpo_study.runtime import modeling, plans
+
+    from dpo_study.stages import train
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(modeling, "gpu_capability", lambda: capability)
-    monkeypatch.setattr(backends, "gpu_memory_bytes", lambda: 15 * GIB)
-    monkeypatch.setattr(backends, "model_shape", lambda path: LLAMA3_8B)
-    monkeypatch.setattr(backends, "bitsandbytes_installed", lambda: True)
-    monkeypatch.setattr(backends, "unsloth_installed", lambda: False)
-    assert modeling.compute_dtype() == getattr(torch, dtype)
-    four_bit = modeling.LoadPlan(str(tmp_path), "cuda", load_in_4bit=True, trust_remote_code=False)
+    monkeypatch.setattr(plans, "gpu_capability", lambda: capability)
+    monkeypatch.setattr(plans, "gpu_memory_bytes", lambda: 15 * GIB)
+    monkeypatch.setattr(plans, "model_shape", lambda path: LLAMA3_8B)
+    monkeypatch.setattr(plans, "bitsandbytes_installed", lambda: True)
+    monkeypatch.setattr(plans, "unsloth_installed", lambda: False)
+    assert plans.compute_dtype() == getattr(torch, dtype)
+    four_bit = plans.LoadPlan(str(tmp_path), "cuda", load_in_4bit=True, trust_remote_code=False)
     assert four_bit.dtype == getattr(torch, dtype)
     assert modeling.quantization_config(four_bit).bnb_4bit_compute_dtype == getattr(torch, dtype)
-    job_plan = backends.plan_for_job({"path": str(tmp_path)}, {**TRAINING, "recipe": "homework"}, MODEL)
+    job_plan = plans.plan_for_job({"path": str(tmp_path)}, {**TRAINING, "recipe": "homework"}, MODEL)
     assert job_plan.precision == precision and job_plan.load_in_4bit
     flags = train.precision_flags(job_plan.precision)
     assert flags == {"bf16": precision == "bf16", "fp16": precision == "fp16"}

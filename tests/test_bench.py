@@ -90,7 +90,7 @@ def test_the_benchmarks_random_sentence_encoder_serves_the_relevance_measure(tmp
     """Where the bundled all-MiniLM-L6-v2 is not installed (the GPU image), bench/study.py points the
     tables' relevance measure at this random-weight encoder of its shape."""
     run(BENCH / "random_model.py", tmp_path / "encoder", "--encoder")
-    from dpo_study.tables import sentence_encoder
+    from dpo_study.stages.tables import sentence_encoder
 
     embeddings = sentence_encoder(str(tmp_path / "encoder"))(["Ghibli-style art is lovely.", "I disagree."])
     assert embeddings.shape == (2, 384)

@@ -5,7 +5,8 @@ import subprocess
 import sys
 
 from conftest import REPO
-from dpo_study.data import DEFAULT_SYSTEM_PROMPT, write_pairs
+from dpo_study.stages.data import write_pairs
+from dpo_study.config.data_files import DEFAULT_SYSTEM_PROMPT
 
 
 def test_train_job_trains_with_the_study_settings(tiny_model, tmp_path):

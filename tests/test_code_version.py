@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO
-from dpo_study import provenance
-from dpo_study.provenance import code_version, imported_code
+from dpo_study.config import provenance
+from dpo_study.config.provenance import code_version, imported_code
 
 
 @pytest.fixture
@@ -70,9 +70,9 @@ def test_the_workflow_scripts_hash_the_stage_modules_they_run():
     train, _ = imported_code(scripts / "train_adapter.py")
     judge, _ = imported_code(scripts / "judge_responses.py")
     tables, libraries = imported_code(scripts / "write_tables.py")
-    assert {"dpo_study.train", "dpo_study.backends", "dpo_study.modeling"} <= set(train)
-    assert "dpo_study.metrics" not in train  # editing the text measures does not retrain
-    assert "dpo_study.metrics" in judge and "dpo_study.metrics" in tables
+    assert {"dpo_study.stages.train", "dpo_study.runtime.backends", "dpo_study.runtime.modeling"} <= set(train)
+    assert "dpo_study.analysis.metrics" not in train  # editing the text measures does not retrain
+    assert "dpo_study.analysis.metrics" in judge and "dpo_study.analysis.metrics" in tables
     assert "pandas" in libraries
     assert all(isinstance(path, Path) and path.is_file() for path in train.values())
 
@@ -80,7 +80,7 @@ def test_the_workflow_scripts_hash_the_stage_modules_they_run():
 def test_the_code_hash_reaches_snakemake_but_not_the_stage():
     from types import SimpleNamespace
 
-    from dpo_study.smk import stage_kwargs
+    from dpo_study.runtime.smk import stage_kwargs
 
     smk = SimpleNamespace(input={"prompts": "p.jsonl"}, output={"responses": "r.jsonl"},
                           params={"generation": {}, "code": "0123abcd"}, threads=1)
@@ -90,5 +90,28 @@ def test_the_code_hash_reaches_snakemake_but_not_the_stage():
 def test_how_a_job_runs_is_not_part_of_its_code():
     """The bridge, the GPU worker and the allocator decide where a stage runs, not what it computes."""
     train, _ = imported_code(REPO / "workflow/scripts/train_adapter.py")
-    assert not {"dpo_study.smk", "dpo_study.worker", "dpo_study.worker_process", "dpo_study.gpus"} & set(train)
-    assert "dpo_study.resident" in train  # the resident model is part of what the stage sees
+    assert not {"dpo_study.runtime.smk", "dpo_study.runtime.worker", "dpo_study.runtime.worker_process", "dpo_study.runtime.gpus"} & set(train)
+    assert "dpo_study.runtime.resident" in train  # the resident model is part of what the stage sees
+
+
+def test_the_analysis_cache_keeps_a_dry_run_from_parsing_unchanged_code_again(tmp_path, monkeypatch):
+    """Digests and imports come from the cache file for a source seen before, and an edited source
+    is parsed again (the cache is keyed by content)."""
+    from dpo_study.config import provenance
+
+    monkeypatch.setattr(provenance, "ANALYSIS_CACHE", tmp_path / "cache" / "analysis.json")
+    provenance._analysis_cache.cache_clear()
+    provenance._analysis.cache_clear()
+    parsed = []
+    real = provenance._analyse
+    monkeypatch.setattr(provenance, "_analyse", lambda *a: parsed.append(a[0]) or real(*a))
+    module = tmp_path / "m.py"
+    module.write_text("import json\n")
+    first = provenance.code_digest(module)
+    provenance._analysis_cache.cache_clear()  # a new process: only the file remains
+    provenance._analysis.cache_clear()
+    assert provenance.code_digest(module) == first and len(parsed) == 1
+    module.write_text("import os\n")
+    assert provenance.code_digest(module) != first and len(parsed) == 2
+    provenance._analysis_cache.cache_clear()
+    provenance._analysis.cache_clear()

@@ -42,7 +42,7 @@ from snakemake_helpers import scheduled_jobs, snakemake, workdir_with_config
         ({"experiments": [{"name": "a", "beta": float("nan")}]}, "experiments[0].beta = nan: must be a finite number"),
         ({"defaults": {"seed": 2**32}}, "defaults.seed = 4294967296: must be a whole number ≥ 0 and ≤ 4294967295"),
         ({"results": ""}, 'results = "": must be non-empty text'),
-        ({"data": {"system_prompt": "Be brief.<|eot_id|>"}}, "field 'system_prompt': holds the chat-template control token <|eot_id|>"),
+        ({"data": {"system_prompt": "Be brief.<|eot_id|>"}}, "data.system_prompt: holds the chat-template control token <|eot_id|>"),
         ({"judge": {"use": ["ngram"], "primary": ""}}, 'judge.primary = "": must be non-empty text'),
         ({"questions": [{"name": "Q1", "a": "homework_default", "b": "homework_default"}]}, "'homework_default' is also a"),
         ({"training": {"loss_type": ["sigmoid", "dpo"]}}, "training.loss_type = [\"sigmoid\", \"dpo\"]: ['dpo'] not TRL loss types"),

@@ -1,8 +1,8 @@
 """The demo model is built the same way twice (the pipeline tests start later studies from one build)."""
 
 from conftest import REPO
-from dpo_study.data import DEFAULT_SYSTEM_PROMPT
-from dpo_study.demo_model import build_demo_model
+from dpo_study.config.data_files import DEFAULT_SYSTEM_PROMPT
+from dpo_study.stages.demo_model import build_demo_model
 
 TINY = {"seed": 3, "steps": 4, "batch_size": 8, "learning_rate": 0.003, "vocab_size": 400, "hidden_size": 32,
         "num_layers": 1, "num_heads": 2, "intermediate_size": 64}

@@ -15,7 +15,7 @@ from conftest import REPO
 
 PAGES = {path.relative_to(REPO).as_posix(): path.read_text(encoding="utf-8")
          for path in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]}
-# A code span naming a file or folder of the repository (`src/dpo_study/metrics.py`, `profiles/slurm`).
+# A code span naming a file or folder of the repository (`src/dpo_study/analysis/metrics.py`, `profiles/slurm`).
 REPO_PATH = re.compile(r"`((?:src|tests|workflow|config|data|profiles|envs|bench|docs|\.ci)/[\w./-]*)`")
 LINK = re.compile(r"\]\(([^)\s]+)\)")
 FRONT_DOOR_LINES = 150
@@ -88,7 +88,9 @@ def test_the_bundled_data_counts_are_those_the_docs_quote():
 
 
 def test_the_defaults_the_docs_quote_are_the_code_s():
-    from dpo_study import experiments, metrics, worker
+    from dpo_study.config import experiments
+    from dpo_study.analysis import metrics
+    from dpo_study.runtime import worker
 
     schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())["properties"]
     defaults = {name: spec.get("default") for name, spec in schema["training"]["properties"].items()}

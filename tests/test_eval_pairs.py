@@ -5,9 +5,10 @@ import json
 import pytest
 
 from conftest import REPO
-from dpo_study.data import build_pairs, heldout_pairs, load_rows, write_jsonl
-from dpo_study.statistics import loss_spikes
-from dpo_study.train import train_adapter
+from dpo_study.stages.data import build_pairs, heldout_pairs, write_jsonl
+from dpo_study.config.data_files import load_rows
+from dpo_study.analysis.statistics import loss_spikes
+from dpo_study.stages.train import train_adapter
 from test_train_guards import MODEL_SETTINGS, run_paths, training_settings
 
 ROWS = [{"id": i, "prompt": f"Question {i}?", "support": f"Yes {i}.", "oppose": f"No {i}."} for i in range(1, 11)]

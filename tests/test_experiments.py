@@ -3,8 +3,8 @@ import re
 
 import pytest
 
-from dpo_study.experiments import expand, settings_key
-from dpo_study.validation import ConfigError
+from dpo_study.config.experiments import expand, settings_key
+from dpo_study.config.validation import ConfigError
 
 DEFAULTS = dict(num_epoch=3, data_size=50, support_ratio=0, beta=0.1, lora_r=16, lora_alpha=16,
                 learning_rate=1e-4, strategy="swap", seed=42)

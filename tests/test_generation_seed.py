@@ -3,9 +3,10 @@
 import json
 
 from conftest import REPO
-from dpo_study.data import DEFAULT_SYSTEM_PROMPT, prompt_records
-from dpo_study.generate import generate_answers
-from dpo_study.modeling import load_base, load_tokenizer, read_manifest
+from dpo_study.stages.data import prompt_records
+from dpo_study.config.data_files import DEFAULT_SYSTEM_PROMPT
+from dpo_study.stages.generate import generate_answers
+from dpo_study.runtime.modeling import load_base, load_tokenizer, read_manifest
 
 SAMPLING = {"max_new_tokens": 8, "do_sample": True, "temperature": 2.0, "top_p": 1.0, "batch_size": 10,
             "decode": "plain", "seed": 1}

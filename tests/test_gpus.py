@@ -9,10 +9,10 @@ import time
 from conftest import REPO
 from snakemake_helpers import SNAKEMAKE
 
-from dpo_study import gpus
+from dpo_study.runtime import gpus
 
 CLAIM = (
-    "import os, sys, time; from dpo_study.gpus import claim_gpu; "
+    "import os, sys, time; from dpo_study.runtime.gpus import claim_gpu; "
     "gpu = claim_gpu(sys.argv[1], poll_seconds=0.05); "
     "print(gpu, os.environ['CUDA_VISIBLE_DEVICES'], time.time(), flush=True); time.sleep(float(sys.argv[2]))"
 )
@@ -77,7 +77,7 @@ rule job:
 """
 JOB = """
 import json, os, sys, time
-from dpo_study.smk import claim_gpu
+from dpo_study.runtime.smk import claim_gpu
 claim_gpu()
 start = time.time()
 time.sleep(2)

@@ -16,10 +16,10 @@ import pytest
 import yaml
 
 from conftest import REPO
-from dpo_study import judge as judges
-from dpo_study import judge_base, llm_judge
-from dpo_study.data import write_jsonl
-from dpo_study.validation import ConfigError
+from dpo_study.stages import judge as judges
+from dpo_study.stages import judge_base, llm_judge
+from dpo_study.stages.data import write_jsonl
+from dpo_study.config.validation import ConfigError
 
 # Training rows in the course's format, and labelled extra texts (the neutral class).
 TRAIN_ROWS = [
@@ -73,11 +73,11 @@ def test_registry_is_what_the_config_schema_offers():
 
 
 def test_the_judge_module_alone_knows_every_plug_in():
-    """A stage imports only dpo_study.judge: make_judge("llm") must work there (the plug-in registers on import)."""
-    code = "from dpo_study.judge import make_judge; print(type(make_judge('llm')).__module__)"
+    """A stage imports only dpo_study.stages.judge: make_judge("llm") must work there (the plug-in registers on import)."""
+    code = "from dpo_study.stages.judge import make_judge; print(type(make_judge('llm')).__module__)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ, "PYTHONPATH": str(REPO / "src")}).stdout
-    assert out.strip() == "dpo_study.llm_judge"
+    assert out.strip() == "dpo_study.stages.llm_judge"
 
 
 def test_unknown_judge_is_a_clear_error():
@@ -249,7 +249,7 @@ def test_label_of_token(token, label):
 def test_base_model_llm_judge_compares_label_word_logprobs(tiny_model):
     import torch
 
-    from dpo_study.modeling import load_base, load_tokenizer, read_manifest
+    from dpo_study.runtime.modeling import load_base, load_tokenizer, read_manifest
 
     judge = judges.make_judge("llm", {"backend": "base_model"}, manifest=str(tiny_model))
     (row,) = judge.probabilities(["It is a wonderful homage."], ["Is AI art fine?"])

@@ -10,12 +10,12 @@ import torch
 from safetensors.torch import save_file
 
 from conftest import demo_config, load_demo_study
-from dpo_study import backends, modeling
-from dpo_study.data import write_jsonl
-from dpo_study.generate import generate_responses
-from dpo_study.judge import make_judge
-from dpo_study.reward import implicit_rewards
-from dpo_study.train import train_adapter
+from dpo_study.runtime import modeling, plans as load_plans
+from dpo_study.stages.data import write_jsonl
+from dpo_study.stages.generate import generate_responses
+from dpo_study.stages.judge import make_judge
+from dpo_study.stages.reward import implicit_rewards
+from dpo_study.stages.train import train_adapter
 
 
 class Loaded(Exception):
@@ -32,9 +32,9 @@ def plans(monkeypatch):
 
     monkeypatch.setattr(modeling, "load_planned", record)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(backends, "gpu_memory_bytes", lambda: 80 * 2**30)
-    monkeypatch.setattr(backends, "unsloth_installed", lambda: False)
-    monkeypatch.setattr(backends, "bitsandbytes_installed", lambda: True)
+    monkeypatch.setattr(load_plans, "gpu_memory_bytes", lambda: 80 * 2**30)
+    monkeypatch.setattr(load_plans, "unsloth_installed", lambda: False)
+    monkeypatch.setattr(load_plans, "bitsandbytes_installed", lambda: True)
     return asked
 
 
@@ -92,9 +92,9 @@ def test_every_stage_loads_the_base_the_training_used(tiny_model, tmp_path, plan
 def test_explicit_precision_wins_and_cpu_never_quantizes(tiny_model, monkeypatch):
     manifest = modeling.read_manifest(tiny_model)
     settings = {"trust_remote_code": False, "load_in_4bit": None, "max_seq_length": 512, "recipe": "homework"}
-    cpu = modeling.load_plan(manifest, settings)
+    cpu = load_plans.load_plan(manifest, settings)
     assert (cpu.device, cpu.load_in_4bit, cpu.dtype) == ("cpu", False, torch.float32)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(backends, "gpu_memory_bytes", lambda: 80 * 2**30)
-    assert modeling.load_plan(manifest, settings).load_in_4bit is True
-    assert modeling.load_plan(manifest, {**settings, "load_in_4bit": False}).load_in_4bit is False
+    monkeypatch.setattr(load_plans, "gpu_memory_bytes", lambda: 80 * 2**30)
+    assert load_plans.load_plan(manifest, settings).load_in_4bit is True
+    assert load_plans.load_plan(manifest, {**settings, "load_in_4bit": False}).load_in_4bit is False

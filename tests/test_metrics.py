@@ -5,7 +5,7 @@ import math
 import pandas as pd
 import pytest
 
-from dpo_study import metrics
+from dpo_study.analysis import metrics
 
 SYSTEM_EN = "Your entire response must be 100 characters or less."
 SYSTEM_ZH = "你的回答必須在100字以內。"
@@ -124,7 +124,7 @@ def test_defects_follow_their_definitions():
 
 
 def test_a_probe_language_reaches_the_language_match():
-    from dpo_study.data import prompt_records
+    from dpo_study.stages.data import prompt_records
 
     records = prompt_records([{"id": 51, "prompt": "Is AI art ethical?"}],
                              [{"id": "zh1", "category": "chinese", "prompt": "Is AI art ethical? Answer in Chinese.",

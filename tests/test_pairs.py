@@ -2,8 +2,10 @@
 
 import pytest
 
-from dpo_study.data import DEFAULT_SYSTEM_PROMPT, build_pairs, read_jsonl, write_pairs
-from dpo_study.validation import ConfigError
+from dpo_study.stages.data import build_pairs, read_jsonl, write_pairs
+
+from dpo_study.config.data_files import DEFAULT_SYSTEM_PROMPT
+from dpo_study.config.validation import ConfigError
 
 
 def texts(pairs, side):

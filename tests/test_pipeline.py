@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from conftest import DEMO_EXPERIMENTS, DEMO_QUESTIONS, REPO
-from dpo_study.data import read_jsonl
+from dpo_study.stages.data import read_jsonl
 from snakemake_helpers import only, scheduled_jobs, snakemake, study_prompts, workdir_with_config
 
 pytestmark = pytest.mark.slow

@@ -8,8 +8,9 @@ import pytest
 import yaml
 
 from conftest import REPO
-from dpo_study.data import load_probes, load_rows, prompt_records
-from dpo_study.validation import ConfigError, check_prompt_ids
+from dpo_study.stages.data import prompt_records
+from dpo_study.config.data_files import load_probes, load_rows
+from dpo_study.config.validation import ConfigError, check_prompt_ids
 
 SUITE = REPO / "config/probes.yaml"
 CATEGORIES = yaml.safe_load((REPO / "src/dpo_study/schemas/probes.schema.yaml").read_text())["items"]["properties"][

@@ -17,8 +17,8 @@ import pandas as pd
 import pytest
 
 from conftest import REPO
-from dpo_study.tables import TIMING_COLUMNS
-from dpo_study.train_guards import checkpoint_step
+from dpo_study.stages.tables import TIMING_COLUMNS
+from dpo_study.stages.train_guards import checkpoint_step
 from snakemake_helpers import scheduled_jobs, snakemake, snakemake_command, snakemake_env, workdir_with_config
 
 pytestmark = pytest.mark.slow

@@ -9,8 +9,10 @@ import pandas as pd
 import pytest
 
 import study_tables as st
-from dpo_study import comparisons, findings, plots, report, statistics
-from dpo_study.validation import ConfigError
+from dpo_study.analysis import comparisons, statistics
+from dpo_study.config.questions import check_questions
+from dpo_study.stages import findings, plots, report
+from dpo_study.config.validation import ConfigError
 
 
 @pytest.fixture
@@ -61,7 +63,7 @@ def test_question_compares_seed_groups_with_base_and_difference(tables):
     assert table.loc["too_long", "b_mean"] == pytest.approx(2 / 3) and table.loc["too_long", "base"] == 0
     assert table.loc["train_loss", "category"] == "" and "git_commit" not in table.index
     # Q1's support rates over 10 prompts, prompt by prompt: 8 or 9 of the 10 moved (a mean over seeds).
-    assert support["low"] > 0 and support["p_value"] < 0.05
+    assert support["low"] > 0 and support["established"]
 
 
 def test_category_question_has_one_block_per_prompt_category(tables):
@@ -88,14 +90,14 @@ def test_category_question_has_one_block_per_prompt_category(tables):
 )
 def test_bad_question_is_rejected_naming_the_field(question, message):
     with pytest.raises(ConfigError, match=message):
-        comparisons.check_questions([question], st.EXPERIMENTS, list(st.PROBES))
+        check_questions([question], st.EXPERIMENTS, list(st.PROBES))
 
 
 def test_duplicate_question_name_is_rejected():
     question = {"name": "Q1", "a": "homework_default", "b": "q1_seed~1"}
     with pytest.raises(ConfigError, match=r"questions\[1\] \(Q1\)\.name: duplicate"):
-        comparisons.check_questions([question, question], st.EXPERIMENTS, [])
-    comparisons.check_questions([question, {**question, "name": "Q4", "categories": "all"}], st.EXPERIMENTS, [])
+        check_questions([question, question], st.EXPERIMENTS, [])
+    check_questions([question, {**question, "name": "Q4", "categories": "all"}], st.EXPERIMENTS, [])
 
 
 def test_sweeps_have_one_line_per_other_setting(tables):
@@ -171,33 +173,91 @@ def test_training_curves_per_seed_group(tmp_path):
     assert image_is_drawn(tmp_path / "training/b.png")
 
 
-def sentences(sections):
-    return [s for section in sections for s in section.sentences]
+def sentences(sections, language="en"):
+    return [findings.render(s, language) for section in sections for s in section.sentences]
 
 
-def test_findings_are_four_short_sections_each_with_a_number_and_a_table(tables):
+def test_findings_follow_the_portfolios_four_headings_each_with_a_number_and_a_table(tables):
     experiments, responses = tables
     intro, sections = findings.findings(experiments, responses, st.QUESTIONS, [])
-    assert [s.title for s in sections] == ["1. Hyperparameter impact", "2. Qualitative answer changes",
-                                           "3. Data-construction strategies", "4. Robustness on probes"]
+    text = findings.markdown(intro, sections)
+    assert [line for line in text.splitlines() if line.startswith("## ")] == [
+        "## 1. Systematic hyperparameter tuning and impact analysis",
+        "## 2. Qualitative analysis of response changes and case studies",
+        "## 3. Exploring different preference data construction strategies",
+        "## 4. Preliminary boundary testing and robustness checks"]
     for section in sections:
-        assert section.table and len(section.sentences) <= 8, section.title
-        for sentence in section.sentences:
+        assert section.table and len(section.sentences) <= 8, section.number
+        for sentence in sentences([section]):
             assert re.search(r"\d", sentence), sentence
-    assert "nan" not in findings.markdown(intro, sections)
+    assert "nan" not in text
+    # The procedure is named once, at the top; no second test anywhere.
+    assert text.count("two-way bootstrap") == 1 and "sign test" not in text and "t interval" not in text
 
 
-def test_findings_call_an_effect_only_with_its_interval(tables):
+def test_each_comparison_has_one_verdict_from_the_stated_procedure(tables):
     experiments, responses = tables
     intro, sections = findings.findings(experiments, responses, st.QUESTIONS, [])
     text = " ".join(sentences(sections))
-    # Q1: 0 vs 0.867 over 3 seeds; 8 or 9 of the 10 test prompts moved on average: an interval and a sign test.
-    assert ("b − a = +0.867 (95% CI +0.667 to +1; sign test p = 0.00391): an effect") in text
-    # Q2 differs by one prompt of ten: the interval includes 0.
-    assert "Q2 (num_epoch 1 vs 3)" in text and "which includes 0): no established change" in text
-    # Two probes that both moved: the interval is [1, 1] but two prompts establish nothing.
-    assert "in_distribution +1 (95% CI +1 to +1" not in text
-    assert "the rejected-example strategy 'swap': the study holds no evidence" in text
+    # Q1: 0 vs 0.867 over 3 seeds; 8 or 9 of the 10 test prompts moved in each seed.
+    assert ("Q1 (support_ratio 0 vs 1), support rate after DPO on the 10 test prompts: homework_default 0 → "
+            "q1 0.867 ± 0.0577 (n=3); b − a = +0.867 (95% CI +0.633 to +1, 10 prompts): established.") in text
+    # Q2 differs by one prompt of ten: not established, with what would establish it at the observed spread.
+    assert ("b − a = −0.1 (95% CI −0.3 to +0, 10 prompts): not established; at the observed spread, about 25 "
+            "prompts would establish it.") in text
+    # A sweep line whose ends are Q1's or Q2's sides has its verdict there, not a second one.
+    assert "Sweep of support_ratio" not in text and "Sweep of num_epoch" not in text
+    # The beta line at lora_r=8: one verdict, its ends.
+    assert "Sweep of beta (lora_r=8), support rate after DPO: beta=0.05: 0.5; beta=0.5: 0.9; " in text
+    # Every verdict phrase is one of the procedure's: established, not established, or no valid measurement.
+    verdicts = re.findall(r"\): (established|not established|no valid measurement)", text)
+    assert len(verdicts) == text.count(" = ")
+    # Two probes that both moved: [1, 1], but below the procedure's minimum of prompts.
+    robustness = {row[1]: findings.render(row[-1], "en") for row in sections[3].table[1:]}
+    assert robustness["in_distribution"] == "not established (about 6 prompts, 3 seeds a side)"
+    assert "All 7 groups use the rejected-example strategy swap" in text
+
+
+def test_defect_table_shows_only_the_defects_that_occur(tables):
+    experiments, responses = tables
+    _, sections = findings.findings(experiments, responses, st.QUESTIONS, [])
+    defects = sections[1]
+    assert [findings.render(c, "en") for c in defects.table[0]] == ["group", "too long"]
+    assert findings.render(defects.table[1][0], "en") == "base model"
+    # The group whose share moved furthest from the base model's, against it: all 10 test answers too long.
+    assert ("too long: the base model 0 of the test answers, after DPO most in bs_beta~0.05_lora_r~8 (1); "
+            "bs_beta~0.05_lora_r~8 − base model = +1 (95% CI +1 to +1, 10 prompts): established.") in sentences([defects])
+    clean = responses.assign(aligned_too_long=False)
+    _, sections = findings.findings(experiments, clean, st.QUESTIONS, [])
+    answers = st.TEST_PROMPTS * (1 + len(st.EXPERIMENTS))  # the base model's and each run's
+    assert sentences([sections[1]]) == [f"No answer defect occurred in the {answers} test answers of the base model "
+                                        "and of every run."]
+    assert sections[1].table == []
+
+
+def numbers_and_names(text: str, names) -> tuple[list[str], list[str]]:
+    """Every number (with its sign) and every experiment name in the text, in order of appearance."""
+    numbers = re.findall(r"[+−-]?\d+(?:,\d{3})*(?:\.\d+)?(?:e[+−-]?\d+)?", text)
+    found = [n for n in sorted(names, key=len, reverse=True) for _ in range(text.count(n))]
+    return sorted(numbers), sorted(found)
+
+
+def test_the_chinese_findings_carry_the_same_numbers_and_experiment_names(study, tmp_path):
+    experiments, responses = study
+    judge = tmp_path / "judge.json"
+    judge.write_text('{"judge": "ngram", "holdout": {"examples": 54, "accuracy": 0.8148}}')
+    findings.write_findings(experiments, responses, str(tmp_path / "findings.md"), str(tmp_path / "findings.html"),
+                            st.QUESTIONS, [str(judge)])
+    english = (tmp_path / "findings.md").read_text()
+    chinese = (tmp_path / "findings.zh-Hant.md").read_text()
+    names = list(st.EXPERIMENTS) + ["homework_default", "q1", "q2_num_epoch_1"]
+    assert numbers_and_names(english, names) == numbers_and_names(chinese, names)
+    assert numbers_and_names(english, names)[0]  # the comparison is not vacuous
+    assert [line for line in chinese.splitlines() if line.startswith("## ")] == [
+        "## 1. 系統性超參數調校與影響分析", "## 2. 模型回答質性分析與案例研究", "## 3. 探索不同偏好數據建構策略",
+        "## 4. 對齊後模型的邊界測試與魯棒性初探"]
+    assert "**發現**：" in chinese and "**洞見**：" in chinese and "**初步觀察**：" in chinese
+    assert len(english.splitlines()) == len(chinese.splitlines())  # the same structure, line by line
 
 
 def test_findings_files(study, tmp_path):
@@ -207,7 +267,8 @@ def test_findings_files(study, tmp_path):
     findings.write_findings(experiments, responses, str(tmp_path / "findings.md"), str(tmp_path / "findings.html"),
                             st.QUESTIONS, [str(judge)])
     text = (tmp_path / "findings.md").read_text()
-    assert text.startswith("# Findings") and "## 4. Robustness on probes" in text
+    assert text.startswith("# Findings") and "## 4. Preliminary boundary testing and robustness checks" in text
     assert "Stances come from the ngram judge, which agrees with 0.815 of 54 labelled hold-out texts." in text
-    assert "| category | prompts |" in text  # section 4's table
-    assert "<h2>1. Hyperparameter impact</h2>" in (tmp_path / "findings.html").read_text()
+    assert "|  | category | prompts (valid pairs) |" in text  # section 4's table
+    assert "<h2>1. Systematic hyperparameter tuning and impact analysis</h2>" in (tmp_path / "findings.html").read_text()
+    assert (tmp_path / "findings.zh-Hant.md").read_text().startswith("# 研究發現")

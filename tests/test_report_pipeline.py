@@ -10,8 +10,9 @@ import pytest
 
 import browser
 from conftest import DEMO_EXPERIMENTS, DEMO_QUESTIONS
-from dpo_study.labels import fmt
-from dpo_study.statistics import Estimate
+from dpo_study.stages.findings import estimate_phrase
+from dpo_study.analysis.labels import fmt
+from dpo_study.analysis.statistics import Estimate
 from snakemake_helpers import snakemake, study_prompts
 
 pytestmark = pytest.mark.slow
@@ -42,12 +43,15 @@ def test_question_tables_and_findings_hold_the_measured_values(demo_study):
     probe_categories = set(study_prompts(workdir / "results")["category"])
     assert set(q4["category"].dropna()) == probe_categories  # and blank: the run as a whole
     findings = (workdir / "results/findings.md").read_text()
-    assert (f"after DPO the support rate over the valid answers to the 10 test prompts is {fmt(ratio_0)} for "
-            f"ratio_0 and {ratio_1} for ratio_1") in findings
-    for theme in ["1. Hyperparameter impact", "2. Qualitative answer changes", "3. Data-construction strategies",
-                  "4. Robustness on probes"]:
+    ratio_1_text = estimate_phrase(ratio_1).render("en")
+    assert (f"Q1 (support_ratio 0 vs 1), support rate after DPO on the 10 test prompts: ratio_0 {fmt(ratio_0)} → "
+            f"ratio_1 {ratio_1_text}; b − a = ") in findings
+    for theme in ["1. Systematic hyperparameter tuning", "2. Qualitative analysis of response changes",
+                  "3. Exploring different preference data construction", "4. Preliminary boundary testing"]:
         assert f"## {theme}" in findings
     assert "nan" not in findings.replace("nanny", "")
+    chinese = (workdir / "results/findings.zh-Hant.md").read_text()
+    assert f"ratio_0 {fmt(ratio_0)} → ratio_1 {estimate_phrase(ratio_1).render('zh-Hant')}" in chinese
 
 
 def test_report_opens_every_table_and_plot_in_chromium(html_report, tmp_path):

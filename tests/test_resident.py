@@ -1,9 +1,9 @@
-"""The resident base model (dpo_study.resident): reused within a worker, always as freshly loaded."""
+"""The resident base model (dpo_study.runtime.resident): reused within a worker, always as freshly loaded."""
 
 import pytest
 import torch
 
-from dpo_study import modeling, resident
+from dpo_study.runtime import modeling, resident
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from dpo_study import tables
+from dpo_study.stages import tables
 
 SYSTEM = "Your entire response must be 100 characters or less."
 

@@ -4,9 +4,9 @@ import pandas as pd
 import pytest
 import torch
 
-from dpo_study.data import write_jsonl
-from dpo_study.modeling import load_base, load_tokenizer, read_manifest, sequence_logprobs
-from dpo_study.reward import conversation_ids, implicit_rewards
+from dpo_study.stages.data import write_jsonl
+from dpo_study.runtime.modeling import load_base, load_tokenizer, read_manifest, sequence_logprobs
+from dpo_study.stages.reward import conversation_ids, implicit_rewards
 
 RECORDS = [
     {"id": "51", "set": "test", "category": "test", "system": "Be brief.", "prompt": "Is AI Ghibli art ethical?",

@@ -11,9 +11,9 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import REPO
-from dpo_study.validation import ConfigError
-from dpo_study.generate import generate_responses
-from dpo_study.modeling import load_base, load_tokenizer, read_manifest
+from dpo_study.config.validation import ConfigError
+from dpo_study.stages.generate import generate_responses
+from dpo_study.runtime.modeling import load_base, load_tokenizer, read_manifest
 from snakemake_helpers import snakemake, workdir_with_config
 
 SETTINGS = {"trust_remote_code": False, "load_in_4bit": False}
@@ -33,7 +33,7 @@ class CustomTokenizer(PreTrainedTokenizerFast):
 
 TRUSTING_LOAD = """
 import sys
-from dpo_study.modeling import load_base
+from dpo_study.runtime.modeling import load_base
 try:
     load_base({"path": sys.argv[1]}, {"trust_remote_code": True, "load_in_4bit": False})
 except Exception:

@@ -4,11 +4,12 @@ import pytest
 import yaml
 
 from conftest import REPO
-from dpo_study import strategies
-from dpo_study.data import build_pairs, check_strategies, read_jsonl, write_jsonl, write_pairs
-from dpo_study.experiments import Experiment
-from dpo_study.validation import ConfigError
-from dpo_study.strategies import (
+from dpo_study.config import strategies
+from dpo_study.stages.data import build_pairs, read_jsonl, write_jsonl, write_pairs
+from dpo_study.config.data_files import check_strategies
+from dpo_study.config.experiments import Experiment
+from dpo_study.config.validation import ConfigError
+from dpo_study.config.strategies import (
     HEDGE_TEMPLATES, OFF_TOPIC_TEMPLATES, REFUSAL_TEMPLATES, VERBOSE_TEMPLATES, StrategyContext,
 )
 

@@ -4,8 +4,8 @@ import pytest
 import yaml
 
 from conftest import REPO, demo_config, load_demo_study
-from dpo_study.study import SETTINGS_GROUPS
-from dpo_study.validation import ConfigError
+from dpo_study.config.study import SETTINGS_GROUPS
+from dpo_study.config.validation import ConfigError
 
 DEMO = yaml.safe_load((REPO / "config/demo.yaml").read_text())
 
@@ -95,7 +95,7 @@ def test_checks_run_in_order_schema_first():
 
 
 def test_prompt_sets_are_the_test_prompts_then_each_probe_file_by_its_stem():
-    from dpo_study.study import prompt_sets
+    from dpo_study.config.study import prompt_sets
 
     assert prompt_sets("data/test.json", ["config/probes.yaml", "mine/extra.json"]) == {
         "test": "data/test.json", "probes": "config/probes.yaml", "extra": "mine/extra.json"}

@@ -15,10 +15,11 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from conftest import REPO
-from dpo_study.data import build_pairs, load_rows, write_jsonl
-from dpo_study.train import train_adapter
-from dpo_study.train_guards import FINGERPRINT_FILE, NumericalGuard, TrainingFault, resume_point
-from dpo_study.validation import validate_config
+from dpo_study.stages.data import build_pairs, write_jsonl
+from dpo_study.config.data_files import load_rows
+from dpo_study.stages.train import train_adapter
+from dpo_study.stages.train_guards import FINGERPRINT_FILE, NumericalGuard, TrainingFault, resume_point
+from dpo_study.config.validation import validate_config
 
 
 @pytest.mark.parametrize(
@@ -136,8 +137,8 @@ def test_exploding_gradient_norm_stops_training(tmp_path, tiny_model, pairs_file
 # kill it between two checkpoints.
 SLOW_TRAINER = """
 import json, sys, time
-from dpo_study import train_guards
-from dpo_study.train import train_adapter
+from dpo_study.stages import train_guards
+from dpo_study.stages.train import train_adapter
 
 on_log = train_guards.NumericalGuard.on_log
 def slow_on_log(self, *args, **kwargs):

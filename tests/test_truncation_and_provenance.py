@@ -7,12 +7,13 @@ import subprocess
 import pandas as pd
 
 from conftest import REPO
-from dpo_study import provenance
-from dpo_study.data import DEFAULT_SYSTEM_PROMPT, prompt_records
-from dpo_study.experiments import EXPERIMENT_PARAMS
-from dpo_study.generate import generate_answers
-from dpo_study.modeling import load_base, load_tokenizer, read_manifest
-from dpo_study.tables import EXPERIMENT_COLUMNS, RESPONSE_COLUMNS, write_tables
+from dpo_study.config import provenance
+from dpo_study.stages.data import prompt_records
+from dpo_study.config.data_files import DEFAULT_SYSTEM_PROMPT
+from dpo_study.config.experiments import EXPERIMENT_PARAMS
+from dpo_study.stages.generate import generate_answers
+from dpo_study.runtime.modeling import load_base, load_tokenizer, read_manifest
+from dpo_study.stages.tables import EXPERIMENT_COLUMNS, RESPONSE_COLUMNS, write_tables
 
 GENERATION = {"max_new_tokens": 2, "do_sample": False, "temperature": 1.0, "top_p": 1.0, "batch_size": 4, "seed": 0}
 

@@ -11,11 +11,11 @@ import pytest
 import yaml
 
 from conftest import REPO
-from dpo_study.data import load_rows
-from dpo_study.validation import ConfigError
-from dpo_study.modeling import check_model_name
-from dpo_study.study import load_study
-from dpo_study.validation import check_prompt_ids, validate_config
+from dpo_study.config.data_files import load_rows
+from dpo_study.config.validation import ConfigError
+from dpo_study.config.model import check_model_name
+from dpo_study.config.study import load_study
+from dpo_study.config.validation import check_prompt_ids, validate_config
 
 SCHEMA = REPO / "workflow/schemas/config.schema.yaml"
 
@@ -65,7 +65,7 @@ CONFIG_CASES = {
     "data_size 0": ({"experiments": [{"name": "a", "data_size": 0}]}, ["experiments[0].data_size", "≥ 1"]),
     "beta 0": ({"experiments": [{"name": "a", "beta": 0}]}, ["experiments[0].beta", "= 0", "must be a number > 0"]),
     "beta negative inside a grid": ({"grids": [{"name": "g", "beta": [0.1, -1]}]}, ["grids[0].beta[1]", '"g"', "= -1", "> 0"]),
-    "grid value of the wrong type": ({"grids": [{"name": "g", "lora_r": "eight"}]}, ["grids[0].lora_r", "whole number ≥ 1 or a non-empty list", "got text"]),
+    "grid value of the wrong type": ({"grids": [{"name": "g", "lora_r": "eight"}]}, ["grids[0].lora_r", "whole number ≥ 1 and ≤ 1024 or a non-empty list", "got text"]),
     "lora_r 0": ({"experiments": [{"name": "a", "lora_r": 0}]}, ["experiments[0].lora_r", "≥ 1"]),
     "lora_r not whole": ({"experiments": [{"name": "a", "lora_r": 2.5}]}, ["experiments[0].lora_r", "= 2.5", "whole number"]),
     "learning_rate 0": ({"experiments": [{"name": "a", "learning_rate": 0}]}, ["experiments[0].learning_rate", "> 0"]),

@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 import study_tables as st
-from dpo_study import comparisons, findings, metrics
+from dpo_study.analysis import comparisons, metrics
+from dpo_study.stages import findings
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -75,12 +76,11 @@ def test_a_collapsed_category_is_no_valid_measurement_not_a_shift(tmp_path):
     assert shifts.loc[("q1", "test"), "measured"]  # the other categories are still measured
     _, sections = findings.findings(experiments, responses, st.QUESTIONS, [])
     robustness = sections[3]
-    text = " ".join(robustness.sentences)
-    assert "No valid measurement: other_style (" in text and "answers collapsed)" in text
-    row = next(r for r in robustness.table if r[0] == "other_style")
-    assert all(cell.startswith("no valid measurement") for cell in row[2:])
-    # Q4 compares other_style between two groups: not measured there either, so not counted as a difference.
-    assert "b − a is measured in 2 of 3 categories" in text
+    text = " ".join(findings.render(s, "en") for s in robustness.sentences)
+    # Q4 compares other_style between two groups: not measured there, so not counted as a difference.
+    assert "of 2 measured categories" in text and "no valid measurement in 1 of 3: other_style" in text
+    row = next(r for r in robustness.table if r[1] == "other_style")
+    assert findings.render(row[-1], "en") == "no valid measurement" and row[-2] == "n/a"
 
 
 def test_collapsed_answers_leave_the_stance_rates(tmp_path):

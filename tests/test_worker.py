@@ -1,4 +1,4 @@
-"""The resident GPU worker (dpo_study.worker) on the CPU: jobs, failures, kills, plans, fake GPUs.
+"""The resident GPU worker (dpo_study.runtime.worker) on the CPU: jobs, failures, kills, plans, fake GPUs.
 
 Stages here are small functions of a module written into the test's folder; each test has its own
 worker folder (DPO_STUDY_GPU_LOCKS), so its workers are its own, and ends them when it ends.
@@ -14,7 +14,7 @@ import time
 import pytest
 
 from conftest import REPO
-from dpo_study import gpus, worker
+from dpo_study.runtime import gpus, worker
 from snakemake_helpers import SNAKEMAKE
 
 STAGES = '''
@@ -116,7 +116,7 @@ def test_a_worker_that_dies_during_a_job_fails_that_job_only(stages):
 
 def test_a_job_whose_process_is_killed_takes_its_worker_down(stages):
     """Snakemake cancelling a job (its process killed) must not leave the worker writing its outputs."""
-    code = ("import os, sys; from dpo_study import worker; "
+    code = ("import os, sys; from dpo_study.runtime import worker; "
             f"worker.run_stage('worker_test_stages:sleep', {{'out': {str(stages / 'late.json')!r}, 'seconds': 30}}, "
             f"{str(stages / 'late.log')!r}, None, owner={os.getpid()})")
     client = subprocess.Popen([sys.executable, "-c", code], env=os.environ.copy())
@@ -163,7 +163,7 @@ def test_a_job_with_another_load_plan_gets_a_fresh_worker(stages):
 
 
 def test_concurrent_jobs_on_one_gpu_are_served_one_at_a_time(stages):
-    code = ("import os; from dpo_study import worker; "
+    code = ("import os; from dpo_study.runtime import worker; "
             f"worker.run_stage('worker_test_stages:sleep', {{'out': os.environ['OUT'], 'seconds': 1}}, "
             f"os.environ['OUT'] + '.log', None, owner={os.getpid()})")
     clients = [subprocess.Popen([sys.executable, "-c", code], env={**os.environ, "OUT": str(stages / f"c{i}.json")})
@@ -193,7 +193,7 @@ rule job:
     script: "job.py"
 """
 JOB = """
-from dpo_study.smk import call
+from dpo_study.runtime.smk import call
 call("worker_test_stages:sleep", snakemake)
 """
 

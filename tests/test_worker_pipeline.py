@@ -17,8 +17,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from dpo_study.gpus import LOCK_DIR_VARIABLE
-from dpo_study.tables import TIMING_COLUMNS
+from dpo_study.runtime.gpus import LOCK_DIR_VARIABLE
+from dpo_study.stages.tables import TIMING_COLUMNS
 from snakemake_helpers import snakemake, snakemake_command, snakemake_env, workdir_with_config
 
 pytestmark = pytest.mark.slow

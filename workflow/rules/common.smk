@@ -4,7 +4,7 @@ import warnings
 from pathlib import Path
 
 from snakemake.logging import logger
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
 
 min_version("9.0")
 
@@ -16,10 +16,9 @@ os.environ.update(
 )
 sys.path.insert(0, SRC)
 
-from dpo_study.input_checks import check_config_files
-from dpo_study.provenance import code_version
-from dpo_study.study import load_study
-from dpo_study.validation import ConfigError, validate_config
+from dpo_study.config.errors import ConfigError
+from dpo_study.config.provenance import code_version
+from dpo_study.config.study import load_study
 
 
 def checked(check, *args):
@@ -35,18 +34,19 @@ def checked(check, *args):
     return result
 
 
-# The --configfile files first (the last one wins), so that errors name the file to fix.
+# The --configfile files first (the last one wins), so that errors name the file to fix; the
+# command line's --config values above them all.
 CONFIG_FILES = [*reversed(workflow.overwrite_configfiles), *workflow.configfiles]
 CONFIG_SCHEMA = workflow.source_path("../schemas/config.schema.yaml")
-# Strictly (no YAML aliases, no duplicate keys) before Snakemake's validate walks them.
-checked(check_config_files, CONFIG_FILES)
-try:
-    validate(config, CONFIG_SCHEMA)  # fills in the schema's defaults
-except WorkflowError:
-    # The same schema again, for one readable line per problem naming the file that set it.
-    checked(validate_config, config, CONFIG_SCHEMA, CONFIG_FILES)
-    raise
-STUDY = checked(load_study, config, CONFIG_FILES, CONFIG_SCHEMA)
+# The one entry point of the parse: strict reading of each file, the schema (filling in its defaults,
+# in place) and every check, each once (src/dpo_study/config/study.py).
+STUDY = checked(
+    load_study,
+    config,
+    CONFIG_FILES,
+    CONFIG_SCHEMA,
+    dict(workflow.config_settings.config),
+)
 
 RESULTS = STUDY.results
 MODEL = STUDY.model_name
@@ -61,7 +61,7 @@ PRIMARY_JUDGE = STUDY.primary_judge
 ENV = f"../../envs/{config['software']['env']}.yaml"
 
 
-# One path segment each: experiment names and keys are checked in dpo_study.experiments (a pattern
+# One path segment each: experiment names and keys are checked in dpo_study.config.experiments (a pattern
 # joining every key would be matched against every path, and the DAG would grow quadratically).
 wildcard_constraints:
     key="[^/]+",
@@ -71,7 +71,7 @@ wildcard_constraints:
     prompt_set="|".join(STUDY.prompt_sets),
 
 
-# ---- input functions and params: thin views of STUDY (src/dpo_study/study.py) -----------
+# ---- input functions and params: thin views of STUDY (src/dpo_study/config/study.py) -----------
 
 
 def experiment_params(wildcards):
@@ -126,7 +126,7 @@ def any_judge_runs_model():
 
 def code(script):
     """The hash of the code workflow/scripts/<script>.py runs: a params entry, so that a change to
-    that code (dpo_study modules included) re-runs the rule's jobs (dpo_study.provenance).
+    that code (dpo_study modules included) re-runs the rule's jobs (dpo_study.config.provenance).
     """
     return code_version(Path(workflow.basedir, "workflow/scripts", f"{script}.py"))
 

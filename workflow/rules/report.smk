@@ -182,6 +182,7 @@ rule findings:
         judge_accuracy=STUDY.judge_accuracies(),
     output:
         findings_md=f"{RESULTS}/findings.md",
+        findings_zh=f"{RESULTS}/findings.zh-Hant.md",
         findings_html=report(
             f"{RESULTS}/report/findings.html",
             caption="../report/findings.rst",

@@ -1,3 +1,3 @@
-from dpo_study.smk import call
+from dpo_study.runtime.smk import call
 
-call("dpo_study.plots:plot_stance_heatmap", snakemake)  # noqa: F821 (set by Snakemake)
+call("dpo_study.stages.plots:plot_stance_heatmap", snakemake)  # noqa: F821 (set by Snakemake)

@@ -1,3 +1,3 @@
-from dpo_study.smk import call
+from dpo_study.runtime.smk import call
 
-call("dpo_study.data:write_prompts", snakemake)  # noqa: F821 (set by Snakemake)
+call("dpo_study.stages.data:write_prompts", snakemake)  # noqa: F821 (set by Snakemake)

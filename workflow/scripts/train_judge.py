@@ -1,3 +1,3 @@
-from dpo_study.smk import call
+from dpo_study.runtime.smk import call
 
-call("dpo_study.judge:train_judge", snakemake)  # noqa: F821 (set by Snakemake)
+call("dpo_study.stages.judge:train_judge", snakemake)  # noqa: F821 (set by Snakemake)

@@ -1,3 +1,3 @@
-from dpo_study.smk import call
+from dpo_study.runtime.smk import call
 
-call("dpo_study.report:write_sweep_tables", snakemake)  # noqa: F821 (set by Snakemake)
+call("dpo_study.stages.report:write_sweep_tables", snakemake)  # noqa: F821 (set by Snakemake)

@@ -1,0 +1,1 @@
+"""Analysis of finished studies: per-answer measures, statistics, comparisons (config below it)."""

@@ -1,0 +1,354 @@
+"""The study: a config loaded and checked once, with everything the workflow's rules ask of it.
+
+``load_study(config, config_files)`` runs every check that must pass before any job (one readable
+``ConfigError`` naming file and field), then holds the experiments, the runs by key, the data keys,
+the judges, the per-stage settings groups and the artifact paths. ``workflow/rules/common.smk`` only
+wraps it in thin input functions, so all of this is tested without Snakemake.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dpo_study.config import texts
+from dpo_study.config.artifacts import check_finished_adapters
+from dpo_study.config.checks import check_cv_folds, check_settings
+from dpo_study.config.data_files import check_data_size, check_strategies, load_rows
+from dpo_study.config.errors import ConfigError, named
+from dpo_study.config.experiments import KEY_CHARACTERS, Experiment, expand, settings_key
+from dpo_study.config.model import model_facts, model_slug
+from dpo_study.config.provenance import experiment_config_hash
+from dpo_study.config.questions import check_questions
+from dpo_study.config.reading import check_values, read_config_files
+from dpo_study.config.recipes import batch_split
+from dpo_study.config.strategies import needs_base_responses
+from dpo_study.config.validation import check_prompt_ids, check_results_folder, schema_defaults, validate_config
+
+# The config schema of a checkout (src/dpo_study/config/ -> workflow/schemas/).
+CONFIG_SCHEMA = Path(__file__).resolve().parents[3] / "workflow/schemas/config.schema.yaml"
+# The named settings groups, each the whole input of one kind of job besides its files.
+SETTINGS_GROUPS = ("model", "training", "generation", "demo_model", "judge")
+
+
+@dataclass
+class Study:
+    """A checked study. Build it with ``load_study``; the config holds the schema's defaults."""
+
+    config: dict
+    config_files: list[str]
+    experiments: list[Experiment]
+    probe_categories: list[str]
+    judges: list[str]
+    primary_judge: str
+    prompt_sets: dict[str, str]  # name -> file: "test" (data.test), then each probe file by its stem
+    keys: dict[str, str]  # settings group -> its key in artifact paths (experiments.settings_key)
+    runs: dict[str, Experiment] = field(init=False)  # identical parameter sets share one run
+    by_name: dict[str, Experiment] = field(init=False)
+    data_params_by_key: dict[str, dict] = field(init=False)
+
+    def __post_init__(self):
+        self.runs = {e.key: e for e in self.experiments}
+        self.by_name = {e.name: e for e in self.experiments}
+        self.data_params_by_key = {e.data_key: e.data_params for e in self.experiments}
+
+    # ---- settings groups: what each kind of job is given, one named group each ------------
+
+    @property
+    def model_settings(self) -> dict:
+        """What every model-loading job needs; the recipe and max length decide the base precision."""
+        model = self.config["model"]
+        return {
+            "trust_remote_code": model["trust_remote_code"],
+            "load_in_4bit": model["load_in_4bit"],
+            "max_seq_length": model["max_seq_length"],
+            "recipe": self.config["training"]["recipe"],
+        }
+
+    @property
+    def training_settings(self) -> dict:
+        return {**self.config["training"], "max_length": self.config["model"]["max_seq_length"]}
+
+    @property
+    def generation_settings(self) -> dict:
+        return self.config["generation"]
+
+    @property
+    def demo_model_settings(self) -> dict:
+        return self.config["demo_model"]
+
+    @property
+    def system_prompt(self) -> str:
+        return self.config["data"]["system_prompt"]
+
+    def judge_runs_model(self, name: str) -> bool:
+        """Judges that run the study's base model need its manifest (and a GPU on a GPU study)."""
+        return name == "llm" and self.config["judge"]["llm"]["backend"] == "base_model"
+
+    def judge_settings(self, name: str) -> dict:
+        settings = dict(self.config["judge"].get(name, {}))
+        if self.judge_runs_model(name):
+            settings["model_settings"] = self.model_settings
+        return settings
+
+    def settings_group(self, group: str, judge: str | None = None) -> dict:
+        """One named group of ``SETTINGS_GROUPS`` (``judge`` takes the judge's name)."""
+        if group == "judge":
+            judge_config = self.config["judge"]
+            return {"settings": self.judge_settings(judge), "cv_folds": judge_config["cv_folds"],
+                    "seed": judge_config["seed"]}
+        return {"model": self.model_settings, "training": self.training_settings,
+                "generation": self.generation_settings, "demo_model": self.demo_model_settings}[group]
+
+    # ---- experiments and data keys ------------------------------------------------------
+
+    def data_params(self, data_key: str) -> dict:
+        """num_epoch etc. do not shape the pairs: see Experiment.data_params."""
+        try:
+            return self.data_params_by_key[data_key]
+        except KeyError:
+            raise KeyError(f"no experiment uses the data parameters {data_key}") from None
+
+    def experiment_records(self) -> list[dict]:
+        """Per experiment its name, parameters and the hash of all that shapes its results."""
+        return [{"name": e.name, **e.params, "config_hash": experiment_config_hash(e.params, self.config)}
+                for e in self.experiments]
+
+    # ---- artifact paths: each holds the keys of what shapes it (docs/caching.md) ---------
+
+    @property
+    def results(self) -> str:
+        return self.config["results"]
+
+    @property
+    def model_name(self) -> str:
+        return self.config["model"]["name"]
+
+    @property
+    def model_slug(self) -> str:
+        return model_slug(self.model_name)
+
+    @property
+    def model_id(self) -> str:
+        """The model as built or downloaded: the demo model by its settings, a Hub model by its name."""
+        return model_id(self.model_name, self.keys)
+
+    @property
+    def manifest(self) -> str:
+        return manifest_path(self.config, self.keys)
+
+    @property
+    def model_results(self) -> str:
+        """Everything the model makes: under the model (the demo model by its build settings) as
+        loaded (its settings)."""
+        return f"{self.results}/{self.model_id}/model-{self.keys['model']}"
+
+    def run_dir(self, key: str) -> str:
+        return f"{self.model_results}/runs/training-{self.keys['training']}/{key}"
+
+    def checkpoint_dir(self, key: str) -> str:
+        """Not an output on purpose: it must survive a failed or killed job, for the rerun to resume."""
+        return f"{self.run_dir(key)}/checkpoints"
+
+    def run_files(self, name: str) -> list[str]:
+        """One file of every experiment's run, in experiment order (a run shared by two names twice)."""
+        return [f"{self.run_dir(e.key)}/{name}" for e in self.experiments]
+
+    @property
+    def base_dir(self) -> str:
+        return f"{self.model_results}/base"
+
+    def answers_dir(self, model_dir: str) -> str:
+        """The answers of the base model (``base_dir``) or of a run, by generation settings."""
+        return f"{model_dir}/generation-{self.keys['generation']}"
+
+    def responses(self, model_dir: str, prompt_set: str) -> str:
+        return f"{self.answers_dir(model_dir)}/responses/{prompt_set}.jsonl"
+
+    def stances(self, model_dir: str, prompt_set: str) -> str:
+        return f"{self.answers_dir(model_dir)}/judge-{self.keys['judge']}/stances/{prompt_set}.csv"
+
+    def stances_log(self, model_dir: str, prompt_set: str) -> str:
+        return self.stances(model_dir, prompt_set).removesuffix(".csv") + ".log"
+
+    def rewards(self, key: str, prompt_set: str) -> str:
+        return f"{self.answers_dir(self.run_dir(key))}/rewards/{prompt_set}.csv"
+
+    def prompts(self, prompt_set: str) -> str:
+        return f"{self.results}/prompts/{prompt_set}.jsonl"
+
+    def base_stances(self) -> list[str]:
+        """The base model's judged answers, per prompt set."""
+        return [self.stances(self.base_dir, prompt_set) for prompt_set in self.prompt_sets]
+
+    def run_stances(self) -> list[str]:
+        """Every experiment's judged answers, per prompt set (experiment-major)."""
+        return [self.stances(self.run_dir(e.key), s) for e in self.experiments for s in self.prompt_sets]
+
+    def run_rewards(self) -> list[str]:
+        """Every experiment's implicit rewards, per prompt set (experiment-major)."""
+        return [self.rewards(e.key, s) for e in self.experiments for s in self.prompt_sets]
+
+    @property
+    def train_responses(self) -> str:
+        """The base model's answers to the training prompts (for on_policy pairs)."""
+        return f"{self.answers_dir(self.base_dir)}/train_responses.jsonl"
+
+    def pairs_file(self, key: str) -> str:
+        """Pairs built from the base model's own answers belong to that model and its generation
+        settings; the others are shared."""
+        params = self.runs[key].params
+        own = needs_base_responses(params["strategy"], params.get("mix_weights"))
+        folder = f"{self.answers_dir(self.base_dir)}/pairs" if own else f"{self.results}/pairs"
+        return f"{folder}/{self.runs[key].data_key}.jsonl"
+
+    def pairs_inputs(self, data_key: str) -> dict:
+        """The base model's answers to the training prompts only for strategies that reject them."""
+        data = self.data_params(data_key)
+        inputs = {"train": self.config["data"]["train"]}
+        if needs_base_responses(data["strategy"], data.get("mix_weights")):
+            inputs["base_responses"] = self.train_responses
+        return inputs
+
+    def aligned_responses(self, name: str) -> str:
+        """An experiment's answers to the test prompts."""
+        return self.responses(self.run_dir(self.by_name[name].key), "test")
+
+    @property
+    def judge_dir(self) -> str:
+        return f"{self.results}/judge/judge-{self.keys['judge']}"
+
+    def judge_files(self) -> list[str]:
+        return [f"{self.judge_dir}/{name}.joblib" for name in self.judges]
+
+    def judge_accuracies(self) -> list[str]:
+        return [f"{self.judge_dir}/{name}_accuracy.json" for name in self.judges]
+
+    def report_outputs(self) -> list[str]:
+        report = f"{self.results}/report"
+        return [
+            f"{self.results}/findings.md",
+            f"{report}/experiments_summary.html",
+            f"{report}/questions",
+            f"{report}/sweeps",
+            f"{report}/responses",
+            f"{report}/plots/training",
+            f"{report}/plots/sweeps",
+            f"{report}/plots/length_vs_epochs.png",
+            f"{report}/plots/stance_shift_heatmap.png",
+        ]
+
+    def all_outputs(self) -> list[str]:
+        tables = ("experiments", "responses", "categories", "defects", "generalisation", "judges")
+        return [
+            *[f"{self.results}/tables/{name}.csv" for name in tables],
+            *[f"{self.results}/submissions/{e.name}.json" for e in self.experiments],
+            *self.report_outputs(),
+        ]
+
+
+def model_id(name: str, keys: dict) -> str:
+    return f"demo-{keys['demo_model']}" if name == "demo" else model_slug(name)
+
+
+def manifest_path(config: dict, keys: dict) -> str:
+    """Where resolve_model/build_demo_model record the model's folder."""
+    return f"{config['results']}/models/{model_id(config['model']['name'], keys)}.json"
+
+
+def load_study(config: dict, config_files=(), schema: str | Path = CONFIG_SCHEMA, command_line: dict | None = None) -> Study:
+    """Check ``config`` and its input files, each check once (in this order, the first problem
+    stops), fill in the schema's defaults (in place) and return the study: the one entry point of the
+    parse (workflow/rules/common.smk). Raises ``ConfigError``; warns (``UserWarning``) about what runs
+    but looks unintended (two experiments with identical parameters).
+
+    ``config_files`` are the config files in priority order (the last ``--configfile`` first) and
+    ``command_line`` the values of ``--config``, so that a message names the source of the bad value.
+    """
+    sources = read_config_files([str(f) for f in config_files], command_line)  # strictly, each file once
+    check_values(config, sources)  # finite numbers, UTF-8 text, bounded: before the schema walks it
+    validate_config(config, schema, sources)  # fills in the defaults
+    check_results_folder(config["results"], sources)
+    with named(sources.of(["experiments"])):
+        experiments = expand(config)
+    keys = settings_keys(config, schema)
+    training, data = config["training"], config["data"]
+    with named(sources.of(["model", "name"])):
+        facts = model_facts(config["model"]["name"], training["target_modules"], manifest_path(config, keys))
+    check_settings(config, sources, facts)
+    with named(sources.of(["training"])):
+        batch_split(training, training["recipe"])
+    special = texts.special_token_pattern(facts.special_tokens)
+    system_source = sources.of(["data", "system_prompt"])
+    texts.check_text(data["system_prompt"], system_source, None, None, "data.system_prompt")
+    texts.check_no_special_tokens([{"data.system_prompt": data["system_prompt"]}], ["data.system_prompt"], system_source,
+                                  special)
+    with named(sources.of(["data", "train"]), data["train"]):
+        train_rows = load_rows(data["train"], "train", special, "data.train: the train file")
+    with named(sources.of(["data", "test"]), data["test"]):
+        test_rows = load_rows(data["test"], "test", special, "data.test: the test file")
+    with named(sources.of(["data", "probes"]), *data["probes"]):
+        probes = [(path, load_rows(path, "probes", special, f"data.probes[{i}]: the probe file"))
+                  for i, path in enumerate(data["probes"])]
+    probe_rows = [row for _, rows in probes for row in rows]
+    check_prompt_ids([(data["test"], test_rows), *probes])
+    with named(sources.of(["experiments"])):
+        for e in experiments:
+            check_data_size(e.params["data_size"], train_rows, f"experiment {e.name!r}, field data_size", data["train"])
+        check_strategies(experiments, train_rows, data["train"])
+    texts.check_text_lengths(
+        {data["train"]: (train_rows, ("prompt",), ("support", "oppose")), data["test"]: (test_rows, ("prompt",), ()),
+         **{path: (rows, ("prompt",), ()) for path, rows in probes}},
+        data["system_prompt"], config["model"]["max_seq_length"], facts.tokenizer_file, system_source,
+    )
+    probe_categories = list(dict.fromkeys(r["category"] for r in probe_rows))
+    with named(sources.of(["questions"])):
+        check_questions(config["questions"], [e.name for e in experiments], probe_categories)
+    with named(sources.of(["judge", "texts"]), config["judge"]["texts"]):
+        judge_texts = load_rows(config["judge"]["texts"], "judge_texts", special, "judge.texts: the judge texts file")
+    with named(sources.of(["judge", "holdout"]), config["judge"]["holdout"]):
+        load_rows(config["judge"]["holdout"], "judge_texts", special, "judge.holdout: the hold-out file")
+    judges = list(config["judge"]["use"])
+    primary = config["judge"]["primary"] or judges[0]
+    if primary not in judges:
+        raise ConfigError(f"{sources.of(['judge', 'primary'])}: judge.primary: {primary!r} is not one of judge.use {judges}")
+    with named(sources.of(["judge", "cv_folds"])):
+        check_cv_folds(config["judge"]["cv_folds"], train_rows, judge_texts, judges, config["judge"]["texts"])
+    with named(sources.of(["data", "probes"])):
+        sets = prompt_sets(data["test"], data["probes"])
+    study = Study(config, [str(f) for f in config_files], experiments, probe_categories, judges, primary, sets, keys)
+    with named(sources.of(["results"])):
+        check_finished_adapters(f"{study.run_dir(key)}/adapter" for key in study.runs)
+    return study
+
+
+def prompt_sets(test: str, probes: list[str]) -> dict[str, str]:
+    """The prompt sets, each generated and judged on its own: "test", then each probe file by its stem."""
+    sets = {"test": test}
+    for path in probes:
+        name = Path(path).stem
+        if name in sets or name == "train" or not KEY_CHARACTERS.fullmatch(name):
+            raise ConfigError(f"data.probes: {path!r} names the prompt set {name!r}, which is taken or holds a "
+                              "character other than letters, digits and _ . , = ~ -: rename the file")
+        sets[name] = path
+    return sets
+
+
+def settings_keys(config: dict, schema: str | Path = CONFIG_SCHEMA) -> dict[str, str]:
+    """The key of each settings group: what differs from the schema's defaults (``default`` if nothing)."""
+    defaults = schema_defaults(schema)  # an empty config, filled with every default
+    return {
+        # the model as loaded (the recipe decides its precision)
+        "model": settings_key(model_key_settings(config), model_key_settings(defaults)),
+        "demo_model": settings_key(config["demo_model"], defaults["demo_model"]),
+        "training": settings_key(config["training"], defaults["training"]),
+        "generation": settings_key(config["generation"], defaults["generation"]),
+        "judge": settings_key(config["judge"], defaults["judge"]),
+    }
+
+
+def model_key_settings(config: dict) -> dict:
+    """How the model is loaded: its settings and the recipe (which decides the base precision)."""
+    model = {name: value for name, value in config["model"].items() if name != "name"}
+    model["recipe"] = config["training"]["recipe"]
+    return model

@@ -1,0 +1,1 @@
+"""How a job runs: the Snakemake bridge, GPU claims, the resident worker, model loading."""

@@ -1,0 +1,129 @@
+"""Loading the base model and tokenizer named by a model manifest, on whatever device is there."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import torch
+
+from dpo_study.config import atomic
+from dpo_study.config.model import hub_offline
+from dpo_study.runtime.plans import LoadPlan, compute_dtype, load_plan
+
+log = logging.getLogger(__name__)
+
+
+def read_manifest(path: str | Path) -> dict:
+    return json.loads(Path(path).read_text())
+
+
+def load_tokenizer(manifest: dict, settings: dict):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(
+        manifest["path"], trust_remote_code=settings.get("trust_remote_code", False)
+    )
+    if tokenizer.pad_token is None:
+        # Llama-3 ships no pad token; its reserved right-pad token (or EOS) is what fine-tuning uses.
+        pad = "<|finetune_right_pad_id|>"
+        tokenizer.pad_token = pad if pad in tokenizer.get_vocab() else tokenizer.eos_token
+    return tokenizer
+
+
+def load_base(manifest: dict, settings: dict):
+    """The study's base model, in the precision its settings resolve to: the one way every stage loads it."""
+    return load_planned(load_plan(manifest, settings))
+
+
+def load_planned(plan: LoadPlan):
+    """Safetensors only, remote code only when the config allows it.
+
+    Inside a resident worker (``dpo_study.runtime.worker``) the model of the same plan stays loaded across
+    jobs (``dpo_study.runtime.resident``, which hands it back as freshly loaded); elsewhere each call loads it.
+    """
+    from transformers import AutoModelForCausalLM
+
+    from dpo_study.runtime import resident
+
+    return resident.load(plan, lambda: AutoModelForCausalLM.from_pretrained(
+        plan.path,
+        dtype=plan.dtype,
+        quantization_config=quantization_config(plan),
+        trust_remote_code=plan.trust_remote_code,
+        use_safetensors=True,
+        device_map={"": plan.device} if plan.device == "cuda" else None,
+    ))
+
+
+def quantization_config(plan: LoadPlan):
+    if not (plan.load_in_4bit and plan.device == "cuda"):
+        return None
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_compute_dtype=compute_dtype(),
+        bnb_4bit_use_double_quant=True,
+    )
+
+
+def end_of_turn_ids(tokenizer, model) -> list[int]:
+    """Token ids that end an answer: the model's EOS ids and the chat template's <|eot_id|>."""
+    ids = model.generation_config.eos_token_id
+    ids = [ids] if isinstance(ids, int) else list(ids or [])
+    eot = tokenizer.convert_tokens_to_ids("<|eot_id|>")
+    if isinstance(eot, int) and eot != tokenizer.unk_token_id and eot not in ids:
+        ids.append(eot)
+    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids:
+        ids.append(tokenizer.eos_token_id)
+    return ids
+
+
+def resolve_model(manifest: str, name: str) -> None:
+    """Stage: find (download once, if online) a model and record where it is, for the other stages;
+    a model without a config or tokenizer stops here, before any GPU job (its modules are checked
+    against training.target_modules at every parse once the manifest exists)."""
+    record = {"name": name}
+    if Path(name).is_dir():
+        record["path"] = str(Path(name).resolve())
+    else:
+        from huggingface_hub import snapshot_download
+
+        # Weights as safetensors only: no pickled checkpoints are fetched or loaded.
+        record["path"] = snapshot_download(
+            name,
+            allow_patterns=["*.json", "*.safetensors", "tokenizer*", "*.model", "*.txt"],
+            local_files_only=hub_offline(),
+            token=os.environ.get("HF_TOKEN"),
+        )
+        record["revision"] = Path(record["path"]).name
+    from dpo_study.config.model import check_model_folder
+
+    check_model_folder(record["path"], (), f"model.name {name!r}")
+    atomic.write_json(manifest, record)
+
+
+def sequence_logprobs(model, sequences: list[list[int]], starts: list[int], batch_size: int = 8) -> list[float]:
+    """Per token-id sequence, the sum of log P(token | tokens before it) over its tokens from ``starts[i]`` on.
+
+    Right padding, so every sequence's positions are the same as when it is scored alone.
+    """
+    totals = []
+    for first in range(0, len(sequences), batch_size):
+        batch, batch_starts = sequences[first : first + batch_size], starts[first : first + batch_size]
+        width = max(len(s) for s in batch)
+        ids = torch.zeros((len(batch), width), dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, sequence in enumerate(batch):
+            ids[row, : len(sequence)] = torch.tensor(sequence)
+            mask[row, : len(sequence)] = 1
+        with torch.inference_mode():
+            logits = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device)).logits.float()
+        logprobs = torch.log_softmax(logits[:, :-1], -1).gather(-1, ids[:, 1:, None].to(logits.device))[..., 0]
+        for row, (sequence, start) in enumerate(zip(batch, batch_starts)):
+            totals.append(logprobs[row, start - 1 : len(sequence) - 1].sum().item())
+    return totals

@@ -1,0 +1,193 @@
+"""The resident worker process of one GPU for one Snakemake run (``python -m dpo_study.runtime.worker_process``).
+
+It is started by a job's side (``dpo_study.runtime.worker``, where the whole scheme is explained): it imports
+the libraries once, keeps the base model loaded (``dpo_study.runtime.resident``) and runs the jobs handed to
+it one after another, each with its output in its own log, and ends with its Snakemake run or when idle.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import secrets
+import select
+import sys
+import threading
+import time
+import traceback
+from multiprocessing.connection import Listener
+from pathlib import Path
+
+from dpo_study.runtime.worker import DEFAULT_IDLE_SECONDS, alive, plan_of, read_info
+
+log = logging.getLogger("dpo_study.runtime.worker_process")  # also when run as __main__
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def socket_address(folder: Path, name: str) -> str:
+    # An abstract Unix socket (no file, gone with the process); the authkey keeps others out.
+    return "\0dpo-study-worker-" + hashlib.sha1(f"{folder}/{name}".encode()).hexdigest()[:20]
+
+
+def import_stage(stage: str):
+    import importlib
+
+    module, _, function = stage.partition(":")
+    return getattr(importlib.import_module(module), function)
+
+
+def stage_arguments(func, kwargs: dict) -> dict:
+    """The job's arguments; ``threads`` only for a stage that takes it."""
+    import inspect
+
+    if "threads" not in inspect.signature(func).parameters:
+        kwargs = {k: v for k, v in kwargs.items() if k != "threads"}
+    return kwargs
+
+
+class Worker:
+    def __init__(self, folder: Path, name: str, owner: int, idle_seconds: float):
+        import torch
+
+        from dpo_study.runtime import resident
+
+        self.torch, self.resident = torch, resident
+        self.folder, self.name, self.owner, self.idle_seconds = folder, name, owner, idle_seconds
+        self.plan = None
+        self.busy = None  # the connection of the job running now
+        self.last_active = time.monotonic()
+        self.jobs = 0
+        # The torch seed a fresh process starts with: every job starts from it.
+        self.initial_seed = torch.initial_seed()
+        resident.enable()
+
+    def exit(self, reason: str) -> None:
+        log.info("worker %s exits: %s", self.name, reason)
+        info = read_info(self.folder / f"{self.name}.json")
+        if info and info.get("pid") == os.getpid():
+            (self.folder / f"{self.name}.json").unlink(missing_ok=True)
+        logging.shutdown()
+        sys.stdout.flush()
+        os._exit(0)
+
+    def watch(self) -> None:
+        """End the worker when its Snakemake run ended, its job's process died, or it idled too long."""
+        while True:
+            time.sleep(0.5)
+            if not alive(self.owner):
+                self.exit(f"its Snakemake run (pid {self.owner}) ended")
+            busy = self.busy
+            if busy is not None:
+                try:  # the job's process sends nothing while it waits: readable means it is gone
+                    readable, _, _ = select.select([busy.fileno()], [], [], 0)
+                except (OSError, ValueError):
+                    readable = []
+                if readable and self.busy is busy:
+                    self.exit("the process of the job it was running ended")
+            elif time.monotonic() - self.last_active > self.idle_seconds:
+                self.exit(f"idle for {self.idle_seconds:.0f} s")
+
+    def serve(self) -> None:
+        authkey = secrets.token_bytes(32)
+        address = socket_address(self.folder, self.name)
+        listener = Listener(address, family="AF_UNIX", authkey=authkey, backlog=64)
+        info_path = self.folder / f"{self.name}.json"
+        temporary = info_path.with_suffix(f".{os.getpid()}.tmp")
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump({"pid": os.getpid(), "address": address, "authkey": authkey.hex(), "owner": self.owner}, handle)
+        os.replace(temporary, info_path)
+        threading.Thread(target=self.watch, daemon=True).start()
+        log.info("worker %s (pid %d) serves GPU jobs of the Snakemake run %d", self.name, os.getpid(), self.owner)
+        while True:
+            try:
+                connection = listener.accept()
+            except Exception as error:  # a client that failed authentication, or went away
+                log.warning("refused a connection: %r", error)
+                continue
+            with connection:
+                self.handle(connection)
+            self.last_active = time.monotonic()
+
+    def handle(self, connection) -> None:
+        try:
+            request = connection.recv()
+        except (OSError, EOFError):
+            return
+        self.last_active = time.monotonic()
+        try:
+            plan = plan_of(request["kwargs"])
+        except Exception as error:
+            connection.send({"status": "accepted"})
+            connection.send({"status": "failed", "error": f"cannot plan the job: {error!r}"})
+            return
+        if self.plan is not None and plan != self.plan:
+            connection.send({"status": "retire"})
+            self.exit(f"a job needs another load plan ({plan}, this worker has {self.plan})")
+        if self.plan is None:
+            self.plan = plan
+            if plan["unsloth"]:
+                from dpo_study.runtime.backends import import_unsloth
+
+                import_unsloth()
+            log.info("load plan: %s", plan)
+        connection.send({"status": "accepted"})
+        self.busy = connection
+        result = self.run_job(request)
+        self.busy = None
+        connection.send(result)
+
+    def run_job(self, request: dict) -> dict:
+        """The stage, as its own process would run it: its output and logging into its log file."""
+        start = time.perf_counter()
+        os.chdir(request["cwd"])
+        sys.stdout.flush()
+        sys.stderr.flush()
+        saved = os.dup(1), os.dup(2)
+        with open(request["log"], "w", buffering=1) as job_log:
+            os.dup2(job_log.fileno(), 1)
+            os.dup2(job_log.fileno(), 2)
+            logging.basicConfig(stream=sys.stderr, level=logging.INFO, force=True, format=LOG_FORMAT)
+            log.info("running %s in the GPU worker (pid %d, job %d of this worker)",
+                     request["stage"], os.getpid(), self.jobs + 1)
+            self.torch.manual_seed(self.initial_seed)
+            result = {"status": "done", "worker_pid": os.getpid()}
+            try:
+                func = import_stage(request["stage"])
+                func(**stage_arguments(func, request["kwargs"]))
+            except BaseException as error:  # also SystemExit/KeyboardInterrupt from a stage: the job fails
+                traceback.print_exc()
+                result = {"status": "failed", "error": "".join(traceback.format_exception_only(error)).strip()}
+            finally:
+                self.resident.reset()
+                self.jobs += 1
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os.dup2(saved[0], 1)
+                os.dup2(saved[1], 2)
+                for fd in saved:
+                    os.close(fd)
+                logging.basicConfig(stream=sys.stderr, level=logging.INFO, force=True, format=LOG_FORMAT)
+        result.update(seconds=round(time.perf_counter() - start, 3), job=self.jobs,
+                      resident=dict(self.resident.stats))
+        log.info("%s: %s in %.2f s", request["stage"], result["status"], result["seconds"])
+        return result
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--folder", required=True)
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--owner", type=int, required=True)
+    parser.add_argument("--idle-seconds", type=float, default=DEFAULT_IDLE_SECONDS)
+    args = parser.parse_args(argv)
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format=LOG_FORMAT)
+    Worker(Path(args.folder), args.name, args.owner, args.idle_seconds).serve()
+
+
+if __name__ == "__main__":
+    main()

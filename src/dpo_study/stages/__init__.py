@@ -1,0 +1,1 @@
+"""The pipeline's stages, one module each, called by the rules through runtime.smk."""
