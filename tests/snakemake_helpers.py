@@ -93,9 +93,12 @@ def study_outputs(workdir, config_file, snakefile=REPO / "Snakefile") -> list[st
 
 def snakemake_record(workdir, kind: str, path: str) -> Path:
     """Where Snakemake keeps its record of ``path`` (kind "metadata" or "incomplete"), as
-    snakemake/persistence/file.py names it: the path in URL-safe base64, in segments of at most 254."""
+    snakemake/persistence/file.py names it: the path in URL-safe base64, in segments of at most 254
+    characters, each but the last a folder named with "@" first. (Should that change, reuse_outputs
+    finds no records and copies nothing: a slower run, never a wrong one.)"""
     name = urlsafe_b64encode(path.encode()).decode()
-    return Path(workdir, ".snakemake", kind, *(name[i:i + 254] for i in range(0, len(name), 254)))
+    segments = [name[i:i + 254] for i in range(0, len(name), 254)]
+    return Path(workdir, ".snakemake", kind, *("@" + s for s in segments[:-1]), segments[-1])
 
 
 def reuse_outputs(source, workdir, config_file, only=("results/",)) -> list[str]:
