@@ -24,7 +24,7 @@ def write_json(tmp_path):
     return write
 
 
-# The demo study that the slow tests share (tests/test_pipeline.py, tests/test_report_pipeline.py):
+# The demo study that the slow tests share (tests/workflow/test_pipeline.py, tests/workflow/test_report_pipeline.py):
 # one snakemake run on the demo model. ratio_1 has a second seed, so the report shows a seed group.
 DEMO_EXPERIMENTS = [
     {"name": "ratio_0", "support_ratio": 0},
@@ -58,7 +58,7 @@ def demo_study(tmp_path_factory):
 
 
 # A demo model that builds in well under a minute yet answers in sentences: the studies of
-# tests/test_worker_pipeline.py and tests/test_reliability_pipeline.py start from one build of it.
+# tests/workflow/test_worker_pipeline.py and tests/workflow/test_reliability_pipeline.py start from one build of it.
 SMALL_DEMO_MODEL = {"seed": 1, "steps": 200, "batch_size": 32, "vocab_size": 1024, "hidden_size": 96,
                     "num_layers": 2, "num_heads": 4, "intermediate_size": 192}
 # In the environment of that build: test_reliability_pipeline checks that no file holds it.

@@ -22,7 +22,7 @@ COMMAND = re.compile(r"`((?:[A-Z_]+=\S+ )*(?:\.venv/bin/)?snakemake(?: [^`]*)?)`
 # A command that README shows failing, with the error it says it gives.
 FAILING = re.compile(r"`((?:\.venv/bin/)?snakemake [^`]*)` stops\s+with `([^`]*)`")
 # Options that need a finished study or a lock rather than a plan: checked by the parser only.
-PARSE_ONLY = ("--report", "--unlock", "--lint")  # --lint: tests/test_workflow_style.py runs it
+PARSE_ONLY = ("--report", "--unlock", "--lint")  # --lint: tests/workflow/test_workflow_style.py runs it
 # Options that only read: the command runs as written.
 AS_WRITTEN = ("--list-untracked",)
 

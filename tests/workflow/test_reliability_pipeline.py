@@ -4,7 +4,7 @@ Same config and seed give identical tables; a study killed (SIGKILL) in the midd
 leaves no output taken as complete and, rerun with --rerun-incomplete, resumes from its last
 checkpoint and ends with the tables of an uninterrupted run; a Hub token in the environment
 appears in no file of the study. The studies start from one build of the demo model (conftest:
-small_demo_model, the slowest job); tests/test_determinism.py shows that building it twice gives the same model.
+small_demo_model, the slowest job); tests/stages/test_determinism.py shows that building it twice gives the same model.
 """
 
 import os
