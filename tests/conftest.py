@@ -1,9 +1,24 @@
 import json
+import os
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def gpu_locks_of_the_tests(tmp_path_factory):
+    """The studies of the tests take GPU locks and start resident workers in a folder of their own:
+    never those of a study running beside the tests (`make demo`'s, another checkout's)."""
+    from dpo_study.runtime.gpus import LOCK_DIR_VARIABLE
+
+    if LOCK_DIR_VARIABLE in os.environ:
+        yield
+        return
+    os.environ[LOCK_DIR_VARIABLE] = str(tmp_path_factory.mktemp("gpu_locks"))
+    yield
+    del os.environ[LOCK_DIR_VARIABLE]
 
 
 @pytest.fixture
