@@ -119,7 +119,8 @@ def reuse_outputs(source, workdir, config_file, only=("results/",)) -> list[str]
         if not path.startswith(only):
             continue
         record = snakemake_record(source, "metadata", path)
-        if not (source / path).exists() or not record.is_file() or snakemake_record(source, "incomplete", path).exists():
+        incomplete = snakemake_record(source, "incomplete", path).exists()
+        if not (source / path).exists() or not record.is_file() or incomplete:
             continue
         target = workdir / path
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -151,4 +152,5 @@ def parse_study(workdir, config_file):
     with contextlib.chdir(workdir):
         config = load_configfile("config/config.yaml")
         update_config(config, load_configfile(str(config_file)))
-        return load_study(config, [str(config_file), "config/config.yaml"], REPO / "workflow/schemas/config.schema.yaml")
+        schema = REPO / "workflow/schemas/config.schema.yaml"
+        return load_study(config, [str(config_file), "config/config.yaml"], schema)
