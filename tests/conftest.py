@@ -1,9 +1,24 @@
 import json
+import os
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def gpu_locks_of_the_tests(tmp_path_factory):
+    """The studies of the tests take GPU locks and start resident workers in a folder of their own:
+    never those of a study running beside the tests (`make demo`'s, another checkout's)."""
+    from dpo_study.runtime.gpus import LOCK_DIR_VARIABLE
+
+    if LOCK_DIR_VARIABLE in os.environ:
+        yield
+        return
+    os.environ[LOCK_DIR_VARIABLE] = str(tmp_path_factory.mktemp("gpu_locks"))
+    yield
+    del os.environ[LOCK_DIR_VARIABLE]
 
 
 @pytest.fixture
@@ -24,7 +39,7 @@ def write_json(tmp_path):
     return write
 
 
-# The demo study that the slow tests share (tests/test_pipeline.py, tests/test_report_pipeline.py):
+# The demo study that the slow tests share (tests/workflow/test_pipeline.py, tests/workflow/test_report_pipeline.py):
 # one snakemake run on the demo model. ratio_1 has a second seed, so the report shows a seed group.
 DEMO_EXPERIMENTS = [
     {"name": "ratio_0", "support_ratio": 0},
@@ -39,13 +54,43 @@ DEMO_QUESTIONS = [
 
 @pytest.fixture(scope="session")
 def demo_study(tmp_path_factory):
-    """(working directory, config file) of the finished demo study."""
-    from snakemake_helpers import snakemake, workdir_with_config
+    """(working directory, config file) of the finished demo study.
+
+    Where the checkout holds a finished `make demo` study (CI runs it right before `make test`), the
+    outputs the two share start this one, with Snakemake's records of them (see reuse_outputs): the
+    demo model, the base model's answers, the judges, and ratio_0's and ratio_1's runs (the demo's
+    homework_default and q1_support_ratio_1). Snakemake then runs the rest (ratio_1_seed7, the
+    tables, the report), and anything those records show out of date, as in a fresh folder.
+    """
+    from snakemake_helpers import reuse_outputs, snakemake, workdir_with_config
 
     workdir = tmp_path_factory.mktemp("study")
     config = workdir_with_config(workdir, {"experiments": DEMO_EXPERIMENTS, "questions": DEMO_QUESTIONS})
+    if (REPO / "results/tables/experiments.csv").is_file():
+        reuse_outputs(REPO, workdir, config)
     snakemake(workdir, config)
     return workdir, config
+
+
+# A demo model that builds in well under a minute yet answers in sentences: the studies of
+# tests/workflow/test_worker_pipeline.py and tests/workflow/test_reliability_pipeline.py start from one build of it.
+SMALL_DEMO_MODEL = {"seed": 1, "steps": 200, "batch_size": 32, "vocab_size": 1024, "hidden_size": 96,
+                    "num_layers": 2, "num_heads": 4, "intermediate_size": 192}
+# In the environment of that build: test_reliability_pipeline checks that no file holds it.
+HUB_TOKEN = "secret-xyz-83f2"
+
+
+@pytest.fixture(scope="session")
+def small_demo_model(tmp_path_factory):
+    """A working directory where Snakemake built (and recorded) the demo model of SMALL_DEMO_MODEL,
+    with HF_TOKEN set; a study with these demo_model settings starts from it with
+    snakemake_helpers.reuse_outputs(small_demo_model, workdir, config, only=("results/models/",))."""
+    from snakemake_helpers import snakemake, workdir_with_config
+
+    workdir = tmp_path_factory.mktemp("small_demo_model")
+    snakemake(workdir, workdir_with_config(workdir, {"demo_model": SMALL_DEMO_MODEL}), "build_demo_model",
+              env={"HF_TOKEN": HUB_TOKEN})
+    return workdir
 
 
 @pytest.fixture(scope="session")

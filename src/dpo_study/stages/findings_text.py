@@ -3,7 +3,7 @@ the page is written in either.
 
 Every sentence of the findings is one of the templates below, filled with the same values in both
 languages: numbers, experiment names and parameter names come from the tables and are never
-translated, so the two files carry the same figures (tests/test_findings.py checks that).
+translated, so the two files carry the same figures (tests/stages/test_report.py checks that).
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 Same config and seed give identical tables; a study killed (SIGKILL) in the middle of training
 leaves no output taken as complete and, rerun with --rerun-incomplete, resumes from its last
 checkpoint and ends with the tables of an uninterrupted run; a Hub token in the environment
-appears in no file of the study. The later studies start from the first one's demo model (building
-it is the slowest job); tests/test_determinism.py shows that building it twice gives the same model.
+appears in no file of the study. The studies start from one build of the demo model (conftest:
+small_demo_model, the slowest job); tests/stages/test_determinism.py shows that building it twice gives the same model.
 """
 
 import os
@@ -16,19 +16,18 @@ import time
 import pandas as pd
 import pytest
 
-from conftest import REPO
+from conftest import HUB_TOKEN, REPO, SMALL_DEMO_MODEL
 from dpo_study.stages.tables import TIMING_COLUMNS
 from dpo_study.stages.train_guards import checkpoint_step
-from snakemake_helpers import scheduled_jobs, snakemake, snakemake_command, snakemake_env, workdir_with_config
+from snakemake_helpers import (reuse_outputs, scheduled_jobs, snakemake, snakemake_command, snakemake_env,
+                               workdir_with_config)
 
 pytestmark = pytest.mark.slow
 
-SECRET = "secret-xyz-83f2"
-# A demo model that builds in well under a minute yet answers in sentences; 20 training steps
-# with a checkpoint every 2.
+SECRET = HUB_TOKEN  # in the environment of the demo model's build and of the first study
+# 20 training steps with a checkpoint every 2.
 STUDY = {
-    "demo_model": {"seed": 1, "steps": 200, "batch_size": 32, "vocab_size": 1024, "hidden_size": 96,
-                   "num_layers": 2, "num_heads": 4, "intermediate_size": 192},
+    "demo_model": SMALL_DEMO_MODEL,
     "training": {"per_device_train_batch_size": 2, "gradient_accumulation_steps": 1, "loss_type": ["sigmoid", "sft"],
                  "gradient_checkpointing": False, "checkpoint_steps": 2},
     "defaults": {"num_epoch": 2, "data_size": 20, "support_ratio": 1, "learning_rate": 2.0e-3},
@@ -45,9 +44,11 @@ def tables(workdir):
 
 
 @pytest.fixture(scope="module")
-def first_run(tmp_path_factory):
+def first_run(small_demo_model, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("first")
-    snakemake(workdir, workdir_with_config(workdir, STUDY), env={"HF_TOKEN": SECRET})
+    config = workdir_with_config(workdir, STUDY)
+    assert reuse_outputs(small_demo_model, workdir, config, only=("results/models/",))
+    snakemake(workdir, config, env={"HF_TOKEN": SECRET})
     return workdir
 
 
@@ -79,8 +80,8 @@ def test_finished_study_schedules_nothing(first_run):
     assert "Nothing to be done" in result.stdout + result.stderr
 
 
-def test_hub_token_is_never_written(first_run):
-    written = [p for p in first_run.rglob("*") if p.is_file()]
+def test_hub_token_is_never_written(first_run, small_demo_model):
+    written = [p for folder in (first_run, small_demo_model) for p in folder.rglob("*") if p.is_file()]
     assert any(p.suffix == ".log" for p in written) and any(p.name == "experiments.csv" for p in written)
     assert [p for p in written if SECRET.encode() in p.read_bytes()] == []
 

@@ -1,7 +1,7 @@
 """Bad input is rejected with one line naming the file, the field (and row/id) and what is allowed.
 
 These call load_study (what workflow/rules/common.smk runs at parse time) and the checks it runs;
-tests/test_config_errors.py shows through the snakemake command line that they stop a run before any job.
+tests/workflow/test_config_errors.py shows through the snakemake command line that they stop a run before any job.
 """
 
 import json

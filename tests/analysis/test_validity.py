@@ -10,7 +10,7 @@ import study_tables as st
 from dpo_study.analysis import comparisons, metrics
 from dpo_study.stages import findings
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).parents[1] / "fixtures"
 
 
 @pytest.fixture(scope="module")

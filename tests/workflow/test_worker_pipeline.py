@@ -17,15 +17,15 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from conftest import SMALL_DEMO_MODEL
 from dpo_study.runtime.gpus import LOCK_DIR_VARIABLE
 from dpo_study.stages.tables import TIMING_COLUMNS
-from snakemake_helpers import snakemake, snakemake_command, snakemake_env, workdir_with_config
+from snakemake_helpers import reuse_outputs, snakemake, snakemake_command, snakemake_env, workdir_with_config
 
 pytestmark = pytest.mark.slow
 
 STUDY = {
-    "demo_model": {"seed": 1, "steps": 200, "batch_size": 32, "vocab_size": 1024, "hidden_size": 96,
-                   "num_layers": 2, "num_heads": 4, "intermediate_size": 192},
+    "demo_model": SMALL_DEMO_MODEL,
     "training": {"per_device_train_batch_size": 4, "gradient_accumulation_steps": 1, "loss_type": ["sigmoid", "sft"],
                  "gradient_checkpointing": False},
     "defaults": {"num_epoch": 1, "data_size": 12, "learning_rate": 2.0e-3},
@@ -58,9 +58,11 @@ def worker_starts(workdir) -> int:
 
 
 @pytest.fixture(scope="module")
-def with_worker(tmp_path_factory):
+def with_worker(small_demo_model, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("with_worker")
-    snakemake(workdir, config(workdir, "on"), env=worker_env(workdir))
+    study = config(workdir, "on")
+    assert reuse_outputs(small_demo_model, workdir, study, only=("results/models/",))
+    snakemake(workdir, study, env=worker_env(workdir))
     return workdir
 
 

@@ -28,7 +28,7 @@ FAILING = re.compile(r"`((?:\.venv/bin/)?snakemake [^`]*)` stops\s+with `([^`]*)
 # A config file that a page writes out for the reader: a yaml block whose first line is `# <name>.yaml`.
 EXAMPLE_FILE = re.compile(r"^( *)```yaml\n *# ([\w.-]+\.ya?ml)\n(.*?)^ *```", re.M | re.S)
 # Options that need a finished study or a lock rather than a plan: checked by the parser only.
-PARSE_ONLY = ("--report", "--unlock", "--lint")  # --lint: tests/test_workflow_style.py runs it
+PARSE_ONLY = ("--report", "--unlock", "--lint")  # --lint: tests/workflow/test_workflow_style.py runs it
 # Options that only read: the command runs as written.
 AS_WRITTEN = ("--list-untracked",)
 

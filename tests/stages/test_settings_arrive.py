@@ -71,8 +71,8 @@ EXPERIMENT_FIELDS = {
     "lora_r": (8, lambda a, lora: lora.r),
     "lora_alpha": (32, lambda a, lora: lora.lora_alpha),
 }
-# Experiment parameters that shape the preference pairs, not a library object (tests/test_pairs.py,
-# tests/test_strategies.py check what each does to the pairs).
+# Experiment parameters that shape the preference pairs, not a library object (tests/stages/test_pairs.py,
+# tests/config/test_strategies.py check what each does to the pairs).
 PAIR_FIELDS = {"data_size", "support_ratio", "strategy"}
 
 
@@ -105,7 +105,7 @@ MODEL = {
 
 
 def test_every_model_field_has_a_check():
-    assert set(DEFAULTS["model"]) == set(MODEL) | {"name"}  # name: tests/test_study.py (the manifest, the paths)
+    assert set(DEFAULTS["model"]) == set(MODEL) | {"name"}  # name: tests/config/test_study.py (the manifest, the paths)
 
 
 @pytest.mark.parametrize("field", sorted(MODEL))

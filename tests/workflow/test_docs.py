@@ -1,7 +1,7 @@
 """README.md and docs/*.md say what the repository holds: the paths and links they give exist, and the
 counts and defaults they quote are those of the bundled data, the schema and the code.
 
-(Their `snakemake ...` commands are dry-run by tests/test_readme_commands.py.)
+(Their `snakemake ...` commands are dry-run by tests/workflow/test_readme_commands.py.)
 """
 
 import json

@@ -1,6 +1,6 @@
 """Bad input of every class that used to get past the checks stops at parse time, with a message that
 names the file, the field (row, id) and what is allowed. These call load_study (what
-workflow/rules/common.smk runs), without Snakemake; tests/test_config_errors.py shows a few of
+workflow/rules/common.smk runs), without Snakemake; tests/workflow/test_config_errors.py shows a few of
 them through the snakemake command line.
 """
 

@@ -17,11 +17,16 @@ import pytest
 import yaml
 
 from conftest import REPO
-from snakemake_helpers import snakemake, workdir_with_config
+from snakemake_helpers import reuse_outputs, snakemake, workdir_with_config
 
 PROFILE = REPO / "profiles" / "slurm"
-# Two small experiments on a quickly built demo model: these tests are about where jobs run and
-# what survives a failure, not about what the model learns.
+DEMO = yaml.safe_load((REPO / "config/demo.yaml").read_text())
+# Two probes of their own (probes.yaml in the working directory): answers are generated and judged
+# per prompt set, and two sets show that; the 66 of config/probes.yaml would add only minutes.
+PROBES = [{"id": "p1", "category": "unrelated", "prompt": "How do I boil an egg?"},
+          {"id": "p2", "category": "other_style", "prompt": "Is Disney-style art fine?"}]
+# Two small experiments on a quickly built demo model, with short answers: these tests are about
+# where jobs run and what survives a failure, not about what the model learns or says.
 STUDY = {
     "experiments": [
         {"name": "ratio_0", "support_ratio": 0, "data_size": 10, "num_epoch": 1},
@@ -29,10 +34,11 @@ STUDY = {
     ],
     "questions": [],
     "demo_model": {"seed": 1, "steps": 30},
+    "data": {**DEMO["data"], "probes": ["probes.yaml"]},
+    "generation": {"max_new_tokens": 16},
     "judge": {"use": ["ngram"]},  # the llm judge would add GPU jobs, not checks
 }
-# Answers are generated and judged per prompt set: the test prompts and each probe file.
-PROMPT_SETS = ["test", *(Path(p).stem for p in yaml.safe_load((REPO / "config/demo.yaml").read_text())["data"]["probes"])]
+PROMPT_SETS = ["test", "probes"]
 # The study's tables and submissions. The report's rules are ordinary jobs like `tables`: left
 # out, they would add a SLURM job each to every run here and nothing that these tests check.
 TARGETS = ("results/tables/experiments.csv", "results/tables/responses.csv",
@@ -109,6 +115,12 @@ def cluster_problem() -> str | None:
     return None
 
 
+def study_config(workdir: Path, study: dict) -> Path:
+    """``study`` over config/demo.yaml in ``workdir``, with the probe file it names."""
+    (workdir / "probes.yaml").write_text(yaml.safe_dump(PROBES))
+    return workdir_with_config(workdir, study)
+
+
 def dry_run_jobs(workdir, config, *args) -> dict[int, Job]:
     result = snakemake(workdir, config, "-n", *args, execution=())
     return Run(result.returncode, result.stdout + result.stderr).jobs
@@ -124,7 +136,7 @@ def test_profile_sends_gpu_rules_to_the_gpu_partition(tmp_path, monkeypatch):
     demo_judges = {key: value for key, value in STUDY.items() if key != "judge"}
     demo_judges["experiments"] = [*STUDY["experiments"],
                                   {"name": "on_policy", "strategy": "on_policy", "data_size": 10, "num_epoch": 1}]
-    jobs = dry_run_jobs(tmp_path, workdir_with_config(tmp_path, demo_judges), "--workflow-profile", str(PROFILE))
+    jobs = dry_run_jobs(tmp_path, study_config(tmp_path, demo_judges), "--workflow-profile", str(PROFILE))
     gpu_rules = {job.rule for job in jobs.values() if job.gpus}
     assert {"train_adapter", "generate_base", "generate_base_train", "generate_aligned", "train_judge",
             "judge_base", "judge_aligned"} <= gpu_rules
@@ -141,7 +153,7 @@ def test_profile_sends_gpu_rules_to_the_gpu_partition(tmp_path, monkeypatch):
 def test_profile_defaults_leave_partition_and_account_to_the_cluster(tmp_path, monkeypatch):
     for name in ("DPO_SLURM_GPU_PARTITION", "DPO_SLURM_PARTITION", "DPO_SLURM_ACCOUNT"):
         monkeypatch.delenv(name, raising=False)
-    jobs = dry_run_jobs(tmp_path, workdir_with_config(tmp_path, STUDY), "--workflow-profile", str(PROFILE))
+    jobs = dry_run_jobs(tmp_path, study_config(tmp_path, STUDY), "--workflow-profile", str(PROFILE))
     for job in jobs.values():
         assert "slurm_account" not in job.resources
         if job.gpus or "gpu" not in job.resources:
@@ -174,7 +186,7 @@ def cluster():
 @pytest.fixture(scope="module")
 def local_run(cluster, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("local")
-    snakemake(workdir, workdir_with_config(workdir, STUDY), *TARGETS)
+    snakemake(workdir, study_config(workdir, STUDY), *TARGETS)
     return workdir
 
 
@@ -201,7 +213,10 @@ def finished_outputs(workdir: Path) -> dict:
 @pytest.fixture(scope="module")
 def slurm_study(cluster, local_run, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("slurm")
-    config = workdir_with_config(workdir, STUDY)
+    config = study_config(workdir, STUDY)
+    # The local run's demo model, with Snakemake's record of it (so current here too): building it
+    # on the cluster would be one more job before all others, and nothing these tests check.
+    assert reuse_outputs(local_run, workdir, config, only=("results/models/",))
     # ratio_1's preference pairs as a file that is there, newer than its inputs (so not rebuilt),
     # and not JSON: its training job fails on the cluster, however often it is tried.
     (pairs,) = [p.name for p in (local_run / "results/pairs").glob("*.jsonl") if "support_ratio~1_" in p.name]
