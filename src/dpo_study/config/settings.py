@@ -84,9 +84,8 @@ class ModelSettings(Settings):
 
     @classmethod
     def from_config(cls, config: dict) -> ModelSettings:
-        model = config["model"]
-        return cls(model["trust_remote_code"], model["load_in_4bit"], model["max_seq_length"],
-                   config["training"]["recipe"])
+        model = {name: value for name, value in config["model"].items() if name != "name"}
+        return cls.from_dict({**model, "recipe": config["training"]["recipe"]})
 
 
 @dataclass(frozen=True)
@@ -117,8 +116,8 @@ class TrainingSettings(Settings):
 
     @classmethod
     def from_config(cls, config: dict) -> TrainingSettings:
-        training = {name: config["training"][name] for name in _field_names(cls) if name != "max_length"}
-        return cls.from_dict({**training, "max_length": config["model"]["max_seq_length"]})
+        # The whole section: a field the schema gains and this class lacks is an error, not dropped.
+        return cls.from_dict({**config["training"], "max_length": config["model"]["max_seq_length"]})
 
 
 @dataclass(frozen=True)
@@ -238,7 +237,3 @@ class ExperimentParams(Settings):
         if values["mix_weights"] is None:
             del values["mix_weights"]
         return values
-
-
-def _field_names(cls) -> list[str]:
-    return [f.name for f in dataclasses.fields(cls)]
