@@ -83,12 +83,30 @@ def stage(training: typed.TrainingSettings, model_settings: typed.ModelSettings 
     return training, model_settings, pairs, plan
 
 
+def judge_stage(name: str, settings: typed.Settings | dict):
+    return name, settings
+
+
 def test_the_runner_rebuilds_settings_by_the_stages_annotations():
     training, model = default_settings(typed.TrainingSettings), default_settings(typed.ModelSettings)
     kwargs = {"training": training.to_dict(), "model_settings": model.to_dict(), "pairs": "p.jsonl", "threads": 2}
     arguments = runner.stage_arguments(stage, kwargs, plan="the plan")
     assert arguments == {"training": training, "model_settings": model, "pairs": "p.jsonl", "plan": "the plan"}
     assert runner.stage_arguments(stage, {**kwargs, "model_settings": None})["model_settings"] is None
+    # Any group (the judges'): left as plain values for the stage to rebuild by the judge's name.
+    plain = {"model_path": None, "batch_size": 8}
+    assert runner.stage_arguments(judge_stage, {"name": "embedding", "settings": plain})["settings"] == plain
+
+
+def test_a_judge_job_gets_its_judges_settings(tmp_path):
+    """train_judge as a job runs it: the judge's settings as the rule's params carry them."""
+    from dpo_study.stages.judge import make_judge
+
+    study = load_demo_study()
+    for name in study.judges:
+        plain = study.judge_settings(name).to_dict()
+        arguments = runner.stage_arguments(make_judge, {"name": name, "settings": plain})
+        assert make_judge(**arguments).settings == study.judge_settings(name)
 
 
 def test_rules_read_the_config_through_the_study():

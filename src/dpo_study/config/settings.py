@@ -51,8 +51,9 @@ def plain(value):
 
 
 def settings_class(annotation) -> type[Settings] | None:
-    """The settings class an annotation names (``X`` or ``X | None``), else None."""
-    if isinstance(annotation, type) and issubclass(annotation, Settings):
+    """The settings class an annotation names (``X`` or ``X | None``), else None (also for the base
+    ``Settings``: which group it is, the stage decides, e.g. a judge's by the judge's name)."""
+    if isinstance(annotation, type) and issubclass(annotation, Settings) and dataclasses.is_dataclass(annotation):
         return annotation
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):
         classes = [c for c in map(settings_class, typing.get_args(annotation)) if c is not None]
