@@ -66,7 +66,7 @@ def test_max_length_is_the_models_max_seq_length():
 def test_plain_values_round_trip_and_are_frozen():
     study = load_demo_study()
     for group in (study.model_settings, study.training_settings, study.generation_settings,
-                  study.demo_model_settings, *study.judges_settings.values(),
+                  study.demo_model_settings, *(g.settings for g in study.judge_groups.values()),
                   study.experiment_params(study.experiments[0].key)):
         plain = group.to_dict()
         assert type(group).from_dict(plain) == group

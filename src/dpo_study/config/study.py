@@ -59,7 +59,8 @@ class Study:
     training_settings: TrainingSettings = field(init=False)
     generation_settings: GenerationSettings = field(init=False)
     demo_model_settings: DemoModelSettings = field(init=False)
-    judges_settings: dict[str, Settings] = field(init=False)  # judge name -> its settings
+    judge_groups: dict[str, JudgeSettings] = field(init=False)  # judge name -> what its training job gets
+    experiment_settings: dict[str, ExperimentParams] = field(init=False)  # run key -> its parameters
 
     def __post_init__(self):
         self.runs = {e.key: e for e in self.experiments}
@@ -69,7 +70,10 @@ class Study:
         self.training_settings = TrainingSettings.from_config(self.config)
         self.generation_settings = GenerationSettings.from_config(self.config)
         self.demo_model_settings = DemoModelSettings.from_config(self.config)
-        self.judges_settings = {name: judge_settings_of(self.config, name) for name in self.judges}
+        judge = self.config["judge"]
+        self.judge_groups = {name: JudgeSettings(judge_settings_of(self.config, name), judge["cv_folds"], judge["seed"])
+                             for name in self.judges}
+        self.experiment_settings = {key: ExperimentParams.from_dict(run.params) for key, run in self.runs.items()}
 
     # ---- settings groups: what each kind of job is given, one typed group each (config.settings) --
 
@@ -79,19 +83,18 @@ class Study:
 
     def judge_settings(self, name: str) -> Settings:
         """One judge's settings; the llm judge that runs the base model carries the model settings."""
-        return self.judges_settings[name]
+        return self.judge_groups[name].settings
 
     def settings_group(self, group: str, judge: str | None = None) -> Settings:
         """One named group of ``SETTINGS_GROUPS`` (``judge`` takes the judge's name)."""
         if group == "judge":
-            judge_config = self.config["judge"]
-            return JudgeSettings(self.judge_settings(judge), judge_config["cv_folds"], judge_config["seed"])
+            return self.judge_groups[judge]
         return {"model": self.model_settings, "training": self.training_settings,
                 "generation": self.generation_settings, "demo_model": self.demo_model_settings}[group]
 
     def experiment_params(self, key: str) -> ExperimentParams:
         """The parameters of the run ``key`` (identical experiments share it)."""
-        return ExperimentParams.from_dict(self.runs[key].params)
+        return self.experiment_settings[key]
 
     @property
     def system_prompt(self) -> str:
