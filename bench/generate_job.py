@@ -24,6 +24,14 @@ sys.path.insert(0, str(REPO / "bench"))
 from train_job import defaults  # noqa: E402
 
 
+def model_settings():
+    """The model settings a study of the schema's defaults gives its jobs."""
+    from dpo_study.config.settings import ModelSettings
+
+    model = {k: v for k, v in defaults("model").items() if k != "name"}
+    return ModelSettings.from_dict({**model, "recipe": defaults("training")["recipe"]})
+
+
 def loop(manifest: str, prompts: str, k: str, out: str) -> None:
     from dpo_study.runtime.backends import import_unsloth
 
@@ -47,7 +55,7 @@ def loop(manifest: str, prompts: str, k: str, out: str) -> None:
         random_state=experiment["seed"],
     )
     FastLanguageModel.for_inference(model)
-    tokenizer = load_tokenizer(manifest_data, {})
+    tokenizer = load_tokenizer(manifest_data, model_settings())
     stop_ids = end_of_turn_ids(tokenizer, model)
     load_seconds = time.perf_counter() - start
     records = read_jsonl(prompts)[: int(k)]
@@ -73,9 +81,8 @@ def loop(manifest: str, prompts: str, k: str, out: str) -> None:
 def project(manifest: str, prompts: str, adapter: str, out: str, settings: str) -> None:
     from dpo_study.runtime import smk
 
-    model_cfg = defaults("model")
-    model_settings = {"trust_remote_code": False, "load_in_4bit": model_cfg["load_in_4bit"],
-                      "max_seq_length": model_cfg["max_seq_length"], "recipe": defaults("training")["recipe"]}
+    from dpo_study.config.settings import GenerationSettings
+
     smk.claim_gpu()
     import torch
 
@@ -83,14 +90,14 @@ def project(manifest: str, prompts: str, adapter: str, out: str, settings: str) 
     from dpo_study.stages.generate import decode_mode, generate_answers, load_for_generation
 
     start = time.perf_counter()
-    model, tokenizer = load_for_generation(manifest, model_settings, adapter)
+    model, tokenizer = load_for_generation(manifest, model_settings(), adapter)
     report = {"load_seconds": round(time.perf_counter() - start, 1), "runs": []}
     on_gpu = torch.cuda.is_available()
     sync = torch.cuda.synchronize if on_gpu else (lambda: None)
     records = read_jsonl(prompts)
     previous = {}
     for mode in settings.split(","):
-        generation = {**defaults("generation"), "decode": mode}
+        generation = GenerationSettings.from_dict({**defaults("generation"), "decode": mode})
         sync()
         start = time.perf_counter()
         rows = generate_answers(model, tokenizer, records, generation)

@@ -46,7 +46,7 @@ def study(training_overrides: dict):
 
 
 def main(manifest: str, pairs: str, out: str, overrides: str) -> None:
-    from dpo_study.runtime import smk
+    from dpo_study.runtime import runner, smk
 
     settings = study(json.loads(overrides))
     training, model_settings = settings.training_settings, settings.model_settings
@@ -56,7 +56,12 @@ def main(manifest: str, pairs: str, out: str, overrides: str) -> None:
 
         forced = tuple(int(part) for part in os.environ["DPO_BENCH_CAPABILITY"].split("."))
         plans.gpu_capability = lambda: forced
-    smk.import_first({"manifest": manifest, "training": training, "model_settings": model_settings})
+    # The job's one plan, as the stage runner makes it: Unsloth first when the plan trains with it.
+    plan = runner.job_plan({"manifest": manifest, "training": training, "model_settings": model_settings})
+    if plan.unsloth:
+        from dpo_study.runtime.backends import import_unsloth
+
+        import_unsloth()
 
     from dpo_study.stages.train import train_adapter
 
@@ -65,8 +70,8 @@ def main(manifest: str, pairs: str, out: str, overrides: str) -> None:
     train_adapter(
         manifest=manifest, pairs=pairs, adapter=str(out_dir / "adapter"), train_log=str(out_dir / "train_log.csv"),
         summary=str(out_dir / "train_summary.json"), checkpoints=str(out_dir / "checkpoints"),
-        experiment=settings.by_name["homework_default"].params, training=training, model_settings=model_settings,
-        threads=4,
+        experiment=settings.experiment_params(settings.by_name["homework_default"].key), training=training,
+        model_settings=model_settings, threads=4, plan=plan,
     )
 
 

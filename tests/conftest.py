@@ -97,13 +97,15 @@ def small_demo_model(tmp_path_factory):
 def tiny_model(tmp_path_factory):
     """The manifest of a demo-architecture model small enough to build in seconds (not fluent)."""
     from dpo_study.config.data_files import DEFAULT_SYSTEM_PROMPT
+    from dpo_study.config.settings import DemoModelSettings
     from dpo_study.stages.demo_model import build_demo_model
 
     folder = tmp_path_factory.mktemp("tiny_model")
     build_demo_model(
         str(REPO / "data/train.json"), str(REPO / "data/test.json"), str(folder / "model"), str(folder / "model.json"),
-        seed=1, steps=5, batch_size=8, learning_rate=0.003, vocab_size=400, hidden_size=32, num_layers=1,
-        num_heads=2, intermediate_size=64, system_prompt=DEFAULT_SYSTEM_PROMPT,
+        DemoModelSettings(seed=1, steps=5, batch_size=8, learning_rate=0.003, vocab_size=400, hidden_size=32,
+                          num_layers=1, num_heads=2, intermediate_size=64),
+        system_prompt=DEFAULT_SYSTEM_PROMPT,
     )
     return folder / "model.json"
 
@@ -137,3 +139,17 @@ def load_demo_study(config: dict | None = None):
                           [REPO / "config/demo.yaml", REPO / "config/config.yaml"])
     finally:
         os.chdir(cwd)
+
+
+def default_config() -> dict:
+    """An empty config with every schema default filled in (what a study's config holds unless set)."""
+    from dpo_study.config.validation import validate_config
+
+    config: dict = {}
+    validate_config(config, REPO / "workflow/schemas/config.schema.yaml")
+    return config
+
+
+def default_settings(group, **overrides):
+    """A settings group (``dpo_study.config.settings``) of the schema's defaults, with ``overrides``."""
+    return group.from_config(default_config()).replace(**overrides)

@@ -9,6 +9,7 @@ from safetensors.numpy import save_file
 
 from dpo_study.config import artifacts
 from dpo_study.config.artifacts import CorruptArtifact
+from dpo_study.config.settings import ExperimentParams
 from dpo_study.stages.data import write_jsonl, write_pairs
 from dpo_study.stages.generate import load_for_generation
 from dpo_study.stages.judge import judge_responses
@@ -18,6 +19,9 @@ from dpo_study.stages.train import train_adapter
 
 PROMPTS = [{"id": str(i), "set": "test", "category": "test", "system": "s", "prompt": f"q{i}?"} for i in range(1, 77)]
 
+
+EXPERIMENT = ExperimentParams(num_epoch=1, data_size=1, support_ratio=0, beta=0.1, lora_r=4, lora_alpha=4,
+                              learning_rate=1e-3, strategy="swap", seed=0)
 
 def answers(ids):
     return [{"id": str(i), "prompt": f"q{i}?", "response": f"answer {i}."} for i in ids]
@@ -104,7 +108,8 @@ def test_pairs_file_with_fewer_pairs_than_data_size_stops_training_before_the_mo
     write_jsonl([{"id": i, "prompt": [], "chosen": [], "rejected": []} for i in range(37)], pairs)
     with pytest.raises(CorruptArtifact) as error:
         train_adapter(manifest=str(tmp_path / "no_manifest.json"), pairs=str(pairs), adapter="a", train_log="l",
-                      summary="s", checkpoints="c", experiment={"data_size": 50}, training={}, model_settings={})
+                      summary="s", checkpoints="c", experiment=EXPERIMENT.replace(data_size=50),
+                      training=None, model_settings=None)
     assert f"{pairs}: 37 pairs, but data_size 50 asks for 50" in str(error.value)
     assert f"--forcerun {pairs}`" in str(error.value)
 
@@ -133,7 +138,7 @@ def test_half_size_adapter_stops_generation_before_the_model_loads(adapter, tmp_
     weights = adapter / "adapter_model.safetensors"
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
     with pytest.raises(CorruptArtifact) as error:
-        load_for_generation(str(tmp_path / "no_manifest.json"), {}, str(adapter))
+        load_for_generation(str(tmp_path / "no_manifest.json"), None, str(adapter))
     assert f"{weights}: not a complete safetensors file" in str(error.value)
     assert f"--forcerun {adapter}`" in str(error.value)
 

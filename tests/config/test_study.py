@@ -4,6 +4,7 @@ import pytest
 import yaml
 
 from conftest import REPO, demo_config, load_demo_study
+from dpo_study.config.settings import ModelSettings, NgramJudgeSettings
 from dpo_study.config.study import SETTINGS_GROUPS
 from dpo_study.config.validation import ConfigError
 
@@ -58,19 +59,22 @@ def test_demo_study_holds_runs_data_keys_judges_and_paths():
 def test_settings_groups_are_separate_and_complete():
     study = load_demo_study()
     groups = {name: study.settings_group(name, judge="ngram") for name in SETTINGS_GROUPS}
-    assert groups["model"] == {"trust_remote_code": False, "load_in_4bit": study.config["model"]["load_in_4bit"],
-                               "max_seq_length": study.config["model"]["max_seq_length"],
-                               "recipe": study.config["training"]["recipe"]}
-    assert groups["training"]["max_length"] == study.config["model"]["max_seq_length"]
-    assert groups["training"]["warmup_ratio"] == study.config["training"]["warmup_ratio"]
-    assert groups["generation"] == study.config["generation"]
-    assert groups["demo_model"] == study.config["demo_model"]
-    assert groups["judge"]["cv_folds"] == study.config["judge"]["cv_folds"]
+    assert groups["model"] == ModelSettings(False, study.config["model"]["load_in_4bit"],
+                                            study.config["model"]["max_seq_length"], study.config["training"]["recipe"])
+    # The training group is the config's training section and the one named addition, max_length.
+    assert groups["training"].to_dict() == {**study.config["training"],
+                                            "max_length": study.config["model"]["max_seq_length"]}
+    assert groups["training"].warmup_ratio == study.config["training"]["warmup_ratio"]
+    assert groups["generation"].to_dict() == study.config["generation"]
+    assert groups["demo_model"].to_dict() == study.config["demo_model"]
+    assert groups["judge"].cv_folds == study.config["judge"]["cv_folds"]
+    # Built once: the Study hands out the same objects.
+    assert study.training_settings is study.settings_group("training")
     # Only a judge that runs the base model carries the model settings.
-    assert "model_settings" not in study.judge_settings("ngram")
+    assert groups["judge"].settings == NgramJudgeSettings()
     llm = load_demo_study(demo_config(judge={**DEMO["judge"], "use": ["ngram", "llm"]}))
     assert llm.judge_runs_model("llm")
-    assert llm.judge_settings("llm")["model_settings"] == llm.model_settings
+    assert llm.judge_settings("llm").model_settings == llm.model_settings
 
 
 @pytest.mark.parametrize(("overrides", "message"), [

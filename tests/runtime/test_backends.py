@@ -6,7 +6,8 @@ import sys
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, default_settings
+from dpo_study.config.settings import ModelSettings, TrainingSettings
 from dpo_study.runtime import backends, plans
 from dpo_study.runtime.plans import ModelShape, plan_training
 from dpo_study.config.recipes import BackendError
@@ -15,15 +16,14 @@ GIB = 2**30
 # Llama-3-8B's shape: 8.03B parameters, of which 2 x 525M in the embedding and the LM head.
 LLAMA3_8B = ModelShape(params=8_030_261_248, embedding_params=1_050_673_152, hidden_size=4096,
                        intermediate_size=14336, num_layers=32)
-MODEL = {"trust_remote_code": False, "load_in_4bit": None, "max_seq_length": 512}
-TRAINING = {"backend": "auto", "recipe": "fast", "cpu_optim": "adamw_torch", "per_device_train_batch_size": None,
-            "gradient_accumulation_steps": None, "optim": None, "gradient_checkpointing": None,
-            "precompute_ref_logps": None}
+# The schema's defaults: recipe fast, backend auto, the batch split, optimizer etc. left to the recipe.
+MODEL = default_settings(ModelSettings)
+TRAINING = default_settings(TrainingSettings)
 
 
 def plan(training=None, model=None, *, gpu_gib=None, unsloth=True, bnb=True):
     return plan_training(
-        {**TRAINING, **(training or {})}, {**MODEL, **(model or {})},
+        TRAINING.replace(**(training or {})), MODEL.replace(**(model or {})),
         device="cuda" if gpu_gib else "cpu", gpu_bytes=gpu_gib * GIB if gpu_gib else None,
         shape=LLAMA3_8B if gpu_gib else None, unsloth_available=unsloth, bitsandbytes_available=bnb,
     )
@@ -95,7 +95,7 @@ def test_unusable_backend_requests_name_the_field():
 
 def test_plan_for_job_reads_the_machine(monkeypatch, tmp_path):
     monkeypatch.setattr(plans.torch.cuda, "is_available", lambda: False)
-    p = plans.plan_for_job({"path": str(tmp_path)}, {**TRAINING, "backend": "auto"}, MODEL)
+    p = plans.plan_for_job({"path": str(tmp_path)}, TRAINING.replace(backend="auto"), MODEL)
     assert (p.device, p.backend) == ("cpu", "trl")
 
 
@@ -114,16 +114,17 @@ def test_model_shape_counts_parameters_from_the_safetensors_headers(tmp_path):
 
 def test_unsloth_job_imports_unsloth_before_the_stage_module(monkeypatch, tmp_path):
     """A job that plans Unsloth imports it before its stage module (lazily imported by name) loads transformers."""
-    from dpo_study.runtime import smk
+    from dpo_study.runtime import runner, smk
 
     calls = []
     monkeypatch.setattr(plans.torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(plans, "plan_for_job", lambda *a: plan({"recipe": "homework"}, gpu_gib=139))
     monkeypatch.setattr(backends, "import_unsloth", lambda: calls.append("unsloth"))
-    monkeypatch.setattr(smk, "resolve", lambda stage: calls.append(stage) or (lambda **kwargs: None))
+    monkeypatch.setattr(runner, "resolve", lambda stage: calls.append(stage) or (lambda **kwargs: None))
     manifest = tmp_path / "model.json"
     manifest.write_text('{"path": "x"}')
-    kwargs = {"manifest": str(manifest), "training": TRAINING, "model_settings": MODEL}
+    # As a rule's params carry them: plain values.
+    kwargs = {"manifest": str(manifest), "training": TRAINING.to_dict(), "model_settings": MODEL.to_dict()}
     smk.run_here("dpo_study.stages.train:train_adapter", kwargs, str(tmp_path / "log"), gpu_job=True)
     assert calls == ["unsloth", "dpo_study.stages.train:train_adapter"]
     monkeypatch.setattr(plans, "plan_for_job", lambda *a: plan(gpu_gib=139))
@@ -183,7 +184,7 @@ def test_a_gpu_without_bf16_gets_an_fp16_plan(monkeypatch, tmp_path, capability,
     four_bit = plans.LoadPlan(str(tmp_path), "cuda", load_in_4bit=True, trust_remote_code=False)
     assert four_bit.dtype == getattr(torch, dtype)
     assert modeling.quantization_config(four_bit).bnb_4bit_compute_dtype == getattr(torch, dtype)
-    job_plan = plans.plan_for_job({"path": str(tmp_path)}, {**TRAINING, "recipe": "homework"}, MODEL)
+    job_plan = plans.plan_for_job({"path": str(tmp_path)}, TRAINING.replace(recipe="homework"), MODEL)
     assert job_plan.precision == precision and job_plan.load_in_4bit
     flags = train.precision_flags(job_plan.precision)
     assert flags == {"bf16": precision == "bf16", "fp16": precision == "fp16"}

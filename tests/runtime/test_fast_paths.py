@@ -21,10 +21,10 @@ STUDY = load_demo_study()  # the settings groups that the demo study's jobs get
 def demo(tmp_path_factory):
     """A demo model after a few pretraining steps: fluent enough to stop on <|eot_id|> sometimes."""
     path = tmp_path_factory.mktemp("demo")
-    settings = {**STUDY.demo_model_settings, "steps": 40}
     build_demo_model(train=str(REPO / "data/train.json"), test=str(REPO / "data/test.json"),
                      model_dir=str(path / "model"), manifest=str(path / "model.json"),
-                     system_prompt=STUDY.system_prompt, threads=2, **settings)
+                     settings=STUDY.demo_model_settings.replace(steps=40), system_prompt=STUDY.system_prompt,
+                     threads=2)
     return path
 
 
@@ -42,10 +42,10 @@ def test_static_cache_generation_gives_the_plain_greedy_answers(demo):
     model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj", "down_proj"],
                                              init_lora_weights=False))
     records = prompts()
-    generation = {**STUDY.generation_settings, "max_new_tokens": 40, "batch_size": 5}  # a partial last batch
-    plain = generate_answers(model, tokenizer, records, {**generation, "decode": "plain"})
-    static = generate_answers(model, tokenizer, records, {**generation, "decode": "graph"})
-    assert decode_mode(model, {**generation, "decode": "graph"}) == "static"  # no CUDA graphs on a CPU
+    generation = STUDY.generation_settings.replace(max_new_tokens=40, batch_size=5)  # a partial last batch
+    plain = generate_answers(model, tokenizer, records, generation.replace(decode="plain"))
+    static = generate_answers(model, tokenizer, records, generation.replace(decode="graph"))
+    assert decode_mode(model, generation.replace(decode="graph")) == "static"  # no CUDA graphs on a CPU
     assert decode_mode(model, generation) == "plain"
     assert [r["id"] for r in static] == [r["id"] for r in records]
     assert [r["response"] for r in static] == [r["response"] for r in plain]
@@ -59,8 +59,8 @@ def test_reference_log_probs_once_train_like_the_in_loop_reference(demo, tmp_pat
     write_pairs(str(REPO / "data/train.json"), str(pairs), {"data_size": 16, "support_ratio": 0.5,
                                                             "strategy": "swap"}, STUDY.system_prompt)
     training = STUDY.training_settings
-    experiment = {**STUDY.by_name["homework_default"].params, "num_epoch": 2, "learning_rate": 2e-3,
-                  "data_size": 16}
+    experiment = STUDY.experiment_params(STUDY.by_name["homework_default"].key).replace(
+        num_epoch=2, learning_rate=2e-3, data_size=16)
     summaries, logs = {}, {}
     for precompute in (False, True):
         out = tmp_path / str(precompute)
@@ -69,7 +69,7 @@ def test_reference_log_probs_once_train_like_the_in_loop_reference(demo, tmp_pat
                       checkpoints=str(out / "checkpoints"), experiment=experiment,
                       # no dropout: it draws from the RNG in another order on the two paths, so the
                       # losses would agree only in distribution, not to 1e-4
-                      training={**training, "precompute_ref_logps": precompute, "lora_dropout": 0.0},
+                      training=training.replace(precompute_ref_logps=precompute, lora_dropout=0.0),
                       model_settings=STUDY.model_settings,
                       threads=2)
         summaries[precompute] = json.loads((out / "summary.json").read_text())

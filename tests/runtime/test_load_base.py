@@ -10,7 +10,8 @@ import torch
 from safetensors.torch import save_file
 
 from conftest import demo_config, load_demo_study
-from dpo_study.runtime import modeling, plans as load_plans
+from dpo_study.config.settings import ModelSettings
+from dpo_study.runtime import modeling, plans as load_plans, runner
 from dpo_study.stages.data import write_jsonl
 from dpo_study.stages.generate import generate_responses
 from dpo_study.stages.judge import make_judge
@@ -60,7 +61,7 @@ def stage_plans(study, manifest: str, tmp_path, asked: list) -> dict:
         "training": lambda: train_adapter(
             manifest=manifest, pairs=str(tmp_path / "pairs.jsonl"), adapter=str(tmp_path / "adapter"),
             train_log=str(tmp_path / "log.csv"), summary=str(tmp_path / "summary.json"),
-            checkpoints=str(tmp_path / "checkpoints"), experiment=study.experiments[0].params,
+            checkpoints=str(tmp_path / "checkpoints"), experiment=study.experiment_params(study.experiments[0].key),
             training=study.training_settings, model_settings=study.model_settings),
         "generation": lambda: generate_responses(
             manifest=manifest, prompts=str(tmp_path / "prompts.jsonl"), responses=str(tmp_path / "r.jsonl"),
@@ -91,10 +92,46 @@ def test_every_stage_loads_the_base_the_training_used(tiny_model, tmp_path, plan
 
 def test_explicit_precision_wins_and_cpu_never_quantizes(tiny_model, monkeypatch):
     manifest = modeling.read_manifest(tiny_model)
-    settings = {"trust_remote_code": False, "load_in_4bit": None, "max_seq_length": 512, "recipe": "homework"}
+    settings = ModelSettings(trust_remote_code=False, load_in_4bit=None, max_seq_length=512, recipe="homework")
     cpu = load_plans.load_plan(manifest, settings)
     assert (cpu.device, cpu.load_in_4bit, cpu.dtype) == ("cpu", False, torch.float32)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(load_plans, "gpu_memory_bytes", lambda: 80 * 2**30)
     assert load_plans.load_plan(manifest, settings).load_in_4bit is True
-    assert load_plans.load_plan(manifest, {**settings, "load_in_4bit": False}).load_in_4bit is False
+    assert load_plans.load_plan(manifest, settings.replace(load_in_4bit=False)).load_in_4bit is False
+
+
+@pytest.mark.parametrize("recipe", ["homework", "fast"])
+def test_a_training_job_plans_once_and_its_stage_loads_by_that_plan(tiny_model, tmp_path, plans, monkeypatch,
+                                                                     recipe):
+    """The runner plans the job (Unsloth or not, the precision, the batch split) before the stage's
+    module loads; the stage takes that plan instead of planning again, and loads the base by it."""
+    study = study_with(recipe)
+    counts = {"plan_for_job": 0, "load_plan": 0}
+
+    def counted(name):
+        original = getattr(load_plans, name)
+
+        def wrapper(*args, **kwargs):
+            counts[name] += 1
+            return original(*args, **kwargs)
+        monkeypatch.setattr(load_plans, name, wrapper)
+
+    for name in counts:
+        counted(name)
+    write_jsonl([{"id": i, "prompt": [], "chosen": [], "rejected": []}
+                 for i in range(study.experiments[0].params["data_size"])], tmp_path / "pairs.jsonl")
+    key = study.experiments[0].key
+    kwargs = {  # as the rule's named input, output and params carry them (plain values)
+        "manifest": str(tiny_model), "pairs": str(tmp_path / "pairs.jsonl"), "adapter": str(tmp_path / "adapter"),
+        "train_log": str(tmp_path / "log.csv"), "summary": str(tmp_path / "summary.json"),
+        "checkpoints": str(tmp_path / "checkpoints"), "experiment": study.experiment_params(key).to_dict(),
+        "training": study.training_settings.to_dict(), "model_settings": study.model_settings.to_dict(),
+        "threads": 1,
+    }
+    with pytest.raises(Loaded):
+        runner.run_stage("dpo_study.stages.train:train_adapter", kwargs, str(tmp_path / "job.log"), plan_here=True)
+    assert counts == {"plan_for_job": 1, "load_plan": 0}
+    job = runner.job_plan(kwargs)
+    assert plans == [job.load] and job.load.load_in_4bit is (recipe == "homework")
+    assert "Loaded" in (tmp_path / "job.log").read_text()  # the stage's traceback is in the job's log

@@ -3,7 +3,11 @@
 import pytest
 import torch
 
+from conftest import default_settings
+from dpo_study.config.settings import ModelSettings
 from dpo_study.runtime import modeling, resident
+
+SETTINGS = default_settings(ModelSettings)
 
 
 @pytest.fixture
@@ -14,7 +18,7 @@ def residency(monkeypatch):
 
 
 def load(tiny_model):
-    return modeling.load_base(modeling.read_manifest(tiny_model), {})
+    return modeling.load_base(modeling.read_manifest(tiny_model), SETTINGS)
 
 
 def outputs(model):
@@ -67,5 +71,5 @@ def test_a_job_that_changes_the_base_weights_evicts_the_model(tiny_model, reside
 
 def test_another_load_plan_replaces_the_resident_model(tiny_model, residency):
     model = load(tiny_model)
-    other = modeling.load_base(modeling.read_manifest(tiny_model), {"trust_remote_code": True})
+    other = modeling.load_base(modeling.read_manifest(tiny_model), SETTINGS.replace(trust_remote_code=True))
     assert other is not model and resident.stats["loads"] == 2

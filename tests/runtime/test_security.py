@@ -10,14 +10,15 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import REPO
+from conftest import REPO, default_settings
+from dpo_study.config.settings import GenerationSettings, ModelSettings
 from dpo_study.config.validation import ConfigError
 from dpo_study.stages.generate import generate_responses
 from dpo_study.runtime.modeling import load_base, load_tokenizer, read_manifest
 from snakemake_helpers import snakemake, workdir_with_config
 
-SETTINGS = {"trust_remote_code": False, "load_in_4bit": False}
-GENERATION = {"max_new_tokens": 2, "do_sample": False, "temperature": 1.0, "top_p": 1.0, "batch_size": 4, "seed": 0}
+SETTINGS = default_settings(ModelSettings, load_in_4bit=False)
+GENERATION = default_settings(GenerationSettings, max_new_tokens=2, batch_size=4)
 
 # A model folder whose config asks for code of its own; importing that code leaves a marker file.
 CUSTOM_CODE = """
@@ -33,9 +34,11 @@ class CustomTokenizer(PreTrainedTokenizerFast):
 
 TRUSTING_LOAD = """
 import sys
+from dpo_study.config.settings import ModelSettings
 from dpo_study.runtime.modeling import load_base
 try:
-    load_base({"path": sys.argv[1]}, {"trust_remote_code": True, "load_in_4bit": False})
+    load_base({"path": sys.argv[1]}, ModelSettings(trust_remote_code=True, load_in_4bit=False, max_seq_length=512,
+                                                   recipe="fast"))
 except Exception:
     pass  # the stand-in code is only a config class; what matters is that it ran
 """

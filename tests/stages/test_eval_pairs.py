@@ -8,6 +8,7 @@ from conftest import REPO
 from dpo_study.stages.data import build_pairs, heldout_pairs, write_jsonl
 from dpo_study.config.data_files import load_rows
 from dpo_study.analysis.statistics import loss_spikes
+from dpo_study.config.settings import ExperimentParams
 from dpo_study.stages.train import train_adapter
 from test_train_guards import MODEL_SETTINGS, run_paths, training_settings
 
@@ -31,16 +32,16 @@ def test_loss_spikes_count_jumps_over_twice_the_recent_mean():
 
 @pytest.mark.slow
 def test_training_evaluates_the_heldout_pairs(tmp_path, tiny_model):
-    experiment = {"num_epoch": 1, "data_size": 8, "support_ratio": 1.0, "beta": 0.1, "lora_r": 4, "lora_alpha": 8,
-                  "learning_rate": 2e-3, "strategy": "swap", "seed": 42}
+    experiment = ExperimentParams(num_epoch=1, data_size=8, support_ratio=1.0, beta=0.1, lora_r=4, lora_alpha=8,
+                                  learning_rate=2e-3, strategy="swap", seed=42)
     train = load_rows(REPO / "data/train.json", "train")
     pairs = tmp_path / "pairs.jsonl"
-    write_jsonl(build_pairs(train, experiment["data_size"], experiment["support_ratio"]), pairs)
+    write_jsonl(build_pairs(train, experiment.data_size, experiment.support_ratio), pairs)
     paths = run_paths(tmp_path / "run", pairs)
     train_adapter(manifest=str(tiny_model), experiment=experiment, training=training_settings(),
                   model_settings=MODEL_SETTINGS, train_rows=str(REPO / "data/train.json"), **paths)
     summary = json.loads((tmp_path / "run/train_summary.json").read_text())
-    assert summary["eval_pairs"] == len(train) - experiment["data_size"]
+    assert summary["eval_pairs"] == len(train) - experiment.data_size
     assert 0 <= summary["eval_rewards_accuracies"] <= 1
     assert summary["eval_rewards_margins"] == summary["eval_rewards_margins"]  # a number, not NaN
     assert summary["loss_spikes"] >= 0 and summary["max_grad_norm"] > 0

@@ -251,10 +251,15 @@ def test_base_model_llm_judge_compares_label_word_logprobs(tiny_model):
 
     from dpo_study.runtime.modeling import load_base, load_tokenizer, read_manifest
 
-    judge = judges.make_judge("llm", {"backend": "base_model"}, manifest=str(tiny_model))
+    from conftest import default_settings
+    from dpo_study.config.settings import ModelSettings
+
+    settings = default_settings(ModelSettings)
+    judge = judges.make_judge("llm", {"backend": "base_model", "model_settings": settings.to_dict()},
+                              manifest=str(tiny_model))
     (row,) = judge.probabilities(["It is a wonderful homage."], ["Is AI art fine?"])
     manifest = read_manifest(tiny_model)
-    tokenizer, model = load_tokenizer(manifest, {}), load_base(manifest, {}).eval()
+    tokenizer, model = load_tokenizer(manifest, settings), load_base(manifest, settings).eval()
     prefix = tokenizer.apply_chat_template(llm_judge.judge_messages(judge.topic, "It is a wonderful homage.", "Is AI art fine?"),
                                            tokenize=False, add_generation_prompt=True)
     prefix_ids = tokenizer(prefix, add_special_tokens=False)["input_ids"]

@@ -4,10 +4,13 @@ import pandas as pd
 import pytest
 import torch
 
+from conftest import default_settings
+from dpo_study.config.settings import ModelSettings
 from dpo_study.stages.data import write_jsonl
 from dpo_study.runtime.modeling import load_base, load_tokenizer, read_manifest, sequence_logprobs
 from dpo_study.stages.reward import conversation_ids, implicit_rewards
 
+SETTINGS = default_settings(ModelSettings)
 RECORDS = [
     {"id": "51", "set": "test", "category": "test", "system": "Be brief.", "prompt": "Is AI Ghibli art ethical?",
      "response": "It is a joyful homage."},
@@ -25,7 +28,7 @@ def manual_logprob(model, ids, start):
 @pytest.fixture(scope="module")
 def loaded(tiny_model):
     manifest = read_manifest(tiny_model)
-    return load_tokenizer(manifest, {}), load_base(manifest, {}).eval()
+    return load_tokenizer(manifest, SETTINGS), load_base(manifest, SETTINGS).eval()
 
 
 def test_answer_tokens_are_the_assistant_turn_with_its_end_token(loaded):
@@ -49,7 +52,7 @@ def adapter_folder(tiny_model, path, zero: bool):
     from peft import LoraConfig, get_peft_model
 
     torch.manual_seed(0)
-    model = get_peft_model(load_base(read_manifest(tiny_model), {}),
+    model = get_peft_model(load_base(read_manifest(tiny_model), SETTINGS),
                            LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj", "v_proj", "down_proj"]))
     if not zero:  # PEFT starts lora_B at zero (adapter = no change); give it weights
         for name, weight in model.named_parameters():
@@ -63,7 +66,7 @@ def run_stage(tiny_model, tmp_path, adapter, beta):
     aligned, base, rewards = tmp_path / "aligned.jsonl", tmp_path / "base.jsonl", tmp_path / "rewards.csv"
     write_jsonl(RECORDS, aligned)
     write_jsonl([{**r, "response": "It is theft."} for r in RECORDS], base)
-    implicit_rewards(tiny_model, adapter, str(aligned), str(base), str(rewards), beta, {}, batch_size=2)
+    implicit_rewards(tiny_model, adapter, str(aligned), str(base), str(rewards), beta, SETTINGS, batch_size=2)
     return pd.read_csv(rewards, dtype={"id": str})
 
 
@@ -80,7 +83,7 @@ def test_reward_is_beta_times_the_policy_reference_gap(tiny_model, tmp_path, loa
     tokenizer, reference = loaded
     adapter = adapter_folder(tiny_model, tmp_path / "adapter", zero=False)
     table = run_stage(tiny_model, tmp_path, adapter, beta=0.5)
-    policy = PeftModel.from_pretrained(load_base(read_manifest(tiny_model), {}), adapter).eval()
+    policy = PeftModel.from_pretrained(load_base(read_manifest(tiny_model), SETTINGS), adapter).eval()
     for row, record in zip(table.itertuples(), RECORDS):
         ids, start = conversation_ids(tokenizer, record, record["response"])
         expected = 0.5 * (manual_logprob(policy, ids, start) - manual_logprob(reference, ids, start))

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from conftest import REPO
+from dpo_study.config.settings import ExperimentParams, GenerationSettings, ModelSettings, TrainingSettings
 from dpo_study.config.validation import schema_defaults
 from dpo_study.runtime import plans
 from dpo_study.stages import generate, train, train_guards
@@ -23,16 +24,16 @@ GIB = 2**30
 def built(tmp_path, monkeypatch, training=None, experiment=None, model=None, device="cpu"):
     """(DPOConfig, LoraConfig, plan, guard) of the default settings with the given fields changed, as
     train_adapter builds them on ``device``."""
-    training = {**DEFAULTS["training"], **(training or {})}
-    model_settings = {**DEFAULTS["model"], **(model or {})}
-    experiment = {**EXPERIMENT, **(experiment or {})}
-    plan = plans.plan_training({**training, "max_length": model_settings["max_seq_length"]}, model_settings,
-                               device=device, gpu_bytes=80 * GIB, shape=None, unsloth_available=False)
-    resolved = plan.training_settings({**training, "max_length": model_settings["max_seq_length"]})
+    config = {"model": {**DEFAULTS["model"], **(model or {})}, "training": {**DEFAULTS["training"], **(training or {})}}
+    training, model_settings = TrainingSettings.from_config(config), ModelSettings.from_config(config)
+    experiment = ExperimentParams.from_dict({**EXPERIMENT, **(experiment or {})})
+    plan = plans.plan_training(training, model_settings, device=device, gpu_bytes=80 * GIB, shape=None,
+                               unsloth_available=False)
+    resolved = plan.training_settings(training)
     monkeypatch.setattr(train, "device", lambda: device)
     # fp32 flags: a CPU cannot build bf16 arguments; the precision is the plan's own field.
     args = train.dpo_config(experiment, resolved, str(tmp_path / "out"), "fp32")
-    return args, train.lora_config(experiment, resolved), plan, train_guards.NumericalGuard(resolved["stop_grad_norm"])
+    return args, train.lora_config(experiment, resolved), plan, train_guards.NumericalGuard(resolved.stop_grad_norm)
 
 
 def enum_value(value):
@@ -116,7 +117,8 @@ def test_a_model_field_reaches_the_loader_and_trainer(tmp_path, monkeypatch, fie
     monkeypatch.setattr(plans, "gpu_memory_bytes", lambda: 80 * GIB)
     monkeypatch.setattr(plans, "model_shape", lambda path: None)
     args, _, train_plan, _ = built(tmp_path, monkeypatch, model={field: value}, device="cuda")
-    load = plans.load_plan({"path": "model"}, {**DEFAULTS["model"], field: value, "recipe": "fast"})
+    load = plans.load_plan({"path": "model"}, ModelSettings.from_config(
+        {"model": {**DEFAULTS["model"], field: value}, "training": {"recipe": "fast"}}))
     assert observe(args, load, train_plan) is not False
     if field == "max_seq_length":
         assert args.max_length == value
@@ -147,6 +149,7 @@ def test_a_generation_field_reaches_generate(monkeypatch, field):
     settings = {**DEFAULTS["generation"], field: value}
     if field in SAMPLING_ONLY:
         settings["do_sample"] = True
+    settings = GenerationSettings.from_dict(settings)
     calls = {"batch": [], "mode": None, "seed": None, "kwargs": None}
 
     class Tokenizer:
@@ -177,7 +180,7 @@ def test_a_generation_field_reaches_generate(monkeypatch, field):
             return torch.cat([input_ids, torch.full((len(input_ids), 1), 9)], dim=1)
 
     def decode_mode(model, generation):
-        calls["mode"] = generation["decode"]
+        calls["mode"] = generation.decode
         return "plain"
 
     monkeypatch.setattr(generate, "decode_mode", decode_mode)
@@ -199,18 +202,20 @@ def trainer_for(tiny_model, tmp_path, monkeypatch, lora_dropout: float, disable_
     from dpo_study.runtime.modeling import load_base, load_tokenizer, read_manifest
 
     manifest = read_manifest(tiny_model)
-    settings = {"trust_remote_code": False, "load_in_4bit": False}
+    settings = ModelSettings.from_config({"model": {**DEFAULTS["model"], "trust_remote_code": False, "load_in_4bit": False},
+                                          "training": {"recipe": "fast"}})
     monkeypatch.setattr(train, "device", lambda: "cpu")
-    training = {**DEFAULTS["training"], "lora_dropout": lora_dropout, "per_device_train_batch_size": 1,
-                "gradient_accumulation_steps": 1, "gradient_checkpointing": False, "max_length": 64,
-                "target_modules": ["q_proj", "v_proj"]}
-    args = train.dpo_config(EXPERIMENT, training, str(tmp_path / "out"), "fp32")
+    training = TrainingSettings.from_config({"model": {"max_seq_length": 64}, "training": {
+        **DEFAULTS["training"], "lora_dropout": lora_dropout, "per_device_train_batch_size": 1,
+        "gradient_accumulation_steps": 1, "gradient_checkpointing": False, "target_modules": ["q_proj", "v_proj"]}})
+    experiment = ExperimentParams.from_dict(EXPERIMENT)
+    args = train.dpo_config(experiment, training, str(tmp_path / "out"), "fp32")
     if disable_dropout is not None:
         args.disable_dropout = disable_dropout
     rows = [{"prompt": [{"role": "user", "content": "Fine?"}], "chosen": [{"role": "assistant", "content": "Yes."}],
              "rejected": [{"role": "assistant", "content": "No."}]}] * 2
     return DPOTrainer(model=load_base(manifest, settings), ref_model=None, args=args, train_dataset=Dataset.from_list(rows),
-                      processing_class=load_tokenizer(manifest, settings), peft_config=train.lora_config(EXPERIMENT, training))
+                      processing_class=load_tokenizer(manifest, settings), peft_config=train.lora_config(experiment, training))
 
 
 def test_lora_dropout_reaches_the_trained_model(tiny_model, tmp_path, monkeypatch):

@@ -14,12 +14,12 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from conftest import REPO
+from conftest import REPO, default_settings
+from dpo_study.config.settings import ExperimentParams, ModelSettings, TrainingSettings
 from dpo_study.stages.data import build_pairs, write_jsonl
 from dpo_study.config.data_files import load_rows
 from dpo_study.stages.train import train_adapter
 from dpo_study.stages.train_guards import FINGERPRINT_FILE, NumericalGuard, TrainingFault, resume_point
-from dpo_study.config.validation import validate_config
 
 
 @pytest.mark.parametrize(
@@ -75,16 +75,14 @@ def test_checkpoints_of_other_settings_are_discarded(tmp_path):
 # ---- real training on the tiny model ----------------------------------------------------
 
 
-def training_settings(**overrides) -> dict:
-    config = {"model": {"name": "demo"}}
-    validate_config(config, REPO / "workflow/schemas/config.schema.yaml")
-    training = {**config["training"], "max_length": 256, "gradient_checkpointing": False}
-    return {**training, "per_device_train_batch_size": 1, "gradient_accumulation_steps": 1, **overrides}
+def training_settings(**overrides) -> TrainingSettings:
+    return default_settings(TrainingSettings, max_length=256, gradient_checkpointing=False,
+                            per_device_train_batch_size=1, gradient_accumulation_steps=1, **overrides)
 
 
-EXPERIMENT = {"num_epoch": 2, "data_size": 12, "support_ratio": 0.5, "beta": 0.1, "lora_r": 4, "lora_alpha": 8,
-              "learning_rate": 2e-3, "strategy": "swap", "seed": 42}
-MODEL_SETTINGS = {"trust_remote_code": False, "load_in_4bit": False}
+EXPERIMENT = ExperimentParams(num_epoch=2, data_size=12, support_ratio=0.5, beta=0.1, lora_r=4, lora_alpha=8,
+                              learning_rate=2e-3, strategy="swap", seed=42)
+MODEL_SETTINGS = default_settings(ModelSettings, load_in_4bit=False)
 
 
 def run_paths(folder, pairs_file):
@@ -96,7 +94,7 @@ def run_paths(folder, pairs_file):
 @pytest.fixture(scope="module")
 def pairs_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("pairs") / "pairs.jsonl"
-    write_jsonl(build_pairs(load_rows(REPO / "data/train.json", "train"), EXPERIMENT["data_size"], 0.5), path)
+    write_jsonl(build_pairs(load_rows(REPO / "data/train.json", "train"), EXPERIMENT.data_size, 0.5), path)
     return path
 
 
@@ -138,6 +136,7 @@ def test_exploding_gradient_norm_stops_training(tmp_path, tiny_model, pairs_file
 SLOW_TRAINER = """
 import json, sys, time
 from dpo_study.stages import train_guards
+from dpo_study.runtime.runner import stage_arguments
 from dpo_study.stages.train import train_adapter
 
 on_log = train_guards.NumericalGuard.on_log
@@ -145,7 +144,7 @@ def slow_on_log(self, *args, **kwargs):
     time.sleep(0.3)
     return on_log(self, *args, **kwargs)
 train_guards.NumericalGuard.on_log = slow_on_log
-train_adapter(**json.loads(sys.argv[1]))
+train_adapter(**stage_arguments(train_adapter, json.loads(sys.argv[1])))  # settings as plain values, as a job's
 """
 
 
@@ -165,7 +164,8 @@ def test_killed_training_resumes_from_its_last_checkpoint_and_ends_where_an_unin
 
     killed = run_paths(tmp_path / "killed", pairs_file)
     process = subprocess.Popen(
-        [sys.executable, "-c", SLOW_TRAINER, json.dumps({**common, **killed})],
+        [sys.executable, "-c", SLOW_TRAINER,
+         json.dumps({**{k: getattr(v, "to_dict", lambda v=v: v)() for k, v in common.items()}, **killed})],
         env={**os.environ, "PYTHONPATH": str(REPO / "src")}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     state = os.path.join(killed["checkpoints"], "checkpoint-8", "trainer_state.json")

@@ -6,7 +6,8 @@ import subprocess
 
 import pandas as pd
 
-from conftest import REPO
+from conftest import REPO, default_settings
+from dpo_study.config.settings import GenerationSettings, ModelSettings
 from dpo_study.config import provenance
 from dpo_study.stages.data import prompt_records
 from dpo_study.config.data_files import DEFAULT_SYSTEM_PROMPT
@@ -15,21 +16,22 @@ from dpo_study.stages.generate import generate_answers
 from dpo_study.runtime.modeling import load_base, load_tokenizer, read_manifest
 from dpo_study.stages.tables import EXPERIMENT_COLUMNS, RESPONSE_COLUMNS, write_tables
 
-GENERATION = {"max_new_tokens": 2, "do_sample": False, "temperature": 1.0, "top_p": 1.0, "batch_size": 4, "seed": 0}
+GENERATION = GenerationSettings(max_new_tokens=2, do_sample=False, temperature=1.0, top_p=1.0, batch_size=4,
+                                decode="auto", seed=0)
 
 
 def test_answer_without_end_of_turn_is_cut_and_flagged(tiny_model):
     manifest = read_manifest(tiny_model)
-    settings = {"trust_remote_code": False, "load_in_4bit": False}
+    settings = default_settings(ModelSettings, load_in_4bit=False)
     tokenizer, model = load_tokenizer(manifest, settings), load_base(manifest, settings)
     test_rows = json.loads((REPO / "data/test.json").read_text())
     records = prompt_records(test_rows, [], DEFAULT_SYSTEM_PROMPT)
     rows = generate_answers(model, tokenizer, records, GENERATION)
-    longer = generate_answers(model, tokenizer, records, {**GENERATION, "max_new_tokens": 6})
+    longer = generate_answers(model, tokenizer, records, GENERATION.replace(max_new_tokens=6))
     assert any(r["hit_max_new_tokens"] for r in rows)  # a barely trained model rarely ends a turn in 2 tokens
     for row, free in zip(rows, longer):
         if row["hit_max_new_tokens"]:  # cut: with more room, the same (greedy) answer goes on
-            assert row["new_tokens"] == GENERATION["max_new_tokens"] < free["new_tokens"]
+            assert row["new_tokens"] == GENERATION.max_new_tokens < free["new_tokens"]
         else:  # ended by itself: more room changes nothing
             assert (row["response"], row["new_tokens"]) == (free["response"], free["new_tokens"])
 

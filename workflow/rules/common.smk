@@ -58,7 +58,7 @@ RUN = STUDY.run_dir("{key}")  # a run's folder
 JUDGE_KEY = STUDY.keys["judge"]
 JUDGES = STUDY.judges
 PRIMARY_JUDGE = STUDY.primary_judge
-ENV = f"../../envs/{config['software']['env']}.yaml"
+ENV = f"../../envs/{STUDY.software_env}.yaml"
 
 
 # One path segment each: experiment names and keys are checked in dpo_study.config.experiments (a pattern
@@ -72,10 +72,12 @@ wildcard_constraints:
 
 
 # ---- input functions and params: thin views of STUDY (src/dpo_study/config/study.py) -----------
+# A settings group travels as its plain values (``.to_dict()``): Snakemake's params trigger compares
+# their repr (a dataclass it would skip), and the stage runner rebuilds the class the stage declares.
 
 
 def experiment_params(wildcards):
-    return RUNS[wildcards.key].params
+    return STUDY.experiment_params(wildcards.key).to_dict()
 
 
 def pairs_file(wildcards):
@@ -103,7 +105,15 @@ def aligned_responses(wildcards):
 
 
 def judge_settings(wildcards):
-    return STUDY.judge_settings(wildcards.judge)
+    return STUDY.judge_settings(wildcards.judge).to_dict()
+
+
+def judge_cv_folds(wildcards):
+    return STUDY.settings_group("judge", wildcards.judge).cv_folds
+
+
+def judge_seed(wildcards):
+    return STUDY.settings_group("judge", wildcards.judge).seed
 
 
 def judge_gpus(wildcards):

@@ -43,7 +43,7 @@ rule prepare_prompts:
 
 rule prepare_train_prompts:
     input:
-        train=config["data"]["train"],
+        train=STUDY.train_data,
     output:
         prompts=f"{RESULTS}/train_prompts.jsonl",
     log:

@@ -13,8 +13,8 @@ rule generate_base:
     resources:
         gpu=1,
     params:
-        generation=STUDY.generation_settings,
-        model_settings=STUDY.model_settings,
+        generation=STUDY.generation_settings.to_dict(),
+        model_settings=STUDY.model_settings.to_dict(),
         code=code("generate_responses"),
     script:
         "../scripts/generate_responses.py"
@@ -35,8 +35,8 @@ rule generate_aligned:
     resources:
         gpu=1,
     params:
-        generation=STUDY.generation_settings,
-        model_settings=STUDY.model_settings,
+        generation=STUDY.generation_settings.to_dict(),
+        model_settings=STUDY.model_settings.to_dict(),
         code=code("generate_responses"),
     script:
         "../scripts/generate_responses.py"

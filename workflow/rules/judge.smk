@@ -1,9 +1,9 @@
 rule train_judge:
     input:
         unpack(judge_manifest_input),
-        train=config["data"]["train"],
-        texts=config["judge"]["texts"],
-        holdout=config["judge"]["holdout"],
+        train=STUDY.train_data,
+        texts=STUDY.judge_texts,
+        holdout=STUDY.judge_holdout,
     output:
         judge=f"{STUDY.judge_dir}/{{judge}}.joblib",
         accuracy=report(
@@ -21,8 +21,8 @@ rule train_judge:
     params:
         name=lambda wildcards: wildcards.judge,
         settings=judge_settings,
-        cv_folds=config["judge"]["cv_folds"],
-        seed=config["judge"]["seed"],
+        cv_folds=judge_cv_folds,
+        seed=judge_seed,
         code=code("train_judge"),
     script:
         "../scripts/train_judge.py"

@@ -2,8 +2,8 @@ if MODEL == "demo":
 
     rule build_demo_model:
         input:
-            train=config["data"]["train"],
-            test=config["data"]["test"],
+            train=STUDY.train_data,
+            test=STUDY.test_data,
         output:
             model_dir=directory(f"{RESULTS}/models/{STUDY.model_id}"),
             manifest=MODEL_MANIFEST,
@@ -13,7 +13,7 @@ if MODEL == "demo":
             ENV
         threads: 2
         params:
-            **STUDY.demo_model_settings,
+            settings=STUDY.demo_model_settings.to_dict(),
             system_prompt=STUDY.system_prompt,
             code=code("build_demo_model"),
         script:

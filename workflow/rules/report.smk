@@ -42,7 +42,7 @@ rule question_tables:
     conda:
         ENV
     params:
-        questions=config["questions"],
+        questions=STUDY.questions,
         code=code("write_question_tables"),
     script:
         "../scripts/write_question_tables.py"
@@ -193,7 +193,7 @@ rule findings:
     conda:
         ENV
     params:
-        questions=config["questions"],
+        questions=STUDY.questions,
         code=code("write_findings"),
     script:
         "../scripts/write_findings.py"

@@ -14,8 +14,8 @@ rule implicit_reward:
     resources:
         gpu=1,
     params:
-        beta=lambda wildcards: RUNS[wildcards.key].params["beta"],
-        model_settings=STUDY.model_settings,
+        beta=lambda wildcards: STUDY.experiment_params(wildcards.key).beta,
+        model_settings=STUDY.model_settings.to_dict(),
         code=code("implicit_reward"),
     script:
         "../scripts/implicit_reward.py"

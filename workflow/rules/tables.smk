@@ -24,7 +24,7 @@ rule tables:
     params:
         experiment_records=STUDY.experiment_records(),
         prompt_sets=list(STUDY.prompt_sets),
-        relevance_model=config["judge"]["embedding"]["model_path"],
+        relevance_model=STUDY.relevance_model,
         code=code("write_tables"),
     script:
         "../scripts/write_tables.py"

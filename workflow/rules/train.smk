@@ -2,7 +2,7 @@ rule train_adapter:
     input:
         manifest=MODEL_MANIFEST,
         pairs=pairs_file,
-        train_rows=config["data"]["train"],
+        train_rows=STUDY.train_data,
     output:
         adapter=directory(f"{RUN}/adapter"),
         train_log=f"{RUN}/train_log.csv",
@@ -17,8 +17,8 @@ rule train_adapter:
     params:
         checkpoints=checkpoint_dir,
         experiment=experiment_params,
-        training=STUDY.training_settings,
-        model_settings=STUDY.model_settings,
+        training=STUDY.training_settings.to_dict(),
+        model_settings=STUDY.model_settings.to_dict(),
         code=code("train_adapter"),
     script:
         "../scripts/train_adapter.py"

@@ -44,14 +44,13 @@ class BackendError(ConfigError):
     """The machine cannot run the requested backend or precision; the message names the field."""
 
 
-def batch_split(training: dict, recipe: str) -> tuple[int, list[tuple[int, int]]]:
+def batch_split(micro: int | None, accumulation: int | None, recipe: str) -> tuple[int, list[tuple[int, int]]]:
     """The effective batch and the (micro-batch, accumulation) splits to try, best first.
 
+    ``micro``/``accumulation``: training.per_device_train_batch_size/gradient_accumulation_steps.
     Both set: exactly that. One set: the other keeps the homework's effective batch of 8. Neither:
     the homework recipe's 2 x 4, or for `fast` every split of 8 from the largest micro-batch down.
     """
-    micro = training.get("per_device_train_batch_size")
-    accumulation = training.get("gradient_accumulation_steps")
     if micro and accumulation:
         return micro * accumulation, [(micro, accumulation)]
     effective = HOMEWORK_EFFECTIVE_BATCH

@@ -19,6 +19,16 @@ from dpo_study.config.errors import ConfigError, named
 from dpo_study.config.experiments import KEY_CHARACTERS, Experiment, expand, settings_key
 from dpo_study.config.model import model_facts, model_slug
 from dpo_study.config.provenance import experiment_config_hash
+from dpo_study.config.settings import (
+    DemoModelSettings,
+    ExperimentParams,
+    GenerationSettings,
+    JudgeSettings,
+    ModelSettings,
+    Settings,
+    TrainingSettings,
+    judge_settings_of,
+)
 from dpo_study.config.questions import check_questions
 from dpo_study.config.reading import check_values, read_config_files
 from dpo_study.config.recipes import batch_split
@@ -46,59 +56,84 @@ class Study:
     runs: dict[str, Experiment] = field(init=False)  # identical parameter sets share one run
     by_name: dict[str, Experiment] = field(init=False)
     data_params_by_key: dict[str, dict] = field(init=False)
+    # The settings groups, built once from the checked config (dpo_study.config.settings).
+    model_settings: ModelSettings = field(init=False)
+    training_settings: TrainingSettings = field(init=False)
+    generation_settings: GenerationSettings = field(init=False)
+    demo_model_settings: DemoModelSettings = field(init=False)
+    judge_groups: dict[str, JudgeSettings] = field(init=False)  # judge name -> what its training job gets
+    experiment_settings: dict[str, ExperimentParams] = field(init=False)  # run key -> its parameters
 
     def __post_init__(self):
         self.runs = {e.key: e for e in self.experiments}
         self.by_name = {e.name: e for e in self.experiments}
         self.data_params_by_key = {e.data_key: e.data_params for e in self.experiments}
+        self.model_settings = ModelSettings.from_config(self.config)
+        self.training_settings = TrainingSettings.from_config(self.config)
+        self.generation_settings = GenerationSettings.from_config(self.config)
+        self.demo_model_settings = DemoModelSettings.from_config(self.config)
+        judge = self.config["judge"]
+        self.judge_groups = {name: JudgeSettings(judge_settings_of(self.config, name), judge["cv_folds"], judge["seed"])
+                             for name in self.judges}
+        self.experiment_settings = {key: ExperimentParams.from_dict(run.params) for key, run in self.runs.items()}
 
-    # ---- settings groups: what each kind of job is given, one named group each ------------
-
-    @property
-    def model_settings(self) -> dict:
-        """What every model-loading job needs; the recipe and max length decide the base precision."""
-        model = self.config["model"]
-        return {
-            "trust_remote_code": model["trust_remote_code"],
-            "load_in_4bit": model["load_in_4bit"],
-            "max_seq_length": model["max_seq_length"],
-            "recipe": self.config["training"]["recipe"],
-        }
-
-    @property
-    def training_settings(self) -> dict:
-        return {**self.config["training"], "max_length": self.config["model"]["max_seq_length"]}
-
-    @property
-    def generation_settings(self) -> dict:
-        return self.config["generation"]
-
-    @property
-    def demo_model_settings(self) -> dict:
-        return self.config["demo_model"]
-
-    @property
-    def system_prompt(self) -> str:
-        return self.config["data"]["system_prompt"]
+    # ---- settings groups: what each kind of job is given, one typed group each (config.settings) --
 
     def judge_runs_model(self, name: str) -> bool:
         """Judges that run the study's base model need its manifest (and a GPU on a GPU study)."""
         return name == "llm" and self.config["judge"]["llm"]["backend"] == "base_model"
 
-    def judge_settings(self, name: str) -> dict:
-        settings = dict(self.config["judge"].get(name, {}))
-        if self.judge_runs_model(name):
-            settings["model_settings"] = self.model_settings
-        return settings
+    def judge_settings(self, name: str) -> Settings:
+        """One judge's settings; the llm judge that runs the base model carries the model settings."""
+        return self.judge_groups[name].settings
 
-    def settings_group(self, group: str, judge: str | None = None) -> dict:
+    def settings_group(self, group: str, judge: str | None = None) -> Settings:
         """One named group of ``SETTINGS_GROUPS`` (``judge`` takes the judge's name)."""
         if group == "judge":
-            judge_config = self.config["judge"]
-            return {"settings": self.judge_settings(judge), "cv_folds": judge_config["cv_folds"],
-                    "seed": judge_config["seed"]}
+            return self.judge_groups[judge]
         return {"model": self.model_settings, "training": self.training_settings,
                 "generation": self.generation_settings, "demo_model": self.demo_model_settings}[group]
+
+    def experiment_params(self, key: str) -> ExperimentParams:
+        """The parameters of the run ``key`` (identical experiments share it)."""
+        return self.experiment_settings[key]
+
+    @property
+    def system_prompt(self) -> str:
+        return self.config["data"]["system_prompt"]
+
+    @property
+    def train_data(self) -> str:
+        """The training data file (``data.train``)."""
+        return self.config["data"]["train"]
+
+    @property
+    def test_data(self) -> str:
+        return self.config["data"]["test"]
+
+    @property
+    def judge_texts(self) -> str:
+        """The labelled texts the trained judges learn from (``judge.texts``)."""
+        return self.config["judge"]["texts"]
+
+    @property
+    def judge_holdout(self) -> str:
+        """The labelled texts every judge is scored on (``judge.holdout``)."""
+        return self.config["judge"]["holdout"]
+
+    @property
+    def relevance_model(self) -> str | None:
+        """The sentence encoder of the tables' relevance (``judge.embedding.model_path``; null: the bundled one)."""
+        return self.config["judge"]["embedding"]["model_path"]
+
+    @property
+    def questions(self) -> list[dict]:
+        return self.config["questions"]
+
+    @property
+    def software_env(self) -> str:
+        """``software.env``: the conda environment file of the model rules (envs/<env>.yaml)."""
+        return self.config["software"]["env"]
 
     # ---- experiments and data keys ------------------------------------------------------
 
@@ -205,7 +240,7 @@ class Study:
     def pairs_inputs(self, data_key: str) -> dict:
         """The base model's answers to the training prompts only for strategies that reject them."""
         data = self.data_params(data_key)
-        inputs = {"train": self.config["data"]["train"]}
+        inputs = {"train": self.train_data}
         if needs_base_responses(data["strategy"], data.get("mix_weights")):
             inputs["base_responses"] = self.train_responses
         return inputs
@@ -277,7 +312,7 @@ def load_study(config: dict, config_files=(), schema: str | Path = CONFIG_SCHEMA
         facts = model_facts(config["model"]["name"], training["target_modules"], manifest_path(config, keys))
     check_settings(config, sources, facts)
     with named(sources.of(["training"])):
-        batch_split(training, training["recipe"])
+        batch_split(training["per_device_train_batch_size"], training["gradient_accumulation_steps"], training["recipe"])
     special = texts.special_token_pattern(facts.special_tokens)
     system_source = sources.of(["data", "system_prompt"])
     texts.check_text(data["system_prompt"], system_source, None, None, "data.system_prompt")

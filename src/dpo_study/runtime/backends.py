@@ -15,8 +15,8 @@ from pathlib import Path
 
 import torch
 
-from dpo_study.runtime.modeling import load_base
-from dpo_study.runtime.plans import TrainPlan
+from dpo_study.runtime import modeling
+from dpo_study.runtime.plans import JobPlan
 
 log = logging.getLogger(__name__)
 
@@ -37,22 +37,24 @@ def import_unsloth() -> None:
     import unsloth  # noqa: F401
 
 
-def load_for_training(plan: TrainPlan, manifest: dict, model_settings: dict, lora, seed: int, max_length: int):
-    """(model, peft_config for the trainer): the base with a fresh LoRA adapter, by the plan's backend.
+def load_for_training(job: JobPlan, lora, seed: int, max_length: int):
+    """(model, peft_config for the trainer): the base with a fresh LoRA adapter, by the job's training
+    plan's backend; the base as the job's load plan says (the training plan's precision).
 
     ``lora`` is the experiment's ``peft.LoraConfig``. TRL wraps the base itself (``peft_config``);
     Unsloth wraps it with its own ``get_peft_model`` and the trainer gets no config.
     """
+    plan, load = job.train, job.load
     if plan.backend == "unsloth":
         import_unsloth()
         from unsloth import FastLanguageModel
 
         model, _ = FastLanguageModel.from_pretrained(
-            model_name=manifest["path"],
+            model_name=load.path,
             max_seq_length=max_length,
             dtype=torch.bfloat16 if plan.precision == "bf16" else torch.float16,
             load_in_4bit=plan.load_in_4bit,
-            trust_remote_code=model_settings.get("trust_remote_code", False),
+            trust_remote_code=load.trust_remote_code,
         )
         model = FastLanguageModel.get_peft_model(
             model,
@@ -67,4 +69,4 @@ def load_for_training(plan: TrainPlan, manifest: dict, model_settings: dict, lor
         )
         return model, None
     # The plan's precision is weights_in_4bit's for these settings: the same base the other stages load.
-    return load_base(manifest, {**model_settings, "load_in_4bit": plan.load_in_4bit}), lora
+    return modeling.load_planned(load), lora

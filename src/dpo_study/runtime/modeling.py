@@ -11,6 +11,7 @@ import torch
 
 from dpo_study.config import atomic
 from dpo_study.config.model import hub_offline
+from dpo_study.config.settings import ModelSettings
 from dpo_study.runtime.plans import LoadPlan, compute_dtype, load_plan
 
 log = logging.getLogger(__name__)
@@ -20,12 +21,10 @@ def read_manifest(path: str | Path) -> dict:
     return json.loads(Path(path).read_text())
 
 
-def load_tokenizer(manifest: dict, settings: dict):
+def load_tokenizer(manifest: dict, settings: ModelSettings):
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(
-        manifest["path"], trust_remote_code=settings.get("trust_remote_code", False)
-    )
+    tokenizer = AutoTokenizer.from_pretrained(manifest["path"], trust_remote_code=settings.trust_remote_code)
     if tokenizer.pad_token is None:
         # Llama-3 ships no pad token; its reserved right-pad token (or EOS) is what fine-tuning uses.
         pad = "<|finetune_right_pad_id|>"
@@ -33,7 +32,7 @@ def load_tokenizer(manifest: dict, settings: dict):
     return tokenizer
 
 
-def load_base(manifest: dict, settings: dict):
+def load_base(manifest: dict, settings: ModelSettings):
     """The study's base model, in the precision its settings resolve to: the one way every stage loads it."""
     return load_planned(load_plan(manifest, settings))
 

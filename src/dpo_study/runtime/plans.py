@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from dpo_study.config.recipes import BACKENDS, FAST_OPTIM, HOMEWORK, RECIPES, BackendError, batch_split
+from dpo_study.config.settings import ModelSettings, TrainingSettings
 
 
 def device() -> str:
@@ -58,14 +59,14 @@ class LoadPlan:
         return compute_dtype() if self.device == "cuda" else torch.float32
 
 
-def load_plan(manifest: dict, settings: dict) -> LoadPlan:
+def load_plan(manifest: dict, settings: ModelSettings) -> LoadPlan:
     """The plan for the model settings (the study's ``model`` group) on this machine: 4-bit or bf16 by
     the explicit ``load_in_4bit``, else by the recipe (backends.weights_in_4bit)."""
 
     where = device()
     in_4bit = weights_in_4bit(settings, device=where, gpu_bytes=gpu_memory_bytes(),
                               shape=model_shape(manifest["path"]) if where == "cuda" else None)
-    return LoadPlan(str(manifest["path"]), where, in_4bit, bool(settings.get("trust_remote_code", False)))
+    return LoadPlan(str(manifest["path"]), where, in_4bit, settings.trust_remote_code)
 
 
 # Memory kept free on the GPU: CUDA context, allocator fragmentation, the optimizer's LoRA states.
@@ -157,22 +158,22 @@ def usable_bytes(gpu_bytes: int) -> float:
     return GPU_USABLE_FRACTION * gpu_bytes - GPU_RESERVE_BYTES
 
 
-def weights_in_4bit(model_settings: dict, *, device: str, gpu_bytes: int | None, shape: ModelShape | None) -> bool:
+def weights_in_4bit(model_settings: ModelSettings, *, device: str, gpu_bytes: int | None, shape: ModelShape | None) -> bool:
     """4-bit base weights? Explicit setting, else the recipe: homework always, fast only when bf16 cannot train.
 
     One function for the training and the generation jobs, so both see the same base model.
     """
     if device != "cuda":
         return False
-    explicit = model_settings.get("load_in_4bit")
+    explicit = model_settings.load_in_4bit
     if explicit is not None:
         return bool(explicit)
-    if model_settings.get("recipe", "fast") == "homework":
+    if model_settings.recipe == "homework":
         return True
     if gpu_bytes is None or shape is None:
         return False
     # bf16 if it trains with the smallest footprint: one pair a micro-batch, with checkpointing.
-    smallest = shape.weight_bytes(False) + shape.activation_bytes(2, model_settings["max_seq_length"], True)
+    smallest = shape.weight_bytes(False) + shape.activation_bytes(2, model_settings.max_seq_length, True)
     return smallest > usable_bytes(gpu_bytes)
 
 
@@ -193,13 +194,12 @@ class TrainPlan:
     # Compute precision: bf16 where the GPU has it, else fp16 with loss scaling (TRL's fp16=True), fp32 on a CPU.
     precision: str = "bf16"
 
-    def training_settings(self, training: dict) -> dict:
-        """The config's training section with every recipe-decided field filled in."""
-        resolved = {k: getattr(self, k) for k in (
+    def training_settings(self, training: TrainingSettings) -> TrainingSettings:
+        """The training settings with every recipe-decided field filled in."""
+        return training.replace(**{k: getattr(self, k) for k in (
             "per_device_train_batch_size", "gradient_accumulation_steps", "gradient_checkpointing",
             "optim", "precompute_ref_logps",
-        )}
-        return {**training, **resolved}
+        )})
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -222,8 +222,8 @@ def choose_backend(requested: str, *, device: str, in_4bit: bool, unsloth_availa
 
 
 def plan_training(
-    training: dict,
-    model_settings: dict,
+    training: TrainingSettings,
+    model_settings: ModelSettings,
     *,
     device: str,
     gpu_bytes: int | None,
@@ -236,28 +236,27 @@ def plan_training(
 
     A pure function of its arguments (the machine is passed in), so it is tested on the CPU.
     """
-    recipe = training.get("recipe", "fast")
+    recipe = training.recipe
     if recipe not in RECIPES:
         raise BackendError(f"training.recipe: {recipe!r} is not one of {', '.join(RECIPES)}")
-    settings = {**model_settings, "recipe": recipe}
-    in_4bit = weights_in_4bit(settings, device=device, gpu_bytes=gpu_bytes, shape=shape)
-    backend = choose_backend(training.get("backend", "auto"), device=device, in_4bit=in_4bit,
+    in_4bit = weights_in_4bit(model_settings.replace(recipe=recipe), device=device, gpu_bytes=gpu_bytes, shape=shape)
+    backend = choose_backend(training.backend, device=device, in_4bit=in_4bit,
                              unsloth_available=unsloth_available)
     if in_4bit and backend == "trl" and not bitsandbytes_available:
         raise BackendError("model.load_in_4bit: 4-bit weights need bitsandbytes (pip install 'dpo-study[gpu]'), "
                            "or set model.load_in_4bit: false")
-    effective, splits = batch_split(training, recipe)
-    explicit_checkpointing = training.get("gradient_checkpointing")
-    precompute = training.get("precompute_ref_logps")
+    effective, splits = batch_split(training.per_device_train_batch_size, training.gradient_accumulation_steps, recipe)
+    explicit_checkpointing = training.gradient_checkpointing
+    precompute = training.precompute_ref_logps
     if precompute is None:
         precompute = HOMEWORK["precompute_ref_logps"] if recipe == "homework" else True
 
     if device != "cuda":
         micro, accumulation = splits[0]
         return TrainPlan(backend, recipe, device, False, micro, accumulation, False,
-                         training.get("cpu_optim", "adamw_torch"), bool(precompute), precision="fp32")
+                         training.cpu_optim, bool(precompute), precision="fp32")
 
-    optim = training.get("optim") or (HOMEWORK["optim"] if recipe == "homework" else FAST_OPTIM)
+    optim = training.optim or (HOMEWORK["optim"] if recipe == "homework" else FAST_OPTIM)
     if explicit_checkpointing is not None:
         checkpointing_options = [bool(explicit_checkpointing)]
     elif recipe == "homework":
@@ -268,7 +267,7 @@ def plan_training(
     def peak(micro: int, checkpointing: bool) -> float | None:
         if shape is None:
             return None
-        return shape.weight_bytes(in_4bit) + shape.activation_bytes(2 * micro, model_settings["max_seq_length"],
+        return shape.weight_bytes(in_4bit) + shape.activation_bytes(2 * micro, model_settings.max_seq_length,
                                                                      checkpointing)
 
     chosen = None
@@ -293,7 +292,7 @@ def plan_training(
                      precision="bf16" if bf16_supported else "fp16")
 
 
-def plan_for_job(manifest: dict, training: dict, model_settings: dict) -> TrainPlan:
+def plan_for_job(manifest: dict, training: TrainingSettings, model_settings: ModelSettings) -> TrainPlan:
     """The plan on this machine (after the job has claimed its GPU)."""
     device = "cuda" if torch.cuda.is_available() else "cpu"
     return plan_training(
@@ -305,3 +304,38 @@ def plan_for_job(manifest: dict, training: dict, model_settings: dict) -> TrainP
         unsloth_available=unsloth_installed(),
         bitsandbytes_available=bitsandbytes_installed(),
     )
+
+
+@dataclass(frozen=True)
+class JobPlan:
+    """What a job decides about this machine before anything loads, once per job (the stage runner,
+    ``runtime.runner``, computes it and hands it to a stage that takes ``plan``)."""
+
+    model: str | None  # the base model's folder (its manifest's path); None: the job loads no model
+    load: LoadPlan | None  # how the base model is loaded; None without model settings
+    train: TrainPlan | None = None  # a training job's backend, precision and batch split
+
+    @property
+    def unsloth(self) -> bool:
+        """Unsloth must patch the process (imported before transformers, TRL and PEFT)."""
+        return self.train is not None and self.train.backend == "unsloth"
+
+    @property
+    def process_key(self) -> dict:
+        """What a process that runs the job is set up for: a resident worker serves one of these."""
+        return {"model": self.model, "unsloth": self.unsloth}
+
+
+def plan_job(manifest: dict | None, training: TrainingSettings | None = None,
+             model_settings: ModelSettings | None = None) -> JobPlan:
+    """The job's plan on this machine (after it has claimed its GPU). A training job loads the base
+    in its training plan's precision, which is ``weights_in_4bit``'s for the same settings."""
+    if manifest is None:
+        return JobPlan(None, None)
+    if model_settings is None:
+        return JobPlan(str(manifest["path"]), None)
+    if training is None:
+        return JobPlan(str(manifest["path"]), load_plan(manifest, model_settings))
+    train = plan_for_job(manifest, training, model_settings)
+    load = LoadPlan(str(manifest["path"]), train.device, train.load_in_4bit, model_settings.trust_remote_code)
+    return JobPlan(load.path, load, train)

@@ -8,22 +8,20 @@ log file.
 A job that declares a GPU (``resources: gpu=1``) first claims its own GPU, before anything starts
 CUDA. Then, with ``software.gpu_worker`` on (``auto``: everywhere but inside a SLURM job), it hands the stage
 to the resident worker of that GPU (``dpo_study.runtime.worker``), which keeps the libraries imported and
-the base model loaded across jobs. Otherwise the stage runs in this process, its module imported
-only now (by name), so that Unsloth, when the job trains with it, is imported before transformers.
+the base model loaded across jobs. Otherwise the stage runs in this process. Either way the one
+stage runner (``dpo_study.runtime.runner``) runs it: the job's plan computed once, Unsloth imported
+before the stage's module when the job trains with it, the settings groups (plain values in the
+rule's params, so that Snakemake's params trigger compares them) rebuilt as the stage's annotations say.
 """
 
 from __future__ import annotations
 
 import fcntl
-import importlib
-import inspect
 import json
-import logging
 import os
 import time
-from contextlib import redirect_stderr, redirect_stdout
 
-from dpo_study.runtime import gpus, worker
+from dpo_study.runtime import gpus, runner, worker
 
 JOB_TIMES_VARIABLE = "DPO_STUDY_JOB_TIMES"  # a file: each job appends its timing (bench/study.py)
 
@@ -51,11 +49,6 @@ def stage_kwargs(smk) -> dict:
     return {**plain(kwargs), "threads": smk.threads}
 
 
-def resolve(stage: str):
-    module, _, function = stage.partition(":")
-    return getattr(importlib.import_module(module), function)
-
-
 def claim_gpu() -> str | None:
     """This job's own GPU (``CUDA_VISIBLE_DEVICES``), before anything starts CUDA."""
     gpu = gpus.claim_gpu()
@@ -65,27 +58,9 @@ def claim_gpu() -> str | None:
     return gpu
 
 
-def import_first(kwargs: dict) -> None:
-    """Unsloth, when this job trains with it: before the stage's module imports transformers, TRL and PEFT."""
-    if worker.plan_of(kwargs)["unsloth"]:
-        from dpo_study.runtime.backends import import_unsloth
-
-        import_unsloth()
-
-
 def run_here(stage: str, kwargs: dict, log_path: str, gpu_job: bool) -> None:
-    """The stage in this process, with its output and logging in the job's log."""
-    with open(log_path, "w", buffering=1) as log_file, redirect_stdout(log_file), redirect_stderr(log_file):
-        logging.basicConfig(
-            stream=log_file, level=logging.INFO, force=True,
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        )
-        if gpu_job:
-            import_first(kwargs)
-        func = resolve(stage)
-        if "threads" not in inspect.signature(func).parameters:
-            kwargs = {k: v for k, v in kwargs.items() if k != "threads"}
-        func(**kwargs)
+    """The stage in this process (a GPU job plans itself first: Unsloth may have to come first)."""
+    runner.run_stage(stage, kwargs, log_path, plan_here=gpu_job)
 
 
 def process_start_time() -> float | None:

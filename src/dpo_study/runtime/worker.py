@@ -216,18 +216,3 @@ def run_stage(stage: str, kwargs: dict, log_path: str, gpu: str | None, owner: i
                               f"(traceback in {log_path})")
         return result
     raise WorkerError(f"no GPU worker took the job after 5 attempts; see {folder / (name + '.log')}")
-
-
-# -- shared with the worker process -----------------------------------------------------------
-
-
-def plan_of(kwargs: dict) -> dict:
-    """The load plan a job needs: the model, and whether Unsloth must patch the process first."""
-    from dpo_study.runtime import plans
-    from dpo_study.runtime.modeling import read_manifest
-
-    manifest = read_manifest(kwargs["manifest"]) if kwargs.get("manifest") else None
-    training = kwargs.get("training")
-    unsloth = bool(manifest and training) and plans.plan_for_job(
-        manifest, training, kwargs.get("model_settings", {})).backend == "unsloth"
-    return {"model": manifest and manifest["path"], "unsloth": unsloth}

@@ -21,32 +21,15 @@ import traceback
 from multiprocessing.connection import Listener
 from pathlib import Path
 
-from dpo_study.runtime.worker import DEFAULT_IDLE_SECONDS, alive, plan_of, read_info
+from dpo_study.runtime.runner import LOG_FORMAT, job_plan, run_stage
+from dpo_study.runtime.worker import DEFAULT_IDLE_SECONDS, alive, read_info
 
 log = logging.getLogger("dpo_study.runtime.worker_process")  # also when run as __main__
-
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def socket_address(folder: Path, name: str) -> str:
     # An abstract Unix socket (no file, gone with the process); the authkey keeps others out.
     return "\0dpo-study-worker-" + hashlib.sha1(f"{folder}/{name}".encode()).hexdigest()[:20]
-
-
-def import_stage(stage: str):
-    import importlib
-
-    module, _, function = stage.partition(":")
-    return getattr(importlib.import_module(module), function)
-
-
-def stage_arguments(func, kwargs: dict) -> dict:
-    """The job's arguments; ``threads`` only for a stage that takes it."""
-    import inspect
-
-    if "threads" not in inspect.signature(func).parameters:
-        kwargs = {k: v for k, v in kwargs.items() if k != "threads"}
-    return kwargs
 
 
 class Worker:
@@ -120,58 +103,39 @@ class Worker:
             return
         self.last_active = time.monotonic()
         try:
-            plan = plan_of(request["kwargs"])
+            job = job_plan(request["kwargs"])  # the job's one plan, handed to its stage (runtime.runner)
         except Exception as error:
             connection.send({"status": "accepted"})
             connection.send({"status": "failed", "error": f"cannot plan the job: {error!r}"})
             return
+        plan = job.process_key
         if self.plan is not None and plan != self.plan:
             connection.send({"status": "retire"})
             self.exit(f"a job needs another load plan ({plan}, this worker has {self.plan})")
         if self.plan is None:
             self.plan = plan
-            if plan["unsloth"]:
-                from dpo_study.runtime.backends import import_unsloth
-
-                import_unsloth()
             log.info("load plan: %s", plan)
         connection.send({"status": "accepted"})
         self.busy = connection
-        result = self.run_job(request)
+        result = self.run_job(request, job)
         self.busy = None
         connection.send(result)
 
-    def run_job(self, request: dict) -> dict:
-        """The stage, as its own process would run it: its output and logging into its log file."""
+    def run_job(self, request: dict, plan) -> dict:
+        """The stage, as its own process would run it (runtime.runner), from a freshly seeded torch."""
         start = time.perf_counter()
         os.chdir(request["cwd"])
-        sys.stdout.flush()
-        sys.stderr.flush()
-        saved = os.dup(1), os.dup(2)
-        with open(request["log"], "w", buffering=1) as job_log:
-            os.dup2(job_log.fileno(), 1)
-            os.dup2(job_log.fileno(), 2)
-            logging.basicConfig(stream=sys.stderr, level=logging.INFO, force=True, format=LOG_FORMAT)
-            log.info("running %s in the GPU worker (pid %d, job %d of this worker)",
-                     request["stage"], os.getpid(), self.jobs + 1)
-            self.torch.manual_seed(self.initial_seed)
-            result = {"status": "done", "worker_pid": os.getpid()}
-            try:
-                func = import_stage(request["stage"])
-                func(**stage_arguments(func, request["kwargs"]))
-            except BaseException as error:  # also SystemExit/KeyboardInterrupt from a stage: the job fails
-                traceback.print_exc()
-                result = {"status": "failed", "error": "".join(traceback.format_exception_only(error)).strip()}
-            finally:
-                self.resident.reset()
-                self.jobs += 1
-                sys.stdout.flush()
-                sys.stderr.flush()
-                os.dup2(saved[0], 1)
-                os.dup2(saved[1], 2)
-                for fd in saved:
-                    os.close(fd)
-                logging.basicConfig(stream=sys.stderr, level=logging.INFO, force=True, format=LOG_FORMAT)
+        self.torch.manual_seed(self.initial_seed)
+        result = {"status": "done", "worker_pid": os.getpid()}
+        try:
+            run_stage(request["stage"], request["kwargs"], request["log"], plan,
+                      note=f"running {request['stage']} in the GPU worker (pid {os.getpid()}, "
+                           f"job {self.jobs + 1} of this worker)")
+        except BaseException as error:  # also SystemExit/KeyboardInterrupt from a stage: the job fails
+            result = {"status": "failed", "error": "".join(traceback.format_exception_only(error)).strip()}
+        finally:
+            self.resident.reset()
+            self.jobs += 1
         result.update(seconds=round(time.perf_counter() - start, 3), job=self.jobs,
                       resident=dict(self.resident.stats))
         log.info("%s: %s in %.2f s", request["stage"], result["status"], result["seconds"])

@@ -20,6 +20,7 @@ from dpo_study.config import atomic
 from dpo_study.config.data_files import load_rows
 from dpo_study.config.model import DEMO_MAX_POSITIONS
 from dpo_study.config.texts import DEMO_SPECIAL_TOKENS
+from dpo_study.config.settings import DemoModelSettings
 
 log = logging.getLogger(__name__)
 
@@ -117,20 +118,16 @@ def build_demo_model(
     test: str,
     model_dir: str,
     manifest: str,
-    seed: int,
-    steps: int,
-    batch_size: int,
-    learning_rate: float,
-    vocab_size: int,
-    hidden_size: int,
-    num_layers: int,
-    num_heads: int,
-    intermediate_size: int,
+    settings: DemoModelSettings,
     system_prompt: str,
     threads: int = 1,
 ) -> None:
     """Stage: train the demo model from scratch and save it like any Hugging Face model."""
     from transformers import LlamaConfig, LlamaForCausalLM
+
+    seed, steps, batch_size, learning_rate = settings.seed, settings.steps, settings.batch_size, settings.learning_rate
+    vocab_size, hidden_size, num_layers = settings.vocab_size, settings.hidden_size, settings.num_layers
+    num_heads, intermediate_size = settings.num_heads, settings.intermediate_size
 
     torch.set_num_threads(threads)
     torch.manual_seed(seed)

@@ -33,7 +33,10 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 from sklearn.model_selection import StratifiedKFold, cross_val_score
 
+from collections.abc import Mapping
+
 from dpo_study.config import artifacts, atomic  # noqa: F401 (importing a plug-in registers it)
+from dpo_study.config.settings import JUDGE_SETTINGS, Settings
 
 from dpo_study.stages import llm_judge
 from dpo_study.stages.data import read_jsonl
@@ -117,27 +120,32 @@ class EmbeddingJudge(ClassifierJudge):
     """Logistic regression on normalised sentence embeddings; the encoder is loaded, never pickled."""
 
     def model_path(self) -> str:
-        return embedding_model_path(self.settings.get("model_path"))
+        return embedding_model_path(self.settings.model_path)
 
     def encoder(self):
         if getattr(self, "_encoder", None) is None:
-            self._encoder = load_sentence_encoder(self.settings.get("model_path"))
+            self._encoder = load_sentence_encoder(self.settings.model_path)
         return self._encoder
 
     def __getstate__(self):
         return {k: v for k, v in self.__dict__.items() if k != "_encoder"}
 
     def features(self, texts):
-        return self.encoder().encode([t or " " for t in texts], batch_size=self.settings.get("batch_size", 64),
+        return self.encoder().encode([t or " " for t in texts], batch_size=self.settings.batch_size,
                                      normalize_embeddings=True, show_progress_bar=False)
 
     def make_classifier(self):
         return LogisticRegression(C=10.0, max_iter=2000, class_weight="balanced", random_state=self.seed)
 
 
-def make_judge(name: str, settings: dict | None = None, seed: int = 0, manifest: str | None = None) -> Judge:
+def make_judge(name: str, settings: Settings | Mapping | None = None, seed: int = 0,
+               manifest: str | None = None) -> Judge:
+    """The judge ``name`` with its settings (``config.settings.JUDGE_SETTINGS[name]``; plain values,
+    as a rule's params carry them, become that class; left out, the schema's defaults)."""
     if name not in JUDGES:
         raise ConfigError(f"judge.use: unknown judge {name!r}; known: {sorted(JUDGES)}")
+    if not isinstance(settings, Settings):
+        settings = JUDGE_SETTINGS[name].from_dict(settings or {})
     return JUDGES[name](settings, seed, manifest)
 
 
@@ -179,9 +187,9 @@ def agreement(truth: list[str], predicted: list[str], languages: list[str]) -> d
     }
 
 
-def public_settings(settings: dict) -> dict:
-    """The settings that go into results: the API key's variable name, never a key."""
-    return {k: v for k, v in settings.items() if k not in ("model_settings",)}
+def public_settings(settings: Settings) -> dict:
+    """The settings that go into results: the API key's variable name, never a key; not the model's."""
+    return {k: v for k, v in settings.to_dict().items() if k not in ("model_settings",)}
 
 
 def train_judge(
@@ -191,7 +199,7 @@ def train_judge(
     judge: str,
     accuracy: str,
     name: str,
-    settings: dict,
+    settings: Settings | Mapping,
     cv_folds: int = 5,
     seed: int = 0,
     manifest: str | None = None,
@@ -201,8 +209,8 @@ def train_judge(
     import torch
 
     torch.set_num_threads(threads)
-    instance = make_judge(name, settings, seed, manifest)
-    report = {"judge": name, "settings": public_settings(settings), "holdout_file": holdout}
+    instance = make_judge(name, settings, seed, manifest)  # the judge's settings class, by its name
+    report = {"judge": name, "settings": public_settings(instance.settings), "holdout_file": holdout}
     if isinstance(instance, ClassifierJudge):
         train_texts, train_labels = training_texts(load_rows(train, "train"), load_rows(texts, "judge_texts"))
         folds = StratifiedKFold(n_splits=cv_folds, shuffle=True, random_state=seed)

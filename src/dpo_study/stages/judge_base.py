@@ -10,6 +10,8 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 
+from dpo_study.config.settings import Settings
+
 LABELS = ("support", "oppose", "neutral")
 JUDGES: dict[str, type[Judge]] = {}
 
@@ -29,8 +31,8 @@ class Judge(ABC):
     name = ""
     uses_base_model = False
 
-    def __init__(self, settings: dict | None = None, seed: int = 0, manifest: str | None = None):
-        self.settings = dict(settings or {})
+    def __init__(self, settings: Settings, seed: int = 0, manifest: str | None = None):
+        self.settings = settings  # the judge's own group (config.settings.JUDGE_SETTINGS)
         self.seed = seed
         self.manifest = manifest  # the study's model manifest path, for judges that run the base model
 

@@ -24,7 +24,6 @@ from dpo_study.config.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-DEFAULT_TOPIC = "AI-generated art in the Studio Ghibli style"  # also the schema's judge.llm.topic default
 
 
 def judge_instruction(topic: str) -> str:
@@ -81,11 +80,11 @@ class LLMJudge(Judge):
 
     @property
     def uses_base_model(self) -> bool:
-        return self.settings.get("backend", "base_model") == "base_model"
+        return self.settings.uses_base_model
 
     @property
     def topic(self) -> str:
-        return self.settings.get("topic", DEFAULT_TOPIC)
+        return self.settings.topic
 
     def probabilities(self, texts, prompts=None):
         prompts = prompts if prompts is not None else [None] * len(texts)
@@ -103,7 +102,10 @@ class LLMJudge(Judge):
         if not self.manifest:
             raise ConfigError("judge.llm.backend: base_model needs the study's model manifest")
         manifest = read_manifest(self.manifest)
-        model_settings = self.settings.get("model_settings", {})
+        model_settings = self.settings.model_settings
+        if model_settings is None:
+            raise ConfigError("judge.llm.backend: base_model needs the study's model settings "
+                              "(LlmJudgeSettings.model_settings)")
         tokenizer = load_tokenizer(manifest, model_settings)
         model = load_base(manifest, model_settings).eval()
         # Each label as written in lower case and capitalised; a label's score sums both.
@@ -123,10 +125,10 @@ class LLMJudge(Judge):
     # -- an OpenAI-compatible endpoint -------------------------------------------------------------
 
     def api_key(self) -> str | None:
-        variable = self.settings.get("api_key_env")
+        variable = self.settings.api_key_env
         if not variable:
             return None
-        if not may_receive_key(self.settings.get("url")) or FOREIGN_CREDENTIALS.match(variable):
+        if not may_receive_key(self.settings.url) or FOREIGN_CREDENTIALS.match(variable):
             # The parse refuses such a config; a judge built by hand is held to the same rule.
             raise ConfigError(f"judge.llm.api_key_env: the key in {variable} is sent only to an https endpoint (or "
                               "http on localhost), and never another service's credentials such as HF_TOKEN")
@@ -136,34 +138,34 @@ class LLMJudge(Judge):
 
     def request(self, text: str, prompt: str | None, key: str | None) -> dict:
         body = {
-            "model": self.settings.get("model") or "default",
+            "model": self.settings.model or "default",
             "messages": judge_messages(self.topic, text, prompt),
             "temperature": 0,
             "max_tokens": 4,
         }
-        if self.settings.get("logprobs", True):
+        if self.settings.logprobs:
             body.update(logprobs=True, top_logprobs=5)
         headers = {"Content-Type": "application/json"}
         if key:
             headers["Authorization"] = f"Bearer {key}"
-        request = urllib.request.Request(chat_completions_url(self.settings["url"]), data=json.dumps(body).encode(),
+        request = urllib.request.Request(chat_completions_url(self.settings.url), data=json.dumps(body).encode(),
                                          headers=headers, method="POST")
-        retries = self.settings.get("max_retries", 2)
+        retries = self.settings.max_retries
         for attempt in range(retries + 1):
             try:
-                with OPENER.open(request, timeout=self.settings.get("timeout_s", 60)) as response:
+                with OPENER.open(request, timeout=self.settings.timeout_s) as response:
                     return json.loads(response.read())
             except (urllib.error.URLError, TimeoutError) as error:
                 status = getattr(error, "code", None)
                 if attempt == retries or (status is not None and status < 500 and status != 429):
                     # The message names the endpoint and the status, never the key.
-                    raise RuntimeError(f"judge.llm.url: request to {self.settings['url']} failed: {error}") from None
+                    raise RuntimeError(f"judge.llm.url: request to {self.settings.url} failed: {error}") from None
                 time.sleep(2**attempt)
         raise AssertionError("unreachable")
 
     def endpoint_probabilities(self, texts, prompts):
         key = self.api_key()
-        with ThreadPoolExecutor(max_workers=self.settings.get("concurrency", 4)) as pool:
+        with ThreadPoolExecutor(max_workers=self.settings.concurrency) as pool:
             replies = list(pool.map(lambda tp: self.request(tp[0], tp[1], key), zip(texts, prompts)))
         out = np.array([reply_probabilities(r) for r in replies])
         unreadable = sum(1 for r in replies if reply_label(r) is None)

@@ -16,8 +16,11 @@ import pandas as pd
 import torch
 
 from dpo_study.config import artifacts, atomic
+from dpo_study.config.settings import ModelSettings
 from dpo_study.stages.data import read_jsonl
-from dpo_study.runtime.modeling import load_base, load_tokenizer, read_manifest, sequence_logprobs
+from dpo_study.runtime import modeling
+from dpo_study.runtime.modeling import load_tokenizer, read_manifest, sequence_logprobs
+from dpo_study.runtime.plans import JobPlan
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +59,10 @@ def implicit_rewards(
     base_responses: str,
     rewards: str,
     beta: float,
-    model_settings: dict,
+    model_settings: ModelSettings,
     batch_size: int = 8,
     threads: int = 1,
+    plan: JobPlan | None = None,
 ) -> None:
     """Stage: per prompt, the implicit reward of the aligned answer and of the base model's answer
     (``aligned_implicit_reward``, ``original_implicit_reward``) under one experiment's adapter, and
@@ -71,7 +75,8 @@ def implicit_rewards(
     torch.set_num_threads(threads)
     base_manifest = read_manifest(manifest)
     tokenizer = load_tokenizer(base_manifest, model_settings)
-    policy = PeftModel.from_pretrained(load_base(base_manifest, model_settings), adapter).eval()
+    base = modeling.load_planned(plan.load) if plan is not None else modeling.load_base(base_manifest, model_settings)
+    policy = PeftModel.from_pretrained(base, adapter).eval()
     table = None
     for side, path in (("aligned", aligned_responses), ("original", base_responses)):
         records = read_jsonl(path)

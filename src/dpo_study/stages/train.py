@@ -19,6 +19,7 @@ import torch
 from transformers import TrainerCallback
 
 from dpo_study.config import artifacts, atomic, provenance
+from dpo_study.config.settings import ExperimentParams, ModelSettings, TrainingSettings
 
 from dpo_study.runtime import backends, plans
 
@@ -62,34 +63,40 @@ def precision_flags(precision: str) -> dict:
     return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
 
 
-def dpo_config(experiment: dict, training: dict, output_dir: str, precision: str = "bf16"):
+def dpo_config(experiment: ExperimentParams, training: TrainingSettings, output_dir: str, precision: str = "bf16"):
+    """TRL's config from the typed settings: the one place where a setting meets TRL's name for it.
+
+    ``training`` has the recipe's fields filled in (``plans.TrainPlan.training_settings``). Named
+    otherwise by TRL: ``num_epoch`` (num_train_epochs), ``seed`` (also data_seed), ``cpu_optim``
+    (optim on the CPU), and ``warmup_ratio``, which transformers 5 takes as ``warmup_steps``: a value
+    below 1 is a fraction of the total steps (``TrainingArguments.get_warmup_steps``).
+    """
     from trl import DPOConfig
 
     on_gpu = device() == "cuda"
     return DPOConfig(
         output_dir=output_dir,
-        num_train_epochs=experiment["num_epoch"],
-        learning_rate=experiment["learning_rate"],
-        beta=experiment["beta"],
-        seed=experiment["seed"],
-        data_seed=experiment["seed"],
-        per_device_train_batch_size=training["per_device_train_batch_size"],
-        gradient_accumulation_steps=training["gradient_accumulation_steps"],
-        # TRL reads a warmup_steps below 1 as a fraction of the total steps.
-        warmup_steps=training["warmup_ratio"],
-        lr_scheduler_type=training["lr_scheduler_type"],
-        optim=training["optim"] if on_gpu else training["cpu_optim"],
-        weight_decay=training["weight_decay"],
-        max_length=training["max_length"],
-        loss_type=training["loss_type"],
-        loss_weights=training.get("loss_weights"),
-        gradient_checkpointing=training["gradient_checkpointing"] and on_gpu,
+        num_train_epochs=experiment.num_epoch,
+        learning_rate=experiment.learning_rate,
+        beta=experiment.beta,
+        seed=experiment.seed,
+        data_seed=experiment.seed,
+        per_device_train_batch_size=training.per_device_train_batch_size,
+        gradient_accumulation_steps=training.gradient_accumulation_steps,
+        warmup_steps=training.warmup_ratio,  # a fraction (the schema keeps it below 1): see the docstring
+        lr_scheduler_type=training.lr_scheduler_type,
+        optim=training.optim if on_gpu else training.cpu_optim,
+        weight_decay=training.weight_decay,
+        max_length=training.max_length,
+        loss_type=list(training.loss_type),
+        loss_weights=None if training.loss_weights is None else list(training.loss_weights),
+        gradient_checkpointing=training.gradient_checkpointing and on_gpu,
         **precision_flags(precision if on_gpu else "fp32"),
         use_cpu=not on_gpu,
         logging_steps=1,
         logging_nan_inf_filter=False,  # a NaN loss must reach the log (and train_guards), not be averaged away
-        save_strategy="steps" if training["checkpoint_steps"] else "no",
-        save_steps=max(training["checkpoint_steps"], 1),
+        save_strategy="steps" if training.checkpoint_steps else "no",
+        save_steps=max(training.checkpoint_steps, 1),
         save_total_limit=1,
         report_to=[],
         # TRL switches every dropout of the model off by default (the LoRA layers' too), which made
@@ -100,14 +107,14 @@ def dpo_config(experiment: dict, training: dict, output_dir: str, precision: str
     )
 
 
-def lora_config(experiment: dict, training: dict):
+def lora_config(experiment: ExperimentParams, training: TrainingSettings):
     from peft import LoraConfig
 
     return LoraConfig(
-        r=experiment["lora_r"],
-        lora_alpha=experiment["lora_alpha"],
-        lora_dropout=training["lora_dropout"],
-        target_modules=list(training["target_modules"]),
+        r=experiment.lora_r,
+        lora_alpha=experiment.lora_alpha,
+        lora_dropout=training.lora_dropout,
+        target_modules=list(training.target_modules),
         bias="none",
         task_type="CAUSAL_LM",
     )
@@ -163,26 +170,29 @@ def train_adapter(
     train_log: str,
     summary: str,
     checkpoints: str,
-    experiment: dict,
-    training: dict,
-    model_settings: dict,
+    experiment: ExperimentParams,
+    training: TrainingSettings,
+    model_settings: ModelSettings,
     train_rows: str | None = None,
     threads: int = 1,
+    plan: plans.JobPlan | None = None,
 ) -> None:
     """Stage: train one experiment's LoRA adapter; write it, its per-step log and a summary.
 
     ``train_rows`` (the data's training file): its rows after the first ``data_size`` become held-out
-    pairs, evaluated once after training (``eval_rewards_accuracies``/``_margins`` in the summary)."""
+    pairs, evaluated once after training (``eval_rewards_accuracies``/``_margins`` in the summary).
+    ``plan``: the job's plan, as the stage runner computed it (planned here when called without)."""
     job_start, started_at = time.perf_counter(), time.time()
-    pair_rows = artifacts.read_pairs(pairs, experiment["data_size"])  # before the model loads
+    pair_rows = artifacts.read_pairs(pairs, experiment.data_size)  # before the model loads
     torch.set_num_threads(threads)
     manifest_path, manifest = manifest, read_manifest(manifest)
     # Backend, precision, batch split etc. for this machine (runtime.plans); recipe fields filled in.
-    plan = plans.plan_for_job(manifest, training, model_settings)
+    job = plan or plans.plan_job(manifest, training, model_settings)
+    plan = job.train
     training = plan.training_settings(training)
     log.info("training plan: %s", plan.as_dict())
     base, peft_config = backends.load_for_training(
-        plan, manifest, model_settings, lora_config(experiment, training), experiment["seed"], training["max_length"]
+        job, lora_config(experiment, training), experiment.seed, training.max_length
     )
     loaded = time.perf_counter()
     tokenizer = load_tokenizer(manifest, model_settings)
@@ -191,12 +201,13 @@ def train_adapter(
 
     rows = [{k: r[k] for k in ("prompt", "chosen", "rejected")} for r in pair_rows]
     heldout = [{k: r[k] for k in ("prompt", "chosen", "rejected")}
-               for r in heldout_pairs(load_rows(train_rows, "train"), experiment["data_size"],
-                                      experiment["support_ratio"], rows[0]["prompt"][0]["content"])] \
+               for r in heldout_pairs(load_rows(train_rows, "train"), experiment.data_size,
+                                      experiment.support_ratio, rows[0]["prompt"][0]["content"])] \
         if train_rows else []
     steps = StepLog()
     resume = train_guards.resume_point(
-        checkpoints, train_guards.fingerprint(manifest_path, pairs, experiment, training, model_settings)
+        checkpoints, train_guards.fingerprint(manifest_path, pairs, experiment.to_dict(), training.to_dict(),
+                                              model_settings.to_dict())
     )
     resumed_from_step = train_guards.checkpoint_step(Path(resume)) if resume else 0
     trainer = DPOTrainer(
@@ -207,11 +218,11 @@ def train_adapter(
         eval_dataset=Dataset.from_list(heldout) if heldout else None,
         processing_class=tokenizer,
         peft_config=peft_config,
-        callbacks=[steps, train_guards.NumericalGuard(training["stop_grad_norm"])],
+        callbacks=[steps, train_guards.NumericalGuard(training.stop_grad_norm)],
     )
     ref_seconds = 0.0
     if plan.precompute_ref_logps:
-        ref_seconds = attach_reference_logps(trainer, batch_size=4 * training["per_device_train_batch_size"])
+        ref_seconds = attach_reference_logps(trainer, batch_size=4 * training.per_device_train_batch_size)
     start = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=resume)
     seconds = time.perf_counter() - start
