@@ -36,7 +36,9 @@ TIMING_FILE = "job_times.jsonl"
 
 def snakemake(workdir: Path, overlay: Path, *extra: str) -> float:
     start = time.perf_counter()
-    env = {**os.environ, "DPO_STUDY_JOB_TIMES": str(workdir / TIMING_FILE)}
+    # The workers of this benchmark in a folder of its own (they outlive each run; stopped at the end).
+    env = {**os.environ, "DPO_STUDY_JOB_TIMES": str(workdir / TIMING_FILE),
+           "DPO_STUDY_GPU_LOCKS": str(workdir.parent / "locks")}
     subprocess.run(
         [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir), *extra,
          "--configfile", str(REPO / "config/demo.yaml"), str(overlay), "--cores", "all", "--resources", "gpu=1",
@@ -93,10 +95,14 @@ def main() -> None:
     parser.add_argument("--model-from", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--add-one", action="store_true", help="then add one experiment to the finished study")
+    parser.add_argument("--keep", type=Path, default=None, help="work in this folder and keep it (default: a scratch one)")
     args = parser.parse_args()
     extra = ["-n"] if args.dry_run else []
     runs = {}
     with tempfile.TemporaryDirectory(prefix="dpo-bench-") as scratch:
+        if args.keep:
+            args.keep.mkdir(parents=True, exist_ok=True)
+            scratch = str(args.keep.resolve())
         model_from = args.model_from
         if model_from is None and len(args.gpu_worker) > 1:
             model_from = built_model(Path(scratch), args.dry_run)
@@ -115,6 +121,8 @@ def main() -> None:
                 added = snakemake(workdir, overlay, *extra)
                 runs[mode].update(add_one_s=round(added, 1), add_one_jobs=seconds_by_rule(workdir, since))
                 print(f"adding one experiment to the finished study: {added:.1f} s (goal <= 30 s)")
+        subprocess.run([sys.executable, "-m", "dpo_study.worker", "stop"], cwd=REPO / "src",
+                       env={**os.environ, "DPO_STUDY_GPU_LOCKS": str(Path(scratch) / "locks")}, check=False)
     if "off" in runs and "on" in runs:
         print(f"worker speed-up of the cold run (off / on): {runs['off']['cold_s'] / runs['on']['cold_s']:.2f}x")
     if args.json:

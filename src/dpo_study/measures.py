@@ -34,12 +34,13 @@ def _loaded_encoder(model_path: str | None):
     return load_sentence_encoder(model_path)
 
 
-def sentence_encoder(model_path: str | None):
+def sentence_encoder(model_path: str | None, batch_size: int = 64):
     """``encode(texts)`` -> unit-length embeddings from a local sentence-transformers folder (None:
     the bundled all-MiniLM-L6-v2). The parse-time checks (input_checks) have made sure that the
-    packages are installed and that a model_path is a folder. Loaded once per process."""
+    packages are installed and that a model_path is a folder. Loaded once per process.
+    ``batch_size`` 1: each text's embedding is its own (a padded batch moves the last bits)."""
     model = _loaded_encoder(model_path)
-    return lambda texts: model.encode(list(texts), normalize_embeddings=True, batch_size=64,
+    return lambda texts: model.encode(list(texts), normalize_embeddings=True, batch_size=batch_size,
                                       show_progress_bar=False)
 
 
@@ -58,14 +59,15 @@ def background_prompts(prompt_tables: list[pd.DataFrame]) -> list[tuple[str, str
     return pairs
 
 
-def answer_measures(answers: pd.DataFrame, encode=None, background: list[tuple[str, str]] | None = None) -> pd.DataFrame:
+def answer_measures(answers: pd.DataFrame, encode=None, background: list[tuple[str, str]] | None = None,
+                    encode_answers=None) -> pd.DataFrame:
     """``id`` and MEASURE_COLUMNS of each answer (one row per answer, in order). Without ``encode``
-    relevance is not assessed (NaN), so no answer is off topic."""
+    relevance is not assessed (NaN), so no answer is off topic; ``encode_answers``: see metrics.relevance."""
     out = pd.concat([answers[["id"]].reset_index(drop=True),
                      metrics.response_metrics(answers).reset_index(drop=True)], axis=1)
     out["tokens"] = answers["new_tokens"].to_numpy()
     out["relevance"] = (metrics.relevance(list(answers["prompt"]), list(answers["response"].fillna("")),
-                                          list(out["expected_script"]), encode, background)
+                                          list(out["expected_script"]), encode, background, encode_answers)
                         if encode else float("nan"))
     out["collapsed"] = metrics.collapsed(out)
     checked = out.assign(hit_max_new_tokens=answers["hit_max_new_tokens"].to_numpy()
@@ -87,7 +89,10 @@ def measure_answers(responses: str, prompts: list[str], measures: str, relevance
     folder (None: the bundled all-MiniLM-L6-v2)."""
     answers = read_answers(responses)
     background = background_prompts([pd.DataFrame(read_jsonl(path)) for path in prompts])
-    table = answer_measures(answers, sentence_encoder(relevance_model), background)
+    # Each answer encoded alone: its relevance depends on its text and the prompts, not on the other
+    # answers of its file (a padded batch moves the 4th decimal of about one score in a hundred).
+    table = answer_measures(answers, sentence_encoder(relevance_model), background,
+                            sentence_encoder(relevance_model, batch_size=1))
     with atomic.atomic_path(measures) as temp:
         table.to_parquet(temp, index=False)
 

@@ -53,7 +53,7 @@ def stance_rate(stances: pd.DataFrame, label: str) -> float:
     return rate((stances["stance"] == label).where(stances["valid"]))
 
 
-def measured(stances: pd.DataFrame, measures: pd.DataFrame | None = None) -> pd.DataFrame:
+def measured(stances: pd.DataFrame, measures: pd.DataFrame | None = None, language: bool = True) -> pd.DataFrame:
     """A judged answer table joined with its answers' measures (``dpo_study.measures``; computed here,
     relevance not assessed, when not given), and the defects that need the judge's stance."""
     if measures is None:
@@ -63,7 +63,7 @@ def measured(stances: pd.DataFrame, measures: pd.DataFrame | None = None) -> pd.
         raise ValueError("the measures do not cover the judged answers one to one (ids differ)")
     table = stances.drop(columns=[c for c in own if c in stances]).merge(measures, on="id", how="left",
                                                                          validate="one_to_one")
-    if "language" not in table:
+    if language and "language" not in table:
         table["language"] = ""
     flags = metrics.defects(table)
     return pd.concat([table.drop(columns=[c for c in flags.columns if c in table]), flags], axis=1)
@@ -122,11 +122,14 @@ def read_model(answers: dict[str, dict[str, str]]) -> pd.DataFrame:
     parts = []
     for prompt_set, files in answers.items():
         try:
-            parts.append(measured(read_stances(files["stances"]), read_measures(files["measures"])))
+            parts.append(measured(read_stances(files["stances"]), read_measures(files["measures"]), language=False))
         except ValueError as error:
             raise ValueError(f"{files['measures']} (prompt set {prompt_set}) against {files['stances']}: {error}") \
                 from None
-    return pd.concat(parts, ignore_index=True)
+    table = pd.concat(parts, ignore_index=True)
+    if "language" not in table:  # where no prompt set states one
+        table["language"] = ""
+    return table
 
 
 def read_rewards(answers: dict[str, dict[str, str]]) -> pd.DataFrame:
