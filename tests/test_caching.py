@@ -164,7 +164,8 @@ def test_adding_one_experiment_measures_only_its_own_answers(study):
     content["experiments"] = [*EXPERIMENTS, added]
     config.write_text(yaml.safe_dump(content, sort_keys=False))
     jobs = study.jobs(config)
-    assert jobs == {"train_adapter": 1, "generate_aligned": S, "judge_aligned": S, "measure_aligned": S,
+    # its own pairs (support_ratio 0.5), run and answers; the base model's answers are not measured again
+    assert jobs == {"prepare_pairs": 1, "train_adapter": 1, "generate_aligned": S, "judge_aligned": S, "measure_aligned": S,
                     "implicit_reward": S, "submission": 1, **dict.fromkeys(CONFIG_REPORT_JOBS, 1)}
 
 
