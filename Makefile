@@ -7,12 +7,19 @@ BIN := $(VENV)/bin
 # its log, results/logs/<rule>[/<key>].log (`tail -f` it).
 LOGGER ?= --logger rich
 
-.PHONY: demo report test install
+.PHONY: demo report test install workers stop-workers
 demo: $(VENV)/.installed
 	$(BIN)/snakemake all --cores all --resources gpu=1 --configfile config/demo.yaml $(LOGGER)
 
 report: demo
 	$(BIN)/snakemake all --report results/report.html --configfile config/demo.yaml
+
+# The resident workers of this machine (docs/gpu.md, "The GPU worker"): they outlive a run until idle.
+workers: $(VENV)/.installed
+	$(BIN)/python -m dpo_study.runtime.worker list
+
+stop-workers: $(VENV)/.installed
+	$(BIN)/python -m dpo_study.runtime.worker stop
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest

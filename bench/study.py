@@ -20,6 +20,10 @@ Per way: study wall time; GPU-busy fraction (``nvidia-smi`` sampled every 100 ms
 utilisation over the run); each GPU job's wall time (from its process start, imports included) and
 its overhead (wall time minus the GPU-busy seconds inside it); peak GPU memory; the training
 loop's MFU. ``--tiny`` runs a tiny model and a one-experiment study: a smoke test on a CPU.
+``--incremental`` (issue 20) then runs, in the same call, after the worker way's full study: a
+no-change re-run, one experiment added (``ADDED``), and the same full study in a fresh results folder
+with the worker warm (headline ``nochange_s``, ``add_one_s``, ``warm_study_s``); every run has its
+``phases`` (before the first job, each rule's jobs, after the last).
 ``--merge A.json B.json`` joins results of several calls into one file with the headline keys.
 A default run cut by ``--time-limit`` (a device call's ten minutes) is completed by an estimate
 (``estimate_unfinished_default``), flagged ``default_study_is_estimate``.
@@ -121,17 +125,24 @@ def busy_seconds(samples, start: float, end: float) -> float | None:
     return total
 
 
-def run_way(way: str, work: Path, model_dir: Path, args, on_gpu: bool) -> dict:
-    folder = work / way
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    for name in ("data", "config"):
-        (folder / name).symlink_to(REPO / name)
-    (folder / "overlay.yaml").write_text(yaml.safe_dump(overlay(way, model_dir, args.tiny, on_gpu, args.encoder)))
+def run_way(way: str, work: Path, model_dir: Path, args, on_gpu: bool, folder: Path | None = None,
+            config: dict | None = None, locks: Path | None = None, fresh: bool = True) -> dict:
+    """One snakemake run of ``way`` in ``folder`` (default ``work/way``, made afresh unless ``fresh``
+    is False); ``config``: the overlay (default the way's); ``locks``: the workers' folder (default
+    the run folder's own), so that a later run can find a warm worker."""
+    folder = folder or work / way
+    if fresh:
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        for name in ("data", "config"):
+            (folder / name).symlink_to(REPO / name)
+    config = config or overlay(way, model_dir, args.tiny, on_gpu, args.encoder)
+    (folder / "overlay.yaml").write_text(yaml.safe_dump(config))
     times = folder / TIMING_FILE
+    times.unlink(missing_ok=True)  # this run's jobs only
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "UNSLOTH_DISABLE_STATISTICS": "1",
            "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false", "DPO_STUDY_JOB_TIMES": str(times),
-           "DPO_STUDY_GPU_LOCKS": str(folder / "locks"),
+           "DPO_STUDY_GPU_LOCKS": str(locks or folder / "locks"),
            "PYTHONPATH": os.pathsep.join(p for p in (str(REPO / "src"), os.environ.get("PYTHONPATH")) if p)}
     command = [sys.executable, "-m", "snakemake", "all", "-s", str(REPO / "Snakefile"), "-d", str(folder),
                "--cores", str(args.cores), "--keep-going", "--resources", "gpu=1",
@@ -150,6 +161,40 @@ def run_way(way: str, work: Path, model_dir: Path, args, on_gpu: bool) -> dict:
     if code != 0:
         say((folder / "snakemake.log").read_text()[-3000:])
     return figures(way, folder, start, end, code, sampler.samples(), on_gpu)
+
+
+ADDED = {"name": "added_learning_rate_5e-5", "learning_rate": 5.0e-5}  # the experiment add_one adds
+
+
+def incremental(work: Path, model_dir: Path, args, on_gpu: bool) -> dict:
+    """After the worker way's full study, in one call (issue 20): a no-change re-run, one experiment
+    added, then the same full study in a fresh results folder, each finding the worker warm."""
+    folder, locks = work / "worker", work / "worker" / "locks"
+    config = overlay("worker", model_dir, args.tiny, on_gpu, args.encoder)
+    steps = {"nochange": run_way("worker", work, model_dir, args, on_gpu, folder, config, locks, fresh=False)}
+    experiments = config.get("experiments") or yaml.safe_load((REPO / "config/config.yaml").read_text())["experiments"]
+    added = {**config, "experiments": [*experiments, ADDED]}
+    steps["add_one"] = run_way("worker", work, model_dir, args, on_gpu, folder, added, locks, fresh=False)
+    steps["warm_study"] = run_way("worker", work, model_dir, args, on_gpu, work / "worker-warm", config, locks)
+    subprocess.run([sys.executable, "-m", "dpo_study.runtime.worker", "stop"], cwd=REPO / "src", check=False,
+                   env={**os.environ, "DPO_STUDY_GPU_LOCKS": str(locks)})
+    return steps
+
+
+def phases(folder: Path, start: float, end: float) -> dict:
+    """Where a run's time went: before its first job, each rule's jobs (summed wall time, count), after its last."""
+    path = folder / TIMING_FILE
+    jobs = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    if not jobs:
+        return {"before_first_job_s": round(end - start, 1), "jobs_s_by_rule": {}, "after_last_job_s": 0.0}
+    begin = [j["process_start"] or j["call_start"] for j in jobs]
+    by_rule: dict = {}
+    for job, first in zip(jobs, begin):
+        entry = by_rule.setdefault(job["rule"], {"jobs": 0, "seconds": 0.0})
+        entry["jobs"] += 1
+        entry["seconds"] = round(entry["seconds"] + job["end"] - first, 2)
+    return {"before_first_job_s": round(min(begin) - start, 1), "jobs_s_by_rule": by_rule,
+            "after_last_job_s": round(end - max(j["end"] for j in jobs), 1)}
 
 
 def figures(way: str, folder: Path, start: float, end: float, code, samples, on_gpu: bool) -> dict:
@@ -182,6 +227,7 @@ def figures(way: str, folder: Path, start: float, end: float, code, samples, on_
         per_rule.setdefault(job["rule"], []).append(job["wall_s"])
     result["gpu_job_wall_s_by_rule"] = {rule: round(sum(w) / len(w), 2) for rule, w in per_rule.items()}
     result["gpu_job_count_by_rule"] = {rule: len(w) for rule, w in per_rule.items()}
+    result["phases"] = phases(folder, start, end)
     result["training"] = training_figures(folder, on_gpu)
     result["generation"] = generation_figures(folder)
     return result
@@ -308,6 +354,12 @@ def headline(r: dict) -> dict:
         steady = [t["steady_loop_mfu"] for t in w["training"][1:] if t.get("steady_loop_mfu") == t.get("steady_loop_mfu")
                   and t.get("steady_loop_mfu") is not None]
         out["worker_steady_loop_mfu"] = round(max(steady), 3) if steady else None
+    steps = r.get("incremental", {})
+    for step in ("add_one", "nochange", "warm_study"):
+        if step in steps:
+            out[f"{step}_s"] = steps[step]["study_s"]
+    if "warm_study" in steps:
+        out["warm_study_gpu_busy"] = steps["warm_study"]["gpu_busy"]
     if "notebook" in ways and "default" in ways:
         out["notebook_study_s"] = estimate_notebook(ways["notebook"], ways["default"], r.get("full_prompts", 76))[
             "estimated_study_s"]
@@ -354,6 +406,8 @@ def main() -> None:
     parser.add_argument("--notebook-from", type=Path, default=None,
                         help="with --merge and no notebook sample: estimate it from bench/h200.py's JSON")
     parser.add_argument("--extra", nargs="+", type=Path, default=None, help="with --merge: JSON files kept as keys")
+    parser.add_argument("--incremental", action="store_true",
+                        help="after the worker way: a no-change re-run, one experiment added, a warm full study")
     args = parser.parse_args()
     args.deadline = time.monotonic() + args.time_limit
     if args.merge:
@@ -399,6 +453,8 @@ def main() -> None:
         report["ways"][way] = run_way(way, args.work, model_dir.resolve(), args, on_gpu)
         if args.json:
             args.json.write_text(json.dumps(report, indent=1) + "\n")
+        if way == "worker" and args.incremental:
+            report["incremental"] = incremental(args.work, model_dir.resolve(), args, on_gpu)
     if {"worker", "default"} <= set(report["ways"]):
         report["tables_equal_worker_default"] = tables_equal(args.work, "worker", "default")
     add_default_estimate(report)

@@ -86,11 +86,28 @@ def test_study_benchmark_runs_a_tiny_study_with_and_without_the_worker(tmp_path)
         assert [run["final_loss"] is not None for run in way["training"]] == [True]
 
 
+@pytest.mark.slow
+def test_study_benchmark_runs_the_incremental_steps_with_the_worker_warm(tmp_path):
+    out = tmp_path / "study.json"
+    run(BENCH / "study.py", "--tiny", "--work", tmp_path, "--json", out, "--ways", "worker", "--incremental",
+        "--cores", "2", timeout=1800)
+    results = json.loads(out.read_text())
+    steps = results["incremental"]
+    assert all(step["exit"] == 0 for step in steps.values())
+    assert results["nochange_s"] == steps["nochange"]["study_s"] and steps["nochange"]["jobs"] == 0
+    added = steps["add_one"]["phases"]["jobs_s_by_rule"]
+    assert added["train_adapter"]["jobs"] == 1 and "measure_base" not in added  # only the new answers measured
+    # the warm full study ran in the worker the add-one step left (no new worker started)
+    assert steps["warm_study"]["workers"] and set(steps["warm_study"]["workers"]) <= set(steps["add_one"]["workers"])
+    phases = results["ways"]["worker"]["phases"]
+    assert phases["before_first_job_s"] >= 0 and "tables" in phases["jobs_s_by_rule"]
+
+
 def test_the_benchmarks_random_sentence_encoder_serves_the_relevance_measure(tmp_path):
     """Where the bundled all-MiniLM-L6-v2 is not installed (the GPU image), bench/study.py points the
     tables' relevance measure at this random-weight encoder of its shape."""
     run(BENCH / "random_model.py", tmp_path / "encoder", "--encoder")
-    from dpo_study.stages.tables import sentence_encoder
+    from dpo_study.stages.measures import sentence_encoder
 
     embeddings = sentence_encoder(str(tmp_path / "encoder"))(["Ghibli-style art is lovely.", "I disagree."])
     assert embeddings.shape == (2, 384)

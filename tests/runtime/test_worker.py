@@ -120,18 +120,18 @@ def test_a_job_whose_process_is_killed_takes_its_worker_down(stages):
             f"worker.run_stage('worker_test_stages:sleep', {{'out': {str(stages / 'late.json')!r}, 'seconds': 30}}, "
             f"{str(stages / 'late.log')!r}, None, owner={os.getpid()})")
     client = subprocess.Popen([sys.executable, "-c", code], env=os.environ.copy())
-    info_file = stages / "locks" / "workers" / f"{worker.worker_name(os.getpid(), None)}.json"
     end = time.monotonic() + 60
-    while not ((stages / "late.log").exists() and info_file.exists()) and time.monotonic() < end:
+    while not ((stages / "late.log").exists() and worker.workers()) and time.monotonic() < end:
         time.sleep(0.1)
-    pid = json.loads(info_file.read_text())["pid"]
+    pid = worker.workers()[0]["pid"]
     client.kill()
     client.wait()
     assert wait_dead(pid)
     assert not (stages / "late.json").exists()
 
 
-def test_the_worker_ends_with_the_snakemake_run_that_started_it(stages):
+def test_with_no_idle_time_the_worker_ends_with_the_snakemake_run_that_started_it(stages, monkeypatch):
+    monkeypatch.setenv(worker.IDLE_VARIABLE, "0")
     owner = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
     try:
         _, written = run(stages, "write", "a", owner=owner.pid, text="one")
@@ -139,6 +139,60 @@ def test_the_worker_ends_with_the_snakemake_run_that_started_it(stages):
         owner.kill()
         owner.wait()
     assert wait_dead(written["pid"])
+
+
+def test_the_worker_outlives_the_run_that_started_it_and_serves_the_next(stages):
+    owner = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        _, first = run(stages, "write", "a", owner=owner.pid, text="one")
+    finally:
+        owner.kill()
+        owner.wait()
+    time.sleep(1.5)  # the worker looks at its run every 0.5 s
+    assert worker.alive(first["pid"])
+    _, second = run(stages, "write", "b", text="two")  # another run's job: the same warm worker
+    assert second["pid"] == first["pid"]
+
+
+def test_a_code_change_never_reaches_a_stale_worker(stages, tmp_path):
+    package = tmp_path / "package"
+    package.mkdir()
+    (package / "module.py").write_text("X = 1\n")
+    before = worker.code_key(package)
+    (package / "module.py").write_text("X = 2\n")
+    assert worker.code_key(package) != before  # any edit of the package's code: another key
+    plan = {"model": None, "unsloth": False}
+    assert worker.worker_name("gpu-0", plan, before) != worker.worker_name("gpu-0", plan, worker.code_key(package))
+    # ... and a job with another key is served by another worker, which stops the stale one of its GPU
+    _, old = run(stages, "write", "a", text="one")
+    real = worker.code_key
+
+    try:
+        worker.code_key = lambda: real() + "x"
+        _, new = run(stages, "write", "b", text="two")
+    finally:
+        worker.code_key = real
+    assert new["pid"] != old["pid"] and wait_dead(old["pid"])
+
+
+def test_workers_are_listed_and_stopped_from_the_command_line(stages):
+    _, written = run(stages, "write", "a", text="one")
+    cli = [sys.executable, "-m", "dpo_study.runtime.worker"]
+    listing = subprocess.run([*cli, "list"], capture_output=True, text=True, check=True).stdout
+    assert f"pid {written['pid']}" in listing and "jobs 1" in listing and "idle" in listing
+    stopped = subprocess.run([*cli, "stop"], capture_output=True, text=True, check=True).stdout
+    assert "stopped" in stopped and wait_dead(written["pid"])
+    assert "no worker is running" in subprocess.run([*cli, "list"], capture_output=True, text=True).stdout
+
+
+def test_cpu_stages_get_a_worker_of_their_own_beside_the_gpu_worker(stages):
+    _, on_gpu = run(stages, "write", "a", text="one")
+    out = stages / "cpu.json"
+    worker.run_stage("worker_test_stages:write", {"out": str(out), "text": "cpu"}, str(stages / "cpu.log"), None,
+                     lane="cpu")
+    on_cpu = json.loads(out.read_text())
+    assert on_cpu["pid"] != on_gpu["pid"] and worker.alive(on_gpu["pid"])  # neither stops the other
+    assert {w["slot"] for w in worker.workers()} == {"no-gpu", "cpu"}
 
 
 def test_an_idle_worker_ends_after_its_idle_time(stages, monkeypatch):
@@ -198,7 +252,8 @@ call("worker_test_stages:sleep", snakemake)
 """
 
 
-def test_each_fake_gpu_gets_its_own_worker_and_each_job_the_worker_of_the_gpu_it_claimed(stages):
+def test_each_fake_gpu_gets_its_own_worker_and_each_job_the_worker_of_the_gpu_it_claimed(stages, monkeypatch):
+    monkeypatch.setenv(worker.IDLE_VARIABLE, "0")  # workers that end with the run
     (stages / "Snakefile").write_text(SNAKEFILE)
     (stages / "job.py").write_text(JOB)
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "fake0,fake1"}

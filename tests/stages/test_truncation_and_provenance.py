@@ -7,13 +7,15 @@ import subprocess
 import pandas as pd
 
 from conftest import REPO, default_settings
-from dpo_study.config.settings import GenerationSettings, ModelSettings
 from dpo_study.config import provenance
-from dpo_study.stages.data import prompt_records
+from dpo_study.config.artifacts import manifest_files
 from dpo_study.config.data_files import DEFAULT_SYSTEM_PROMPT
 from dpo_study.config.experiments import EXPERIMENT_PARAMS
-from dpo_study.stages.generate import generate_answers
+from dpo_study.config.settings import GenerationSettings, ModelSettings
 from dpo_study.runtime.modeling import load_base, load_tokenizer, read_manifest
+from dpo_study.stages.data import prompt_records
+from dpo_study.stages.generate import generate_answers
+from dpo_study.stages.measures import answer_measures
 from dpo_study.stages.tables import EXPERIMENT_COLUMNS, RESPONSE_COLUMNS, write_tables
 
 GENERATION = GenerationSettings(max_new_tokens=2, do_sample=False, temperature=1.0, top_p=1.0, batch_size=4,
@@ -70,14 +72,18 @@ def test_tables_count_cut_answers_and_record_provenance(tmp_path):
     rewards = tmp_path / "rewards.csv"
     pd.DataFrame({"id": ["51", "52", "53"], "original_implicit_reward": 0.0, "aligned_implicit_reward": 0.1}).to_csv(
         rewards, index=False)
+    base = {"stances": stances(tmp_path / "base.csv", [True, False, False])}
+    aligned = {"stances": stances(tmp_path / "aligned.csv", [True, True, False]), "rewards": str(rewards)}
+    for files in (base, aligned):  # the measure job's file (relevance not assessed: no encoder here)
+        files["measures"] = files["stances"].replace(".csv", ".parquet")
+        answer_measures(pd.read_csv(files["stances"], dtype={"id": str})).to_parquet(files["measures"])
+    study = {"base": {"answers": {"test": base}},
+             "experiments": [{"record": {"name": "x", **params, "config_hash": "0123456789ab"}, "run": str(tmp_path),
+                              "summary": str(summary), "answers": {"test": aligned}}]}
     write_tables(
-        base_stances=[stances(tmp_path / "base.csv", [True, False, False])],
-        summaries=[str(summary)],
-        stances=[stances(tmp_path / "aligned.csv", [True, True, False])],
-        rewards=[str(rewards)],
+        files=manifest_files(study),
         experiments_csv=out["e.csv"], experiments_md=out["e.md"], responses_csv=out["r.csv"], responses_md=out["r.md"],
-        experiment_records=[{"name": "x", **params, "config_hash": "0123456789ab"}],
-        prompt_sets=["test"],
+        study=study,
     )
     experiments = pd.read_csv(out["e.csv"])
     assert list(experiments.columns) == EXPERIMENT_COLUMNS

@@ -115,9 +115,9 @@ def test_a_code_edit_reruns_the_jobs_that_run_that_code_and_no_training(study, e
     assert study.jobs(study.config_file()) == {}  # a touch: nothing to do
     edit(metrics, original + "\nCACHE_TEST = 1\n")
     jobs = study.jobs(study.config_file())
-    # metrics.py is imported by the judges, the tables, the submissions and the plots: those re-run.
-    assert jobs == {"train_judge": JUDGES, "judge_base": S, "judge_aligned": E * S, "submission": E,
-                    **dict.fromkeys(REPORT_JOBS, 1), "training_curves": 1}
+    # metrics.py is imported by the judges, the answer measures, the tables, the submissions and the plots.
+    assert jobs == {"train_judge": JUDGES, "judge_base": S, "judge_aligned": E * S, "measure_base": S,
+                    "measure_aligned": E * S, "submission": E, **dict.fromkeys(REPORT_JOBS, 1), "training_curves": 1}
 
 
 def test_an_edit_of_the_training_code_retrains(study, edit):
@@ -132,7 +132,8 @@ def test_generation_settings_are_keyed_so_switching_back_is_free(study):
     shorter = study.config_file("shorter.yaml", generation={"max_new_tokens": 64})
     jobs = study.jobs(shorter)
     assert jobs == {"generate_base": S, "generate_aligned": E * S, "judge_base": S, "judge_aligned": E * S,
-                    "implicit_reward": E * S, "submission": E, **dict.fromkeys(CONFIG_REPORT_JOBS, 1)}
+                    "measure_base": S, "measure_aligned": E * S, "implicit_reward": E * S, "submission": E,
+                    **dict.fromkeys(CONFIG_REPORT_JOBS, 1)}
     study.touch_all(shorter)  # both settings' answers now sit side by side
     back = study.jobs(study.config_file())
     # Switching back re-makes only what describes the current study: tables, report, submissions.
@@ -148,13 +149,25 @@ def test_generation_seed_regenerates(study):
 
 def test_training_wide_settings_retrain_into_new_folders(study):
     jobs = study.jobs(study.config_file("dropout.yaml", training={"lora_dropout": 0.2}))
-    assert jobs == {"train_adapter": E, "generate_aligned": E * S, "judge_aligned": E * S,
+    assert jobs == {"train_adapter": E, "generate_aligned": E * S, "judge_aligned": E * S, "measure_aligned": E * S,
                     "implicit_reward": E * S, "submission": E, **dict.fromkeys(CONFIG_REPORT_JOBS, 1)}
 
 
-def test_judge_settings_rejudge_without_regenerating(study):
+def test_judge_settings_rejudge_without_regenerating_or_measuring_again(study):
     jobs = study.jobs(study.config_file("judge.yaml", judge={"cv_folds": 3}))
     assert jobs == {"train_judge": JUDGES, "judge_base": S, "judge_aligned": E * S, **dict.fromkeys(CONFIG_REPORT_JOBS, 1)}
+
+
+def test_adding_one_experiment_measures_only_its_own_answers(study):
+    added = {"name": "added", "support_ratio": 0.5}
+    config = study.config_file("added.yaml")
+    content = yaml.safe_load(config.read_text())
+    content["experiments"] = [*EXPERIMENTS, added]
+    config.write_text(yaml.safe_dump(content, sort_keys=False))
+    jobs = study.jobs(config)
+    # its own pairs (support_ratio 0.5), run and answers; the base model's answers are not measured again
+    assert jobs == {"prepare_pairs": 1, "train_adapter": 1, "generate_aligned": S, "judge_aligned": S, "measure_aligned": S,
+                    "implicit_reward": S, "submission": 1, **dict.fromkeys(CONFIG_REPORT_JOBS, 1)}
 
 
 def test_demo_model_settings_rebuild_the_model_but_keep_the_pairs(study):
@@ -167,8 +180,10 @@ def test_one_probe_file_edit_reruns_only_that_prompt_sets_jobs(study, edit):
     edit("config/extra_probes.yaml", yaml.safe_dump([{**EXTRA_PROBES[0], "prompt": "How do I fry an egg?"},
                                                      EXTRA_PROBES[1]]))
     jobs = study.jobs(study.config_file())
+    # Every answer file is measured again: relevance contrasts an answer with all the prompts its model answered.
     assert jobs == {"prepare_prompts": 1, "generate_base": 1, "generate_aligned": E, "judge_base": 1, "judge_aligned": E,
-                    "implicit_reward": E, **dict.fromkeys(CONFIG_REPORT_JOBS, 1)}
+                    "measure_base": S, "measure_aligned": E * S, "implicit_reward": E,
+                    **dict.fromkeys(CONFIG_REPORT_JOBS, 1)}
 
 
 def test_close_and_large_parameter_values_get_runs_of_their_own(tmp_path):

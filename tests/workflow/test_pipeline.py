@@ -97,7 +97,7 @@ def test_changing_one_beta_reruns_only_that_experiment(study):
     report_jobs = ["summary_table", "question_tables", "sweep_tables", "response_tables", "training_curves",
                    "sweep_plots", "length_plot", "stance_heatmap", "findings"]
     # Generation, judging and implicit rewards run per prompt set: the test prompts and config/probes.yaml.
-    assert jobs == {"train_adapter": 1, "generate_aligned": 2, "judge_aligned": 2, "implicit_reward": 2,
+    assert jobs == {"train_adapter": 1, "generate_aligned": 2, "judge_aligned": 2, "measure_aligned": 2, "implicit_reward": 2,
                     "submission": 1, "tables": 1, "aggregate_tables": 1, **dict.fromkeys(report_jobs, 1), "all": 1}
 
 

@@ -1,9 +1,36 @@
+# Per answer file (one model, one prompt set): every measure that needs no judge, once (dpo_study.stages.measures).
+# The base model's answers and each run's have rules of their own, as for the judges.
+rule measure_aligned:
+    input:
+        responses=STUDY.responses(RUN, "{prompt_set}"),
+        prompts=STUDY.prompt_files(),  # relevance contrasts with every prompt the model answered
+    output:
+        measures=STUDY.measures(RUN, "{prompt_set}"),
+    log:
+        f"{RESULTS}/logs/measure_aligned/{{key}}/{{prompt_set}}.log",
+    conda:
+        ENV
+    params:
+        relevance_model=STUDY.relevance_model,
+        code=code("measure_answers"),
+    script:
+        "../scripts/measure_answers.py"
+
+
+use rule measure_aligned as measure_base with:
+    input:
+        responses=STUDY.responses(BASE, "{prompt_set}"),
+        prompts=STUDY.prompt_files(),
+    output:
+        measures=STUDY.measures(BASE, "{prompt_set}"),
+    log:
+        f"{RESULTS}/logs/measure_base/{{prompt_set}}.log",
+
+
+# A join: each file by name from the study manifest (Study.tables_manifest), nothing measured again.
 rule tables:
     input:
-        base_stances=STUDY.base_stances(),
-        summaries=STUDY.run_files("train_summary.json"),
-        stances=STUDY.run_stances(),
-        rewards=STUDY.run_rewards(),
+        files=STUDY.tables_inputs(),
     output:
         experiments_csv=report(
             f"{RESULTS}/tables/experiments.csv",
@@ -22,9 +49,7 @@ rule tables:
     conda:
         ENV
     params:
-        experiment_records=STUDY.experiment_records(),
-        prompt_sets=list(STUDY.prompt_sets),
-        relevance_model=STUDY.relevance_model,
+        study=STUDY.tables_manifest(),
         code=code("write_tables"),
     script:
         "../scripts/write_tables.py"

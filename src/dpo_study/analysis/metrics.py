@@ -194,23 +194,32 @@ def defects(measures: pd.DataFrame) -> pd.DataFrame:
     out["one_sided_on_balance"] = (
         measures["asks_for_balance"].astype(bool) & (score >= ONE_SIDED) & (measures["hedges"] == 0)
     )
-    out["collapsed"] = (measures["chars"] == 0) | (measures["repetition"] >= COLLAPSED_REPETITION)
+    out["collapsed"] = collapsed(measures)
     return out[list(DEFECTS)]
 
 
-def relevance(prompts: list[str], answers: list[str], scripts: list[str], encode) -> list[float]:
+def collapsed(measures: pd.DataFrame) -> pd.Series:
+    """Empty, or >= COLLAPSED_REPETITION of its 3-grams repeat an earlier one (no judge needed)."""
+    return (measures["chars"] == 0) | (measures["repetition"] >= COLLAPSED_REPETITION)
+
+
+def relevance(prompts: list[str], answers: list[str], scripts: list[str], encode,
+              background: list[tuple[str, str]] | None = None, encode_answers=None) -> list[float]:
     """How much closer each answer is to its own prompt than to the other prompts of its script.
 
     cos(answer, its prompt) − the mean cos(answer, p) over the other distinct prompts p expected in
     the same script; ``encode(texts)`` returns unit-length sentence embeddings. The contrast, not
     the raw cosine, is what tells topic: an English model puts any two Chinese texts at about 0.5.
-    NaN where a script has a single prompt (nothing to contrast with).
+    NaN where a script has a single prompt (nothing to contrast with). ``background``: the
+    (script, prompt) pairs to contrast with, in order (default: those of the answers themselves),
+    so that one prompt set's answers are measured against all the prompts the model answered;
+    ``encode_answers``: the answers' encoder, where it differs (default ``encode``).
     """
-    distinct = list(dict.fromkeys(zip(scripts, prompts)))
+    distinct = list(dict.fromkeys([*(background or []), *zip(scripts, prompts)]))
     if not distinct:
         return []
     prompt_vectors = dict(zip(distinct, encode([p or " " for _, p in distinct])))
-    answer_vectors = encode([a or " " for a in answers])
+    answer_vectors = (encode_answers or encode)([a or " " for a in answers])
     scores = []
     for prompt, script_name, vector in zip(prompts, scripts, answer_vectors):
         others = [prompt_vectors[k] for k in distinct if k[0] == script_name and k[1] != prompt]

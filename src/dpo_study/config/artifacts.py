@@ -103,3 +103,10 @@ def check_finished_adapters(folders) -> None:
     for folder in folders:
         if Path(folder).is_dir():
             check_adapter(folder, before_any_job=True)
+
+
+def manifest_files(manifest: dict) -> list[str]:
+    """Every file a study manifest (``Study.tables_manifest``) names."""
+    models = [manifest["base"], *manifest["experiments"]]
+    return [*(e["summary"] for e in manifest["experiments"]),
+            *(path for model in models for files in model["answers"].values() for path in files.values())]

@@ -27,6 +27,12 @@ def model_slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "--", name.strip("/")).strip("-") or "model"
 
 
+def read_manifest(path: str | Path) -> dict:
+    """A model manifest (``resolve_model``'s or ``build_demo_model``'s output): the model's folder and
+    what was resolved; torch-free, so that a job's side can read it before handing the job on."""
+    return json.loads(Path(path).read_text())
+
+
 def hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
 

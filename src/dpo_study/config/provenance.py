@@ -99,7 +99,8 @@ def experiment_config_hash(params: dict, config: dict) -> str:
     """
     shared = {k: v for k, v in config.items() if k not in NOT_RESULT_SHAPING}
     if "software" in shared:  # where the GPU jobs run (a resident worker or not) does not shape results
-        shared["software"] = {k: v for k, v in shared["software"].items() if k != "gpu_worker"}
+        shared["software"] = {k: v for k, v in shared["software"].items()
+                              if k not in ("gpu_worker", "worker_idle_seconds")}
     data = config.get("data", {})
     files = [data.get("train"), data.get("test"), *data.get("probes", [])]
     contents = {str(f): file_sha256(f) for f in files if f and Path(f).is_file()}

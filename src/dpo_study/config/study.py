@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dpo_study.config import texts
-from dpo_study.config.artifacts import check_finished_adapters
+from dpo_study.config.artifacts import check_finished_adapters, manifest_files
 from dpo_study.config.checks import check_cv_folds, check_settings
 from dpo_study.config.data_files import check_data_size, check_strategies, load_rows
 from dpo_study.config.errors import ConfigError, named
@@ -206,6 +206,10 @@ class Study:
     def stances_log(self, model_dir: str, prompt_set: str) -> str:
         return self.stances(model_dir, prompt_set).removesuffix(".csv") + ".log"
 
+    def measures(self, model_dir: str, prompt_set: str) -> str:
+        """Every measure of one answer file that needs no judge (dpo_study.stages.measures), keyed like it."""
+        return f"{self.answers_dir(model_dir)}/measures/{prompt_set}.parquet"
+
     def rewards(self, key: str, prompt_set: str) -> str:
         return f"{self.answers_dir(self.run_dir(key))}/rewards/{prompt_set}.csv"
 
@@ -223,6 +227,30 @@ class Study:
     def run_rewards(self) -> list[str]:
         """Every experiment's implicit rewards, per prompt set (experiment-major)."""
         return [self.rewards(e.key, s) for e in self.experiments for s in self.prompt_sets]
+
+    def prompt_files(self) -> list[str]:
+        """Every prompt set's prompts, in the study's order (the background of the relevance measure)."""
+        return [self.prompts(prompt_set) for prompt_set in self.prompt_sets]
+
+    def tables_manifest(self) -> dict:
+        """What the tables job joins, by name: the base model's files per prompt set, and per
+        experiment its record (name, parameters, config hash), run folder, training summary and
+        files per prompt set. A params entry of the job, so that a change re-runs it."""
+        def answers(model_dir: str, key: str | None = None) -> dict:
+            return {s: {"stances": self.stances(model_dir, s), "measures": self.measures(model_dir, s),
+                        **({"rewards": self.rewards(key, s)} if key else {})} for s in self.prompt_sets}
+
+        return {
+            "base": {"answers": answers(self.base_dir)},
+            "experiments": [{"record": record, "run": self.run_dir(e.key),
+                             "summary": f"{self.run_dir(e.key)}/train_summary.json",
+                             "answers": answers(self.run_dir(e.key), e.key)}
+                            for e, record in zip(self.experiments, self.experiment_records(), strict=True)],
+        }
+
+    def tables_inputs(self) -> list[str]:
+        """Every file of ``tables_manifest``, each once."""
+        return list(dict.fromkeys(manifest_files(self.tables_manifest())))
 
     @property
     def train_responses(self) -> str:

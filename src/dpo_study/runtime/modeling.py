@@ -10,15 +10,11 @@ from pathlib import Path
 import torch
 
 from dpo_study.config import atomic
-from dpo_study.config.model import hub_offline
+from dpo_study.config.model import hub_offline, read_manifest  # noqa: F401 (stages read it here)
 from dpo_study.config.settings import ModelSettings
 from dpo_study.runtime.plans import LoadPlan, compute_dtype, load_plan
 
 log = logging.getLogger(__name__)
-
-
-def read_manifest(path: str | Path) -> dict:
-    return json.loads(Path(path).read_text())
 
 
 def load_tokenizer(manifest: dict, settings: ModelSettings):

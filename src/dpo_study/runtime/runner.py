@@ -22,6 +22,7 @@ import typing
 from collections.abc import Mapping
 from contextlib import contextmanager, redirect_stderr, redirect_stdout
 
+from dpo_study.config.model import read_manifest
 from dpo_study.config.settings import ModelSettings, TrainingSettings, settings_class
 
 log = logging.getLogger(__name__)
@@ -44,12 +45,22 @@ def job_plan(kwargs: dict):
     """The job's plan (``plans.JobPlan``) from its arguments: the manifest of the model it loads, and
     its model and training settings. Imports torch, not transformers: Unsloth can still come first."""
     from dpo_study.runtime import plans
-    from dpo_study.runtime.modeling import read_manifest
 
     manifest = read_manifest(kwargs["manifest"]) if kwargs.get("manifest") else None
     model_settings, training = kwargs.get("model_settings"), kwargs.get("training")
     return plans.plan_job(manifest, training and as_settings(TrainingSettings, training),
                           model_settings and as_settings(ModelSettings, model_settings))
+
+
+def process_plan(kwargs: dict):
+    """(what a process must be set up for, the job's plan if computing that key made it): the model
+    and whether Unsloth patches the process. Only a training job needs its plan for that (its
+    backend); the others are keyed by their manifest alone, without touching the GPU here."""
+    if kwargs.get("training") and kwargs.get("manifest"):
+        job = job_plan(kwargs)
+        return job.process_key, job
+    manifest = read_manifest(kwargs["manifest"]) if kwargs.get("manifest") else None
+    return {"model": manifest and str(manifest["path"]), "unsloth": False}, None
 
 
 def stage_arguments(func, kwargs: dict, plan=None) -> dict:

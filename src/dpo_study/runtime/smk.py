@@ -86,10 +86,13 @@ def call(stage: str, smk) -> None:
     gpu_job = bool(smk.resources.get("gpu", 0))
     gpu = claim_gpu() if gpu_job else None
     kwargs = stage_kwargs(smk)
-    in_worker = gpu_job and worker.enabled(smk.config.get("software", {}).get("gpu_worker", "auto"))
+    software = smk.config.get("software", {})
+    # GPU jobs, and the stages that only need a warm process (worker.CPU_STAGES, in a worker of their own)
+    in_worker = (gpu_job or stage in worker.CPU_STAGES) and worker.enabled(software.get("gpu_worker", "auto"))
     result = {}
     if in_worker:
-        result = worker.run_stage(stage, kwargs, smk.log[0], gpu)
+        result = worker.run_stage(stage, kwargs, smk.log[0], gpu, lane="gpu" if gpu_job else "cpu",
+                                  idle=software.get("worker_idle_seconds"))
     else:
         run_here(stage, kwargs, smk.log[0], gpu_job)
     if os.environ.get(JOB_TIMES_VARIABLE):

@@ -5,24 +5,35 @@ A Snakemake job that declares a GPU still claims its GPU (``dpo_study.runtime.gp
 libraries once and keeps the base model loaded (``dpo_study.runtime.resident``), so a job pays neither.
 The job's exit status, its log file and its outputs are what they are without the worker.
 
-- One worker per (Snakemake run, GPU): it is started by the first GPU job of the run on that GPU
-  and ends when that run's Snakemake process ends, or after ``DPO_STUDY_WORKER_IDLE_SECONDS``
-  (300) without a job. Two concurrent runs never share a worker.
-- One worker serves one load plan (the model, and whether Unsloth patches the process): a job
-  with another plan makes the worker exit and starts a fresh one.
+- One worker per (GPU, load plan, code version): its name holds all three (``worker_name``). A
+  job with another load plan (the model, and whether Unsloth patches the process) gets another
+  worker, and a code or library change (``code_key``: every module of this package, the Python and
+  the installed distributions) another name, so a stale worker never runs a job. A worker that
+  starts on a GPU asks the other workers of that GPU to stop (after the job they run, if any), so
+  that one model at a time holds the GPU's memory.
+- It outlives the Snakemake run that started it, until ``software.worker_idle_seconds`` (600)
+  without a job (``DPO_STUDY_WORKER_IDLE_SECONDS`` overrides it): the next run finds the model
+  loaded. ``0``: it ends with its run (and serves that run only). Two runs on one machine share a
+  worker only one job at a time (it serves one connection after the other, each job's GPU lock held).
+- Stages that need no GPU but a warm process (the per-answer measures: ``CPU_STAGES``) run in a
+  resident worker of their own (``LANES``), beside the GPU jobs, not between them.
 - A job that fails fails alone: its traceback goes to its own log, and the worker puts the
   model back as freshly loaded before the next job. A worker that dies (crash, kill, a job whose
   own process was killed) is replaced by the next job.
 
-This module is the job's side (finding, starting and talking to the worker of a GPU); the process
-itself is ``dpo_study.runtime.worker_process``. It imports no torch: a job only talks to the worker.
+``python -m dpo_study.runtime.worker list`` lists the workers of this machine (``make workers``), ``... stop``
+stops them (``make stop-workers``). This module is the job's side (finding, starting and talking to
+a worker); the process itself is ``dpo_study.runtime.worker_process``. It imports no torch.
 """
 
 from __future__ import annotations
 
+import argparse
 import fcntl
+import hashlib
 import json
 import os
+import platform
 import subprocess
 import sys
 import time
@@ -30,10 +41,14 @@ from multiprocessing.connection import Client
 from pathlib import Path
 
 from dpo_study.runtime import gpus
+from dpo_study.runtime.runner import process_plan
 
 MODES = ("auto", "on", "off")
 IDLE_VARIABLE = "DPO_STUDY_WORKER_IDLE_SECONDS"
-DEFAULT_IDLE_SECONDS = 300
+DEFAULT_IDLE_SECONDS = 600  # software.worker_idle_seconds' default (the config schema's too)
+LANES = ("gpu", "cpu")  # GPU jobs (a GPU, or none on a CPU machine); CPU_STAGES
+CPU_STAGES = ("dpo_study.stages.measures:measure_answers",)
+STOP_SECONDS = 600  # how long a starting worker waits for another of its GPU to finish its job and stop
 START_SECONDS = 300  # a worker that has not answered by then did not start
 PROCESS_MODULE = "dpo_study.runtime.worker_process"  # what ``python -m`` runs, and how a worker's command line is told
 
@@ -93,13 +108,17 @@ def owner_pid() -> int:
 
 
 def alive(pid: int) -> bool:
+    """A running process (a zombie, ended but not yet reaped by its parent, is not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def worker_dir() -> Path:
@@ -108,9 +127,39 @@ def worker_dir() -> Path:
     return folder
 
 
-def worker_name(owner: int, gpu: str | None) -> str:
-    device = "cpu" if gpu is None else "gpu-" + "".join(c if c.isalnum() or c in "._-" else "_" for c in gpu)
-    return f"run-{owner}-{device}"
+def slot(gpu: str | None, lane: str = "gpu") -> str:
+    """Where a worker runs: one GPU (or ``no-gpu`` on a machine without one), or the CPU lane."""
+    if lane == "cpu":
+        return "cpu"
+    return "no-gpu" if gpu is None else "gpu-" + "".join(c if c.isalnum() or c in "._-" else "_" for c in gpu)
+
+
+def code_key(package: Path = Path(__file__).resolve().parent) -> str:
+    """The code a worker runs: every module of this package (bytes), the Python, and the installed
+    distributions (their dist-info folders name each one's version): any change, another worker."""
+    digest = hashlib.sha1()
+    for path in sorted(package.rglob("*.py")):
+        digest.update(str(path.relative_to(package)).encode() + b"\0" + path.read_bytes())
+    digest.update(f"{sys.executable}\0{platform.python_version()}".encode())
+    for entry in sys.path:
+        try:
+            names = sorted(n for n in os.listdir(entry or ".") if n.endswith((".dist-info", ".egg-info")))
+        except OSError:
+            continue
+        digest.update("\0".join([entry, *names]).encode())
+    return digest.hexdigest()[:12]
+
+
+def worker_name(slot_name: str, plan: dict, code: str, owner: int | None = None) -> str:
+    """(slot, load plan, code version), and the run that owns it when it ends with its run."""
+    plan_key = hashlib.sha1(json.dumps(plan, sort_keys=True).encode()).hexdigest()[:8]
+    return f"{f'run-{owner}-' if owner else ''}{slot_name}-{plan_key}-{code}"
+
+
+def idle_seconds(configured=None, environ=os.environ) -> float:
+    """``DPO_STUDY_WORKER_IDLE_SECONDS``, else ``software.worker_idle_seconds``, else the default."""
+    value = environ.get(IDLE_VARIABLE, configured if configured is not None else DEFAULT_IDLE_SECONDS)
+    return float(value)
 
 
 # -- the job's side -------------------------------------------------------------------------------
@@ -142,17 +191,21 @@ def _wait_gone(pid: int, seconds: float = 120) -> None:
         time.sleep(0.05)
 
 
-def _start(folder: Path, name: str, owner: int) -> dict:
+def _client(info: dict):
+    return Client(info["address"], family="AF_UNIX", authkey=bytes.fromhex(info["authkey"]))
+
+
+def _start(folder: Path, name: str, owner: int | None, idle: float, slot_name: str, plan: dict, code: str) -> dict:
     info_path = folder / f"{name}.json"
     info_path.unlink(missing_ok=True)
     log_path = folder / f"{name}.log"
     package_root = str(Path(__file__).resolve().parents[2])  # src/
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)}
-    idle = os.environ.get(IDLE_VARIABLE, str(DEFAULT_IDLE_SECONDS))
     with open(log_path, "a") as log_file:
         process = subprocess.Popen(
             [sys.executable, "-m", PROCESS_MODULE, "--folder", str(folder), "--name", name,
-             "--owner", str(owner), "--idle-seconds", idle],
+             "--owner", str(owner or 0), "--idle-seconds", str(idle), "--slot", slot_name,
+             "--plan", json.dumps(plan), "--code", code],
             stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT, env=env,
             start_new_session=True,  # not in the job's process group: it outlives the job
         )
@@ -170,33 +223,80 @@ def _start(folder: Path, name: str, owner: int) -> dict:
     raise WorkerError(f"the GPU worker did not start within {START_SECONDS} s; see {log_path}")
 
 
-def _connect(folder: Path, name: str, owner: int):
-    """A connection to this run's worker for this GPU, started if there is none (under a lock)."""
+def workers(folder: Path | None = None) -> list[dict]:
+    """The workers of this machine (this user, this lock folder) that are alive, with their names."""
+    folder = folder or worker_dir()
+    found = []
+    for path in sorted(folder.glob("*.json")):
+        info = read_info(path)
+        if info and alive(info.get("pid", 0)) and PROCESS_MODULE in _cmdline(info["pid"]):
+            found.append({**info, "name": path.stem})
+    return found
+
+
+def ask(info: dict, command: str, timeout: float | None = 10) -> dict | None:
+    """Send ``command`` (status, stop) to a worker; it answers after the job it runs. None: no answer."""
+    try:
+        with _client(info) as connection:
+            connection.send({"command": command})
+            if timeout is not None and not connection.poll(timeout):
+                return None
+            return connection.recv()
+    except (OSError, EOFError):
+        return None
+
+
+def stop(info: dict, timeout: float = STOP_SECONDS) -> bool:
+    """Stop one worker after the job it runs (killed if it does not answer); True once it is gone."""
+    if ask(info, "stop", timeout) is None:
+        _kill_stale(info)
+    _wait_gone(info["pid"], 30)
+    return not alive(info["pid"])
+
+
+def _stop_others(folder: Path, name: str, slot_name: str) -> None:
+    """The other workers of this slot (another plan, older code): one model at a time in a GPU's memory."""
+    for info in workers(folder):
+        if info["name"] != name and info.get("slot") == slot_name:
+            stop(info)
+
+
+def _connect(folder: Path, name: str, owner: int | None, idle: float, slot_name: str, plan: dict, code: str):
+    """A connection to the worker ``name``, started if there is none (under a lock)."""
     with open(folder / f"{name}.lock", "a+") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         info = read_info(folder / f"{name}.json")
         if info and alive(info["pid"]):
             try:
-                return Client(info["address"], family="AF_UNIX", authkey=bytes.fromhex(info["authkey"])), info
+                return _client(info), info
             except (OSError, EOFError):
                 _kill_stale(info)
-        info = _start(folder, name, owner)
-        return Client(info["address"], family="AF_UNIX", authkey=bytes.fromhex(info["authkey"])), info
+        _stop_others(folder, name, slot_name)
+        info = _start(folder, name, owner, idle, slot_name, plan, code)
+        return _client(info), info
 
 
-def run_stage(stage: str, kwargs: dict, log_path: str, gpu: str | None, owner: int | None = None) -> dict:
-    """Run ``stage`` (``"module:function"``) in this run's worker for ``gpu``; raise if it fails there."""
-    owner = owner or owner_pid()
-    folder, name = worker_dir(), worker_name(owner, gpu)
+def run_stage(stage: str, kwargs: dict, log_path: str, gpu: str | None, owner: int | None = None,
+              lane: str = "gpu", idle: float | None = None) -> dict:
+    """Run ``stage`` (``"module:function"``) in the worker for ``gpu`` (``lane`` "cpu": the CPU
+    stages' worker) and this job's load plan; raise if it fails there. ``idle``: the configured
+    idle seconds (``software.worker_idle_seconds``); ``owner``: the run a worker that ends with its
+    run belongs to (found when not given)."""
+    idle = idle_seconds(idle)
+    owner = (owner or owner_pid()) if idle == 0 else None
+    plan, job = process_plan(kwargs)
+    slot_name = slot(gpu, lane)
+    folder, name = worker_dir(), worker_name(slot_name, plan, code_key(), owner)
+    # A plan made here travels with the job, so that the worker does not plan it again.
     request = {"stage": stage, "kwargs": kwargs, "log": str(Path(log_path).resolve()), "cwd": os.getcwd(),
-               "client": os.getpid()}
+               "client": os.getpid(), "plan": job}
     for _ in range(5):
-        connection, info = _connect(folder, name, owner)
+        connection, info = _connect(folder, name, owner, idle, slot_name, plan, code_key())
         try:
             connection.send(request)
             answer = connection.recv()
         except (OSError, EOFError):
-            continue  # it ended before taking the job (idle timeout, a kill): start another
+            continue  # it ended before taking the job (idle timeout, a kill, a stop): start another
         if answer["status"] == "retire":  # another load plan: a fresh process for this one
             connection.close()
             _wait_gone(info["pid"])
@@ -216,3 +316,33 @@ def run_stage(stage: str, kwargs: dict, log_path: str, gpu: str | None, owner: i
                               f"(traceback in {log_path})")
         return result
     raise WorkerError(f"no GPU worker took the job after 5 attempts; see {folder / (name + '.log')}")
+
+
+# -- listing and stopping (python -m dpo_study.runtime.worker list|stop) ----------------------------------
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m dpo_study.runtime.worker",
+                                     description="The resident workers of this machine (this user).")
+    parser.add_argument("command", choices=["list", "stop"])
+    parser.add_argument("names", nargs="*", help="stop: only these workers (default: all)")
+    args = parser.parse_args(argv)
+    found = workers()
+    if args.command == "list":
+        if not found:
+            print(f"no worker is running (folder {worker_dir()})")
+        for info in found:
+            status = ask(info, "status", timeout=1) or {}
+            state = (f"idle {status['idle_s']:.0f} s of {status['idle_limit_s']:.0f} s" if status
+                     else "busy (answers after its job)")
+            print(f"{info['name']}  pid {info['pid']}  {info.get('slot')}  model {(info.get('plan') or {}).get('model')}"
+                  f"  jobs {status.get('jobs', '?')}  {state}"
+                  f"{'  ends with run ' + str(info['owner']) if info.get('owner') else ''}")
+        return
+    chosen = [info for info in found if not args.names or info["name"] in args.names]
+    for info in chosen:
+        print(f"{info['name']} (pid {info['pid']}): {'stopped' if stop(info) else 'still running'}")
+
+
+if __name__ == "__main__":
+    main()

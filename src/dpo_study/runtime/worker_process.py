@@ -1,8 +1,9 @@
-"""The resident worker process of one GPU for one Snakemake run (``python -m dpo_study.runtime.worker_process``).
+"""The resident worker process of one GPU, load plan and code version (``python -m dpo_study.runtime.worker_process``).
 
 It is started by a job's side (``dpo_study.runtime.worker``, where the whole scheme is explained): it imports
 the libraries once, keeps the base model loaded (``dpo_study.runtime.resident``) and runs the jobs handed to
-it one after another, each with its output in its own log, and ends with its Snakemake run or when idle.
+it one after another, each with its output in its own log. It ends when idle too long, when asked
+to stop (``python -m dpo_study.runtime.worker stop``), or, with no idle time, with its Snakemake run.
 """
 
 from __future__ import annotations
@@ -33,13 +34,17 @@ def socket_address(folder: Path, name: str) -> str:
 
 
 class Worker:
-    def __init__(self, folder: Path, name: str, owner: int, idle_seconds: float):
+    def __init__(self, folder: Path, name: str, owner: int, idle_seconds: float, slot: str = "", plan=None,
+                 code: str = ""):
         import torch
 
         from dpo_study.runtime import resident
 
         self.torch, self.resident = torch, resident
-        self.folder, self.name, self.owner, self.idle_seconds = folder, name, owner, idle_seconds
+        self.folder, self.name, self.owner = folder, name, owner
+        # No idle time: the worker belongs to its run (owner), with the old in-run idle limit as a safety.
+        self.idle_seconds = idle_seconds if idle_seconds > 0 else DEFAULT_IDLE_SECONDS
+        self.slot, self.code, self.named_plan = slot, code, plan
         self.plan = None
         self.busy = None  # the connection of the job running now
         self.last_active = time.monotonic()
@@ -61,7 +66,7 @@ class Worker:
         """End the worker when its Snakemake run ended, its job's process died, or it idled too long."""
         while True:
             time.sleep(0.5)
-            if not alive(self.owner):
+            if self.owner and not alive(self.owner):
                 self.exit(f"its Snakemake run (pid {self.owner}) ended")
             busy = self.busy
             if busy is not None:
@@ -82,10 +87,13 @@ class Worker:
         temporary = info_path.with_suffix(f".{os.getpid()}.tmp")
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:
-            json.dump({"pid": os.getpid(), "address": address, "authkey": authkey.hex(), "owner": self.owner}, handle)
+            json.dump({"pid": os.getpid(), "address": address, "authkey": authkey.hex(), "owner": self.owner or None,
+                       "slot": self.slot, "plan": self.named_plan, "code": self.code, "idle_seconds": self.idle_seconds,
+                       "started": time.time()}, handle)
         os.replace(temporary, info_path)
         threading.Thread(target=self.watch, daemon=True).start()
-        log.info("worker %s (pid %d) serves GPU jobs of the Snakemake run %d", self.name, os.getpid(), self.owner)
+        log.info("worker %s (pid %d) serves GPU jobs (%s)", self.name, os.getpid(),
+                 f"of the Snakemake run {self.owner}" if self.owner else f"until idle for {self.idle_seconds:.0f} s")
         while True:
             try:
                 connection = listener.accept()
@@ -94,16 +102,23 @@ class Worker:
                 continue
             with connection:
                 self.handle(connection)
-            self.last_active = time.monotonic()
 
     def handle(self, connection) -> None:
         try:
             request = connection.recv()
         except (OSError, EOFError):
             return
+        if request.get("command") == "status":
+            connection.send({"jobs": self.jobs, "idle_s": time.monotonic() - self.last_active,
+                             "idle_limit_s": self.idle_seconds, "plan": self.plan})
+            return
+        if request.get("command") == "stop":
+            connection.send({"status": "stopping"})
+            self.exit("asked to stop")
         self.last_active = time.monotonic()
         try:
-            job = job_plan(request["kwargs"])  # the job's one plan, handed to its stage (runtime.runner)
+            # the job's one plan (made by the job's side when it needed it), handed to its stage (runtime.runner)
+            job = request.get("plan") or job_plan(request["kwargs"])
         except Exception as error:
             connection.send({"status": "accepted"})
             connection.send({"status": "failed", "error": f"cannot plan the job: {error!r}"})
@@ -119,6 +134,7 @@ class Worker:
         self.busy = connection
         result = self.run_job(request, job)
         self.busy = None
+        self.last_active = time.monotonic()
         connection.send(result)
 
     def run_job(self, request: dict, plan) -> dict:
@@ -148,9 +164,12 @@ def main(argv=None) -> None:
     parser.add_argument("--name", required=True)
     parser.add_argument("--owner", type=int, required=True)
     parser.add_argument("--idle-seconds", type=float, default=DEFAULT_IDLE_SECONDS)
+    parser.add_argument("--slot", default="")
+    parser.add_argument("--plan", type=json.loads, default=None)
+    parser.add_argument("--code", default="")
     args = parser.parse_args(argv)
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format=LOG_FORMAT)
-    Worker(Path(args.folder), args.name, args.owner, args.idle_seconds).serve()
+    Worker(Path(args.folder), args.name, args.owner, args.idle_seconds, args.slot, args.plan, args.code).serve()
 
 
 if __name__ == "__main__":

@@ -8,13 +8,14 @@ from pathlib import Path
 import pandas as pd
 from tabulate import tabulate
 
-from dpo_study.config import artifacts, atomic
-
 from dpo_study.analysis import metrics
-from dpo_study.stages.data import read_jsonl
+from dpo_study.analysis.statistics import rate
+from dpo_study.config import artifacts, atomic
+from dpo_study.config.artifacts import manifest_files
 from dpo_study.config.experiments import EXPERIMENT_PARAMS
 from dpo_study.config.provenance import LIBRARIES
-from dpo_study.analysis.statistics import rate
+from dpo_study.stages.data import read_jsonl
+from dpo_study.stages.measures import answer_measures, read_measures
 
 # Answers cut at max_new_tokens (no end of turn), over all prompts; then where the numbers come from.
 TRUNCATION_COLUMNS = ["hit_max_new_tokens_before", "hit_max_new_tokens_after"]
@@ -53,28 +54,20 @@ def stance_rate(stances: pd.DataFrame, label: str) -> float:
     return rate((stances["stance"] == label).where(stances["valid"]))
 
 
-def sentence_encoder(model_path: str | None):
-    """``encode(texts)`` -> unit-length embeddings from a local sentence-transformers folder (None:
-    the bundled all-MiniLM-L6-v2). The parse-time checks (input_checks) have made sure that the
-    packages are installed and that a model_path is a folder."""
-    from dpo_study.stages.judge import load_sentence_encoder
-
-    model = load_sentence_encoder(model_path)
-    return lambda texts: model.encode(list(texts), normalize_embeddings=True, batch_size=64)
-
-
-def measured(stances: pd.DataFrame, encode=None) -> pd.DataFrame:
-    """A judged answer table with the text measures, defect and validity flags of every answer."""
-    text_measures = metrics.response_metrics(stances)
-    table = pd.concat([stances.drop(columns=[c for c in text_measures if c in stances]), text_measures], axis=1)
-    table["tokens"] = table["new_tokens"]
-    if "language" not in table:
+def measured(stances: pd.DataFrame, measures: pd.DataFrame | None = None, language: bool = True) -> pd.DataFrame:
+    """A judged answer table joined with its answers' measures (``dpo_study.stages.measures``; computed here,
+    relevance not assessed, when not given), and the defects that need the judge's stance."""
+    if measures is None:
+        measures = answer_measures(stances)
+    own = [c for c in measures.columns if c != "id"]
+    if set(stances["id"]) != set(measures["id"]) or len(stances) != len(measures):
+        raise ValueError("the measures do not cover the judged answers one to one (ids differ)")
+    table = stances.drop(columns=[c for c in own if c in stances]).merge(measures, on="id", how="left",
+                                                                         validate="one_to_one")
+    if language and "language" not in table:
         table["language"] = ""
-    table["relevance"] = (metrics.relevance(list(table["prompt"]), list(table["response"].fillna("")),
-                                            list(table["expected_script"]), encode)
-                          if encode else float("nan"))
-    table = pd.concat([table, metrics.defects(table)], axis=1)
-    return pd.concat([table, metrics.validity(table)], axis=1)
+    flags = metrics.defects(table)
+    return pd.concat([table.drop(columns=[c for c in flags.columns if c in table]), flags], axis=1)
 
 
 def judge_columns(table: pd.DataFrame) -> list[str]:
@@ -121,52 +114,54 @@ def perplexities(rewards: pd.DataFrame, ids) -> dict:
             else float("nan") for when, side in (("before", "original"), ("after", "aligned"))}
 
 
-def read_stances(paths: list[str], encode=None) -> pd.DataFrame:
-    """The judged answers of every prompt set of one model, measured together (relevance contrasts
-    each answer with all the model's prompts of its script)."""
-    return measured(read_sets(paths, lambda path: pd.read_csv(path, dtype={"id": str, "language": str},
-                                                              keep_default_na=False)), encode)
+def read_stances(stances_path: str) -> pd.DataFrame:
+    return pd.read_csv(stances_path, dtype={"id": str, "language": str}, keep_default_na=False)
 
 
-def read_sets(paths: list[str], read) -> pd.DataFrame:
-    """The prompt sets' tables of one model, joined (test prompts first)."""
-    return pd.concat([read(path) for path in paths], ignore_index=True)
+def read_model(answers: dict[str, dict[str, str]]) -> pd.DataFrame:
+    """One model's judged and measured answers of every prompt set (``answers``: set -> its files), in order."""
+    parts = []
+    for prompt_set, files in answers.items():
+        try:
+            parts.append(measured(read_stances(files["stances"]), read_measures(files["measures"]), language=False))
+        except ValueError as error:
+            raise ValueError(f"{files['measures']} (prompt set {prompt_set}) against {files['stances']}: {error}") \
+                from None
+    table = pd.concat(parts, ignore_index=True)
+    if "language" not in table:  # where no prompt set states one
+        table["language"] = ""
+    return table
 
 
-def per_experiment(paths: list[str], prompt_sets: list[str]) -> list[list[str]]:
-    """An experiment-major list of per-set files, one list per experiment."""
-    size = len(prompt_sets)
-    return [paths[start : start + size] for start in range(0, len(paths), size)]
+def read_rewards(answers: dict[str, dict[str, str]]) -> pd.DataFrame:
+    return pd.concat([pd.read_csv(files["rewards"], dtype={"id": str}) for files in answers.values()],
+                     ignore_index=True)
 
 
 def write_tables(
-    base_stances: list[str],
-    summaries: list[str],
-    stances: list[str],
-    rewards: list[str],
+    files: list[str],
     experiments_csv: str,
     experiments_md: str,
     responses_csv: str,
     responses_md: str,
-    experiment_records: list[dict],
-    prompt_sets: list[str],
-    relevance_model: str | None = None,
+    study: dict,
 ) -> None:
-    """Stage: ``experiment_records`` (name + parameters) pairs up, in order, with ``summaries`` and,
-    ``len(prompt_sets)`` files each, with ``stances`` and ``rewards`` (``base_stances``: one per set).
-    ``relevance_model``: the sentence-transformers folder that scores each answer's relevance (None:
-    the bundled all-MiniLM-L6-v2)."""
-    encode = sentence_encoder(relevance_model)
-    base = read_stances(base_stances, encode)
+    """Stage: the experiment and response tables, joined by name from ``study`` (the study manifest:
+    ``Study.tables_manifest``: per experiment its record, run folder, summary and per prompt set its
+    stances, measures and rewards; the base model's stances and measures per set). ``files``: the
+    job's inputs, which must hold every file the manifest names."""
+    missing = sorted(set(manifest_files(study)) - set(files))
+    if missing:
+        raise ValueError(f"the study manifest names files that are not inputs of the tables job: {missing[:3]}")
+    base = read_model(study["base"]["answers"])
     base_test = base[base["set"] == "test"]
     rows, responses = [], []
-    for experiment, summary_path, stances_paths, rewards_paths in zip(
-            experiment_records, summaries, per_experiment(stances, prompt_sets), per_experiment(rewards, prompt_sets),
-            strict=True):
+    for entry in study["experiments"]:
+        experiment, summary_path = entry["record"], entry["summary"]
         summary = json.loads(Path(summary_path).read_text())
-        aligned = read_stances(stances_paths, encode)
+        aligned = read_model(entry["answers"])
         aligned_test = aligned[aligned["set"] == "test"]
-        answer_rewards = read_sets(rewards_paths, lambda path: pd.read_csv(path, dtype={"id": str}))
+        answer_rewards = read_rewards(entry["answers"])
         rows.append(
             {
                 **experiment,
