@@ -151,9 +151,14 @@ def slot(gpu: str | None, lane: str = "gpu") -> str:
     return "no-gpu" if gpu is None else "gpu-" + "".join(c if c.isalnum() or c in "._-" else "_" for c in gpu)
 
 
-def code_key(package: Path = Path(__file__).resolve().parent) -> str:
+PACKAGE = Path(__file__).resolve().parents[1]  # src/dpo_study: every layer, not only runtime/
+
+
+def code_key(package: Path = PACKAGE) -> str:
     """The code a worker runs: every module of this package (bytes), the Python, and the installed
-    distributions (their dist-info folders name each one's version): any change, another worker."""
+    distributions (their dist-info folders name each one's version): any change, another worker.
+    Only the folders that hold distributions count, by their names: a job's own entries of
+    ``sys.path`` (its script's folder, a run's working directory) must not make another key."""
     digest = hashlib.sha1()
     for path in sorted(package.rglob("*.py")):
         digest.update(str(path.relative_to(package)).encode() + b"\0" + path.read_bytes())
@@ -163,7 +168,8 @@ def code_key(package: Path = Path(__file__).resolve().parent) -> str:
             names = sorted(n for n in os.listdir(entry or ".") if n.endswith((".dist-info", ".egg-info")))
         except OSError:
             continue
-        digest.update("\0".join([entry, *names]).encode())
+        if names:
+            digest.update("\0".join(names).encode())
     return digest.hexdigest()[:12]
 
 
