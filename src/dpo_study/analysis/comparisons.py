@@ -115,13 +115,17 @@ def category_metrics(responses: pd.DataFrame) -> pd.DataFrame:
     """
     metrics = paired_metrics(responses)
     both_valid = valid(responses, "original") & valid(responses, "aligned")
+    # Each answer's value does not depend on the other rows: computed once, then taken per group.
+    values = {(metric, side): prompt_values(responses, metric, side).to_numpy(dtype=float, na_value=math.nan)
+              for metric in metrics for side in ("original", "aligned")}
     rows = []
     for (experiment, category), part in responses.groupby(["experiment", "category"], sort=False):
-        base = {"experiment": experiment, "category": category, "prompts": len(part),
-                "valid_pairs": int(both_valid[part.index].sum())}
+        rows_at = responses.index.get_indexer(part.index)
+        base = {"experiment": experiment, "category": category, "prompts": len(rows_at),
+                "valid_pairs": int(both_valid.iloc[rows_at].sum())}
         for metric in metrics:
-            rows.append({**base, "metric": metric, "before": rate(prompt_values(part, metric, "original")),
-                         "after": rate(prompt_values(part, metric, "aligned"))})
+            rows.append({**base, "metric": metric, "before": rate(values[metric, "original"][rows_at]),
+                         "after": rate(values[metric, "aligned"][rows_at])})
     return pd.DataFrame(rows, columns=["experiment", "category", "prompts", "valid_pairs", "metric", "before",
                                        "after"])
 
