@@ -170,10 +170,14 @@ def group_prompt_values(part: pd.DataFrame, metric: str, side: str) -> pd.Series
 def prompt_run_table(part: pd.DataFrame, metric: str, side: str) -> pd.DataFrame:
     """Prompt id × run (experiment): the metric's value per answer, NaN where it measures nothing.
     The base model's answers (``original``) are the same in every run: one column."""
-    values = part.assign(value=prompt_values(part, metric, side))
-    table = values.pivot_table(index="id", columns="experiment", values="value", aggfunc="first", dropna=False,
-                               sort=False)
-    table = table.reindex(list(dict.fromkeys(part["id"])))
+    values = pd.DataFrame({"id": part["id"].to_numpy(), "experiment": part["experiment"].to_numpy(),
+                           "value": prompt_values(part, metric, side).to_numpy(dtype=float, na_value=math.nan)})
+    # The first valid value of each (prompt, run), as pivot_table's "first" takes it, without its cost
+    # (the report builds this table hundreds of times).
+    first = values.dropna(subset=["value"]).drop_duplicates(["id", "experiment"]).set_index(["id", "experiment"])
+    table = first["value"].unstack("experiment").reindex(index=pd.Index(list(dict.fromkeys(part["id"])), name="id"),
+                                                          columns=pd.Index(list(dict.fromkeys(part["experiment"])),
+                                                                           name="experiment"))
     return table.iloc[:, :1] if side == "original" else table
 
 
