@@ -7,7 +7,6 @@ the tokenizer's own control tokens and the judge endpoint's credentials."""
 import contextlib
 import copy
 import json
-import shutil
 from pathlib import Path
 
 import pytest
