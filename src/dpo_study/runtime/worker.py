@@ -228,12 +228,13 @@ def run_stage(stage: str, kwargs: dict, log_path: str, gpu: str | None, owner: i
     owner = (owner or owner_pid()) if idle == 0 else None
     plan, job = process_plan(kwargs)
     slot_name = slot(gpu, lane)
-    folder, name = worker_dir(), worker_name(slot_name, plan, code_key(), owner)
+    code = code_key()  # reads every module of the package: once a job
+    folder, name = worker_dir(), worker_name(slot_name, plan, code, owner)
     # A plan made here travels with the job, so that the worker does not plan it again.
     request = {"stage": stage, "kwargs": kwargs, "log": str(Path(log_path).resolve()), "cwd": os.getcwd(),
                "client": os.getpid(), "plan": job}
     for _ in range(5):
-        connection, info = _connect(folder, name, owner, idle, slot_name, plan, code_key())
+        connection, info = _connect(folder, name, owner, idle, slot_name, plan, code)
         try:
             connection.send(request)
             answer = connection.recv()
