@@ -105,6 +105,15 @@ def test_a_killed_worker_is_replaced_by_the_next_job(stages):
     assert after["pid"] != before["pid"]
 
 
+def test_a_worker_whose_folder_was_deleted_does_not_block_the_next_one(stages):
+    _, before = run(stages, "write", "a", text="one")
+    for path in (stages / "locks/workers").iterdir():
+        path.unlink()  # e.g. a results folder removed with its locks while its worker idles
+    _, after = run(stages, "write", "b", text="two")
+    assert after["pid"] != before["pid"] and worker.alive(before["pid"])
+    os.kill(before["pid"], signal.SIGKILL)
+
+
 def test_a_worker_that_dies_during_a_job_fails_that_job_only(stages):
     _, before = run(stages, "write", "a", text="one")
     with pytest.raises(worker.WorkerError, match="ended during this job"):
@@ -187,6 +196,10 @@ def test_the_code_key_covers_every_layer_and_not_the_jobs_own_folders(tmp_path, 
         monkeypatch.syspath_prepend(str(tmp_path / folder))
         monkeypatch.chdir(tmp_path / folder)
         assert worker.code_key() == key
+    # A Snakemake script job has site-packages twice on its path; the warm start's process once.
+    site = next(p for p in sys.path if p.endswith("site-packages"))
+    monkeypatch.syspath_prepend(site)
+    assert worker.code_key() == key
 
 
 def test_workers_are_listed_and_stopped_from_the_command_line(stages):

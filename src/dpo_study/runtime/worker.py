@@ -203,7 +203,7 @@ def _stop_others(folder: Path, name: str, slot_name: str) -> None:
             stop(info)
 
 
-def _connect(folder: Path, name: str, owner: int | None, idle: float, slot_name: str, plan: dict, code: str):
+def connect(folder: Path, name: str, owner: int | None, idle: float, slot_name: str, plan: dict, code: str):
     """A connection to the worker ``name``, started if there is none (under a lock)."""
     with open(folder / f"{name}.lock", "a+") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -234,7 +234,7 @@ def run_stage(stage: str, kwargs: dict, log_path: str, gpu: str | None, owner: i
     request = {"stage": stage, "kwargs": kwargs, "log": str(Path(log_path).resolve()), "cwd": os.getcwd(),
                "client": os.getpid(), "plan": job}
     for _ in range(5):
-        connection, info = _connect(folder, name, owner, idle, slot_name, plan, code)
+        connection, info = connect(folder, name, owner, idle, slot_name, plan, code)
         try:
             connection.send(request)
             answer = connection.recv()

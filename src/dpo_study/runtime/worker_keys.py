@@ -81,13 +81,15 @@ def code_key(package: Path = PACKAGE) -> str:
     for path in sorted(package.rglob("*.py")):
         digest.update(str(path.relative_to(package)).encode() + b"\0" + path.read_bytes())
     digest.update(f"{sys.executable}\0{platform.python_version()}".encode())
-    for entry in sys.path:
+    # The set of names, not a list per folder: a Snakemake script job has site-packages twice on its
+    # path (its preamble adds Snakemake's own), a process started with ``-m`` once.
+    names = set()
+    for entry in {os.path.realpath(entry or ".") for entry in sys.path}:
         try:
-            names = sorted(n for n in os.listdir(entry or ".") if n.endswith((".dist-info", ".egg-info")))
+            names.update(n for n in os.listdir(entry) if n.endswith((".dist-info", ".egg-info")))
         except OSError:
             continue
-        if names:
-            digest.update("\0".join(names).encode())
+    digest.update("\0".join(sorted(names)).encode())
     return digest.hexdigest()[:12]
 
 
