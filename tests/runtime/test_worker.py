@@ -296,3 +296,20 @@ def test_each_fake_gpu_gets_its_own_worker_and_each_job_the_worker_of_the_gpu_it
     assert overlapping and all(a["gpu"] != b["gpu"] for a, b in overlapping)  # no job waited for the other GPU
     for pid in workers["fake0"] | workers["fake1"]:  # gone with the Snakemake run
         assert wait_dead(pid)
+
+
+def test_with_two_jobs_per_gpu_one_gpu_serves_two_jobs_at_once_each_share_in_a_worker_of_its_own(stages, monkeypatch):
+    monkeypatch.setenv(worker.IDLE_VARIABLE, "0")
+    (stages / "Snakefile").write_text(SNAKEFILE)
+    (stages / "job.py").write_text(JOB)
+    (stages / "shares.yaml").write_text("software: {jobs_per_gpu: 2}\n")
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "fake0"}
+    subprocess.run([*SNAKEMAKE, "-d", str(stages), "-s", str(stages / "Snakefile"), "--cores", "4",
+                    "--resources", "gpu=2", "--configfile", str(stages / "shares.yaml")],
+                   env=env, check=True, capture_output=True, timeout=300)
+    jobs = [json.loads((stages / f"job{i}.json").read_text()) for i in range(6)]
+    assert {j["gpu"] for j in jobs} == {"fake0"}
+    assert len({j["pid"] for j in jobs}) == 2  # a worker per share of the one GPU
+    overlapping = [(a, b) for i, a in enumerate(jobs) for b in jobs[i + 1:]
+                   if a["start"] < b["end"] and b["start"] < a["end"]]
+    assert overlapping and all(a["pid"] != b["pid"] for a, b in overlapping)

@@ -227,7 +227,7 @@ def run_stage(stage: str, kwargs: dict, log_path: str, gpu: str | None, owner: i
     idle = idle_seconds(idle)
     owner = (owner or owner_pid()) if idle == 0 else None
     plan, job = process_plan(kwargs)
-    slot_name = slot(gpu, lane)
+    slot_name = slot(gpu, lane, gpus.claimed_share() if lane == "gpu" else 0)
     code = code_key()  # reads every module of the package: once a job
     folder, name = worker_dir(), worker_name(slot_name, plan, code, owner)
     # A plan made here travels with the job, so that the worker does not plan it again.

@@ -62,11 +62,13 @@ def alive(pid: int) -> bool:
         return True
 
 
-def slot(gpu: str | None, lane: str = "gpu") -> str:
-    """Where a worker runs: one GPU (or ``no-gpu`` on a machine without one), or the CPU lane."""
+def slot(gpu: str | None, lane: str = "gpu", share: int = 0) -> str:
+    """Where a worker runs: one GPU (or ``no-gpu`` on a machine without one), or the CPU lane; a
+    GPU's second and later shares (``software.jobs_per_gpu``) each have a worker of their own."""
     if lane == "cpu":
         return "cpu"
-    return "no-gpu" if gpu is None else "gpu-" + "".join(c if c.isalnum() or c in "._-" else "_" for c in gpu)
+    name = "no-gpu" if gpu is None else "gpu-" + "".join(c if c.isalnum() or c in "._-" else "_" for c in gpu)
+    return name + (f"-share{share}" if share else "")
 
 
 PACKAGE = Path(__file__).resolve().parents[1]  # src/dpo_study: every layer, not only runtime/
