@@ -154,4 +154,8 @@ def prompt_set_kind(wildcards):
 onstart:
     from dpo_study.runtime.warm import pending_gpu_kwargs, warm_start
 
-    warm_start(pending_gpu_kwargs(workflow.dag.needrun_jobs()), STUDY.software, workflow.local_exec)
+    warm_start(
+        pending_gpu_kwargs(workflow.dag.needrun_jobs()),
+        STUDY.software,
+        workflow.local_exec,
+    )
