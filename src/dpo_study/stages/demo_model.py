@@ -21,6 +21,7 @@ from dpo_study.config.data_files import load_rows
 from dpo_study.config.model import DEMO_MAX_POSITIONS
 from dpo_study.config.texts import DEMO_SPECIAL_TOKENS
 from dpo_study.config.settings import DemoModelSettings
+from dpo_study.stages import demo_pretrain
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +56,19 @@ SYNONYMS = {
     "images": ["images", "pictures", "artwork"],
     "use": ["use", "employ", "rely on"],
 }
-MISMATCH_RATE = 0.1
+# Another row's question with a row's answer: none, now that the subject questions keep answers to
+# unseen questions fluent (a mismatched answer teaches the model to answer beside the question).
+MISMATCH_RATE = 0.0
+# Shares of the examples drawn from the pretraining text (stages/demo_pretrain.py): subject
+# questions, whose answers restate the question's subject, and Traditional Chinese questions; the
+# rest are the training rows.
+SUBJECT_RATE = 0.5
+CHINESE_RATE = 0.1
 
 
-def vary_prompt(prompt: str, rng: random.Random) -> str:
+def vary_prompt(prompt: str, rng: random.Random, keep_words: bool = False) -> str:
+    """A variation of the prompt: synonyms, an opener and, unless ``keep_words`` (a subject question,
+    whose subject the answer restates), a dropped word or two swapped."""
     words = prompt.split()
     out = []
     for word in words:
@@ -66,10 +76,10 @@ def vary_prompt(prompt: str, rng: random.Random) -> str:
         if bare in SYNONYMS and rng.random() < 0.3:
             replacement = rng.choice(SYNONYMS[bare])
             word = word.replace(word.strip("?,.!"), replacement)
-        elif len(words) > 6 and rng.random() < 0.08:
+        elif len(words) > 6 and not keep_words and rng.random() < 0.08:
             continue  # drop a word
         out.append(word)
-    if len(out) > 4 and rng.random() < 0.15:
+    if len(out) > 4 and not keep_words and rng.random() < 0.15:
         i = rng.randrange(1, len(out) - 2)
         out[i], out[i + 1] = out[i + 1], out[i]
     text = " ".join(out)
@@ -121,8 +131,10 @@ def build_demo_model(
     settings: DemoModelSettings,
     system_prompt: str,
     threads: int = 1,
+    pretrain: str | None = None,
 ) -> None:
-    """Stage: train the demo model from scratch and save it like any Hugging Face model."""
+    """Stage: train the demo model from scratch and save it like any Hugging Face model; ``pretrain``:
+    the demo-only pretraining text (stages/demo_pretrain.py), none by default."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     seed, steps, batch_size, learning_rate = settings.seed, settings.steps, settings.batch_size, settings.learning_rate
@@ -134,7 +146,8 @@ def build_demo_model(
     rng = random.Random(seed)
     rows = load_rows(train, "train")
     test_rows = load_rows(test, "test")
-    texts = [t for r in rows for t in (r["prompt"], r["support"], r["oppose"])]
+    extra = demo_pretrain.load_pretrain(pretrain)
+    texts = [t for r in rows for t in (r["prompt"], r["support"], r["oppose"])] + demo_pretrain.pretrain_texts(extra)
     texts += [r["prompt"] for r in test_rows] + OPENERS + [w for ws in SYNONYMS.values() for w in ws]
     # The chat scaffolding too, so that role names and the system prompt become few tokens.
     texts += [f"{HEADER_START}{role}{HEADER_END}\n\n{system_prompt}{EOT}" for role in ("system", "user", "assistant")]
@@ -173,10 +186,16 @@ def build_demo_model(
                 queue = items[:]
                 rng.shuffle(queue)
             row, stance = queue.pop()
-            # Sometimes another row's question: teaches the model to finish an answer it has
-            # started from the answer itself, which keeps answers to unseen questions fluent.
-            asked = rng.choice(rows) if rng.random() < MISMATCH_RATE else row
-            batch.append(encode_example(tokenizer, system_prompt, vary_prompt(asked["prompt"], rng), row[stance]))
+            draw = rng.random() if extra else 1.0
+            if draw < SUBJECT_RATE:
+                question, answer = demo_pretrain.subject_example(extra, stance, rng)
+                batch.append(encode_example(tokenizer, system_prompt, vary_prompt(question, rng, keep_words=True), answer))
+            elif draw < SUBJECT_RATE + CHINESE_RATE:
+                batch.append(encode_example(tokenizer, *demo_pretrain.chinese_example(extra, stance, rng)))
+            else:
+                # Sometimes another row's question (MISMATCH_RATE).
+                asked = rng.choice(rows) if rng.random() < MISMATCH_RATE else row
+                batch.append(encode_example(tokenizer, system_prompt, vary_prompt(asked["prompt"], rng), row[stance]))
         width = max(len(ids) for ids, _ in batch)
         input_ids = torch.full((len(batch), width), tokenizer.pad_token_id)
         labels = torch.full((len(batch), width), -100)
