@@ -62,7 +62,7 @@ MISMATCH_RATE = 0.0
 # Shares of the examples drawn from the pretraining text (stages/demo_pretrain.py): subject
 # questions, whose answers restate the question's subject, and Traditional Chinese questions; the
 # rest are the training rows.
-SUBJECT_RATE = 0.5
+SUBJECT_RATE = 0.65
 CHINESE_RATE = 0.1
 
 

@@ -2,12 +2,13 @@
 
 The bundled training rows alone teach the demo model the topic, not the question: it replays a
 memorised answer about AI Ghibli art in general. This text teaches it to answer the question it is
-asked. Each subject question names a subject drawn afresh from a combinatorial pool (a modifier or
-two and a noun: tens of thousands of subjects, too many to memorise), and its answer restates that
-subject verbatim, so the cheapest way to predict the answer is to copy the subject from the question.
-The pool leaves out every word of the test prompts and probes: the model has to take those from the
-question. Traditional Chinese questions with a support and an oppose answer let it answer the Chinese
-probes in Chinese. Never preference data: DPO trains on the study's training rows only.
+asked. Each subject question names a subject drawn afresh (a noun with modifiers, or a few common
+English words: tens of millions of combinations, too many to memorise) and its answer restates that
+subject verbatim, so the cheapest way to predict the answer is to copy the subject from the
+question. The word lists are general vocabulary, not the test prompts' subjects (many of the test
+prompts' words are in them, as in any English text). Traditional Chinese questions with a support
+and an oppose answer let it answer the Chinese probes in Chinese. Never preference data: DPO trains
+on the study's training rows only.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import re
 from dpo_study.config import reading
 from dpo_study.config.errors import ConfigError
 
-TEXT_LISTS = ("nouns", "modifiers", "questions", "support", "oppose", "zh_system")
+TEXT_LISTS = ("nouns", "modifiers", "words", "questions", "support", "oppose", "zh_system")
 TEMPLATES = ("questions", "support", "oppose")
 ZH_FIELDS = ("prompt", "support", "oppose")
 SLOT = "{thing}"
@@ -54,25 +55,23 @@ def load_pretrain(path: str | None) -> dict:
     return text
 
 
-# Made-up words for a share of the subjects: nothing to recall about them, so the only way to
-# restate one is to copy it, token by token (real nouns alone, the model learnt to name a known
-# noun near the question's subject instead of the subject itself).
-ONSETS = ("b", "br", "d", "f", "fl", "g", "gr", "k", "l", "m", "n", "p", "pl", "r", "s", "st", "t", "tr", "v", "z")
-VOWELS = ("a", "e", "i", "o", "u", "ai", "ou", "ee")
-CODAS = ("", "", "n", "r", "s", "l", "x", "nd", "ck", "m")
-MADE_UP_RATE = 0.4
-
-
-def made_up_word(rng: random.Random) -> str:
-    return "".join(rng.choice(ONSETS) + rng.choice(VOWELS) + rng.choice(CODAS) for _ in range(rng.randint(1, 3)))
+# Subjects of a few random common words: nothing to recall about them, so the only way to restate
+# one is to copy it (from nouns and modifiers alone the model learnt to name a known noun near the
+# question's subject instead of the subject itself). Some open with a name's possessive
+# ("Dallas's castles"), as questions about a person's work do.
+WORDS_RATE = 0.6
+POSSESSIVE_RATE = 0.15
 
 
 def draw_subject(pretrain: dict, rng: random.Random) -> str:
-    """A noun with none, one or two modifiers (two distinct ones); sometimes made-up words instead."""
+    """A noun with none, one or two modifiers (two distinct ones), or a few common words; sometimes
+    after a name's possessive."""
     count = rng.choices((0, 1, 2), weights=(3, 5, 2))[0]
     words = [*rng.sample(pretrain["modifiers"], count), rng.choice(pretrain["nouns"])]
-    if rng.random() < MADE_UP_RATE:
-        words = [made_up_word(rng) if rng.random() < 0.7 else w for w in words]
+    if rng.random() < WORDS_RATE:
+        words = [*rng.sample(pretrain["words"], rng.randint(1, 3)), *words[-1:] * (rng.random() < 0.3)]
+    if rng.random() < POSSESSIVE_RATE:
+        words = [rng.choice(pretrain["words"]).capitalize() + "'s", *words]
     return " ".join(words)
 
 
