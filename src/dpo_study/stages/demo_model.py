@@ -188,7 +188,7 @@ def build_demo_model(
             row, stance = queue.pop()
             draw = rng.random() if extra else 1.0
             if draw < SUBJECT_RATE:
-                question, answer = demo_pretrain.subject_example(extra, stance, rng)
+                question, answer = demo_pretrain.subject_example(extra, stance, rng, rows)
                 batch.append(encode_example(tokenizer, system_prompt, vary_prompt(question, rng, keep_words=True), answer))
             elif draw < SUBJECT_RATE + CHINESE_RATE:
                 batch.append(encode_example(tokenizer, *demo_pretrain.chinese_example(extra, stance, rng)))

@@ -19,8 +19,8 @@ import re
 from dpo_study.config import reading
 from dpo_study.config.errors import ConfigError
 
-TEXT_LISTS = ("nouns", "modifiers", "words", "questions", "support", "oppose", "zh_system")
-TEMPLATES = ("questions", "support", "oppose")
+TEXT_LISTS = ("nouns", "modifiers", "words", "questions", "support", "oppose", "openers", "zh_system")
+TEMPLATES = ("questions", "support", "oppose", "openers")
 ZH_FIELDS = ("prompt", "support", "oppose")
 SLOT = "{thing}"
 
@@ -75,10 +75,19 @@ def draw_subject(pretrain: dict, rng: random.Random) -> str:
     return " ".join(words)
 
 
-def subject_example(pretrain: dict, stance: str, rng: random.Random) -> tuple[str, str]:
-    """A fresh (question, answer) about a random subject; the answer restates the subject verbatim."""
+# Half of the subject answers are an opener naming the subject before a training row's answer of the
+# stance: the sentences DPO later prefers or rejects are then the ones the model answers new
+# questions with, so an alignment learnt on the training prompts carries over to them.
+ROW_ANSWER_RATE = 0.5
+
+
+def subject_example(pretrain: dict, stance: str, rng: random.Random, rows: list[dict] = ()) -> tuple[str, str]:
+    """A fresh (question, answer) about a random subject; the answer restates the subject verbatim
+    (``rows``: the training rows, whose answers may follow an opener)."""
     thing = draw_subject(pretrain, rng)
     question = rng.choice(pretrain["questions"]).replace(SLOT, thing)
+    if rows and rng.random() < ROW_ANSWER_RATE:
+        return question, rng.choice(pretrain["openers"]).replace(SLOT, thing) + " " + rng.choice(rows)[stance]
     return question, rng.choice(pretrain[stance]).replace(SLOT, thing)
 
 
