@@ -14,14 +14,21 @@ PRETRAIN = REPO / "data/demo_pretrain.json"
 
 def test_every_subject_answer_restates_its_questions_subject_verbatim():
     pretrain = load_pretrain(str(PRETRAIN))
+    rows = json.loads((REPO / "data/train.json").read_text())
     rng = random.Random(0)
+    openers = 0
     for i in range(300):
         state = rng.getstate()
         subject = draw_subject(pretrain, rng)
         rng.setstate(state)
-        question, answer = subject_example(pretrain, ("support", "oppose")[i % 2], rng)
+        stance = ("support", "oppose")[i % 2]
+        question, answer = subject_example(pretrain, stance, rng, rows)
         # the question and the answer hold the same subject (the draw replayed from the same state)
         assert f" {subject}" in question and subject in answer, (subject, question, answer)
+        # after an opener, a training answer of the stance
+        after = answer.split(": ", 1)[-1]
+        openers += any(after == row[stance] for row in rows)
+    assert 100 < openers < 200
 
 
 def test_subjects_are_too_many_to_memorise():
