@@ -20,7 +20,7 @@ Per way: study wall time; GPU-busy fraction (``nvidia-smi`` sampled every 100 ms
 utilisation over the run); each GPU job's wall time (from its process start, imports included) and
 its overhead (wall time minus the GPU-busy seconds inside it); peak GPU memory; the training
 loop's MFU. ``--tiny`` runs a tiny model and a one-experiment study: a smoke test on a CPU.
-``--incremental`` (issue 20) then runs, in the same call, after the worker way's full study: a
+``--incremental`` (issue 20) then runs, in the same call, after the ways' full studies: a
 no-change re-run, one experiment added (``ADDED``), and the same full study in a fresh results folder
 with the worker warm (headline ``nochange_s``, ``add_one_s``, ``warm_study_s``); every run has its
 ``phases`` (before the first job, each rule's jobs, after the last).
@@ -453,10 +453,11 @@ def main() -> None:
         report["ways"][way] = run_way(way, args.work, model_dir.resolve(), args, on_gpu)
         if args.json:
             args.json.write_text(json.dumps(report, indent=1) + "\n")
-        if way == "worker" and args.incremental:
-            report["incremental"] = incremental(args.work, model_dir.resolve(), args, on_gpu)
     if {"worker", "default"} <= set(report["ways"]):
         report["tables_equal_worker_default"] = tables_equal(args.work, "worker", "default")
+    # After the comparison of the ways: the incremental steps add an experiment to the worker's folder.
+    if "worker" in report["ways"] and args.incremental:
+        report["incremental"] = incremental(args.work, model_dir.resolve(), args, on_gpu)
     add_default_estimate(report)
     report.update(headline(report))
     if args.json:

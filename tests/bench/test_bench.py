@@ -72,10 +72,12 @@ def test_h200_benchmark_runs_on_a_tiny_model(tmp_path):
 
 
 @pytest.mark.slow
-def test_study_benchmark_runs_a_tiny_study_with_and_without_the_worker(tmp_path):
+def test_study_benchmark_runs_a_tiny_study_with_and_without_the_worker_then_the_incremental_steps(tmp_path):
+    """One call, as on the GPU: the worker and default ways side by side, then (--incremental) a
+    no-change re-run, one experiment added and the same study in a fresh folder with the worker warm."""
     out = tmp_path / "study.json"
-    run(BENCH / "study.py", "--tiny", "--work", tmp_path, "--json", out, "--ways", "worker,default", "--cores", "2",
-        timeout=1800)
+    run(BENCH / "study.py", "--tiny", "--work", tmp_path, "--json", out, "--ways", "worker,default", "--incremental",
+        "--cores", "2", timeout=1800)
     results = json.loads(out.read_text())
     worker, default = results["ways"]["worker"], results["ways"]["default"]
     assert worker["exit"] == default["exit"] == 0
@@ -84,14 +86,6 @@ def test_study_benchmark_runs_a_tiny_study_with_and_without_the_worker(tmp_path)
     assert results["worker_study_s"] == worker["study_s"] and results["default_study_s"] == default["study_s"]
     for way in (worker, default):  # the one experiment's training job is found under its keyed folder
         assert [run["final_loss"] is not None for run in way["training"]] == [True]
-
-
-@pytest.mark.slow
-def test_study_benchmark_runs_the_incremental_steps_with_the_worker_warm(tmp_path):
-    out = tmp_path / "study.json"
-    run(BENCH / "study.py", "--tiny", "--work", tmp_path, "--json", out, "--ways", "worker", "--incremental",
-        "--cores", "2", timeout=1800)
-    results = json.loads(out.read_text())
     steps = results["incremental"]
     assert all(step["exit"] == 0 for step in steps.values())
     assert results["nochange_s"] == steps["nochange"]["study_s"] and steps["nochange"]["jobs"] == 0
@@ -99,38 +93,27 @@ def test_study_benchmark_runs_the_incremental_steps_with_the_worker_warm(tmp_pat
     assert added["train_adapter"]["jobs"] == 1 and "measure_base" not in added  # only the new answers measured
     # the warm full study ran in the worker the add-one step left (no new worker started)
     assert steps["warm_study"]["workers"] and set(steps["warm_study"]["workers"]) <= set(steps["add_one"]["workers"])
-    phases = results["ways"]["worker"]["phases"]
+    phases = worker["phases"]
     assert phases["before_first_job_s"] >= 0 and "tables" in phases["jobs_s_by_rule"]
 
 
-def test_the_benchmarks_random_sentence_encoder_serves_the_relevance_measure(tmp_path):
-    """Where the bundled all-MiniLM-L6-v2 is not installed (the GPU image), bench/study.py points the
-    tables' relevance measure at this random-weight encoder of its shape."""
-    run(BENCH / "random_model.py", tmp_path / "encoder", "--encoder")
-    from dpo_study.stages.measures import sentence_encoder
+@pytest.mark.slow
+def test_compare_studies_finds_equal_studies_equal_and_names_each_difference(demo_study, tmp_path):
+    import shutil
 
-    embeddings = sentence_encoder(str(tmp_path / "encoder"))(["Ghibli-style art is lovely.", "I disagree."])
-    assert embeddings.shape == (2, 384)
-    assert abs(float((embeddings**2).sum(axis=1)[0]) - 1) < 1e-5  # unit length, as the measure assumes
-
-
-def test_a_timed_out_default_run_is_completed_by_its_own_per_rule_means():
-    sys.path.insert(0, str(BENCH))
-    from study import add_default_estimate, estimate_unfinished_default, headline
-
-    job = lambda rule, wall: {"rule": rule, "wall_s": wall}  # noqa: E731
-    default = {"exit": "timeout", "study_s": 100.0, "gpu_jobs": [job("train", 40), job("train", 30), job("generate", 20)],
-               "gpu_job_count_by_rule": {"train": 2, "generate": 1}, "gpu_job_wall_s_by_rule": {"train": 35, "generate": 20},
-               "gpu_busy": 0.1, "peak_gpu_memory_gib": 1}
-    worker = {"exit": 0, "study_s": 50.0, "gpu_jobs": [job("train", 10)] * 2 + [job("generate", 5)] * 3 + [job("reward", 3)],
-              "gpu_job_count_by_rule": {"train": 2, "generate": 3, "reward": 1}, "gpu_busy": 0.5,
-              "peak_gpu_memory_gib": 1, "training": []}
-    estimate = estimate_unfinished_default(default, worker)
-    # measured 90; two generate jobs at their mean 20; the never-reached reward at the shortest job (20);
-    # outside GPU jobs: 50 - 38 from the worker run
-    assert estimate["estimated_study_s"] == 90 + 2 * 20 + 20 + 12
-    assert estimate["unreached_gpu_jobs"] == {"train": 0, "generate": 2, "reward": 1}
-    report = {"ways": {"default": default, "worker": worker}}
-    add_default_estimate(report)
-    top = headline(report)
-    assert top["default_study_s"] == 162 and top["default_study_is_estimate"] and top["worker_speedup_vs_default"] == 3.24
+    results = demo_study[0] / "results"
+    assert run(BENCH / "compare_studies.py", results, results).stdout.strip().startswith("equal: 6 tables")
+    changed = tmp_path / "results"
+    for folder in ("tables", "submissions"):
+        shutil.copytree(results / folder, changed / folder)
+    for name in ("findings.md", "findings.zh-Hant.md"):
+        shutil.copy(results / name, changed / name)
+    experiments = changed / "tables/experiments.csv"
+    experiments.write_text(experiments.read_text().replace("ratio_1_seed7", "ratio_1_seed8"))
+    submission = next((changed / "submissions").glob("*.json"))
+    submission.write_bytes(submission.read_bytes() + b"\n")
+    out = subprocess.run([sys.executable, BENCH / "compare_studies.py", results, changed], capture_output=True,
+                         text=True, cwd=REPO)
+    assert out.returncode == 1
+    assert "tables/experiments.csv: experiment differs in 1 rows" in out.stdout
+    assert f"submissions/{submission.name}: not byte-identical" in out.stdout

@@ -175,6 +175,20 @@ def test_a_code_change_never_reaches_a_stale_worker(stages, tmp_path):
     assert new["pid"] != old["pid"] and wait_dead(old["pid"])
 
 
+def test_the_code_key_covers_every_layer_and_not_the_jobs_own_folders(tmp_path, monkeypatch):
+    """An edit of a stage (not only of runtime/) makes another key; a job's script folder or working
+    directory on sys.path (another run folder) does not: the warm worker serves the next study."""
+    assert worker.PACKAGE == REPO / "src/dpo_study"
+    modules = {p.relative_to(worker.PACKAGE).parts[0] for p in worker.PACKAGE.rglob("*.py")}
+    assert {"config", "stages", "runtime", "analysis"} <= modules
+    key = worker.code_key()
+    for folder in ("run-a/.snakemake/scripts", "run-b/.snakemake/scripts"):
+        (tmp_path / folder).mkdir(parents=True)
+        monkeypatch.syspath_prepend(str(tmp_path / folder))
+        monkeypatch.chdir(tmp_path / folder)
+        assert worker.code_key() == key
+
+
 def test_workers_are_listed_and_stopped_from_the_command_line(stages):
     _, written = run(stages, "write", "a", text="one")
     cli = [sys.executable, "-m", "dpo_study.runtime.worker"]

@@ -99,7 +99,9 @@ def test_the_defaults_the_docs_quote_are_the_code_s():
             f"at most {demo['vocab_size']:,} tokens") in text("docs/measures.md")
     assert f"`training.checkpoint_steps` optimizer steps ({defaults['checkpoint_steps']};" in text("docs/reliability.md")
     assert defaults["stop_grad_norm"] == 1e4 and "`training.stop_grad_norm` (10⁴)" in text("docs/reliability.md")
-    assert f"`DPO_STUDY_WORKER_IDLE_SECONDS`, {worker.DEFAULT_IDLE_SECONDS}, idle" in text("docs/gpu.md")
+    idle = schema["software"]["properties"]["worker_idle_seconds"]["default"]
+    assert idle == worker.DEFAULT_IDLE_SECONDS
+    assert f"`software.worker_idle_seconds` ({idle}; `DPO_STUDY_WORKER_IDLE_SECONDS` overrides it)" in text("docs/gpu.md")
     assert f"is below {metrics.RELEVANCE_FLOOR}" in text("docs/measures.md")
     assert f"longer than {experiments.SETTINGS_KEY_LIMIT} characters" in text("docs/caching.md")
 

@@ -73,8 +73,16 @@ def copy_demo_model(source: Path, workdir: Path) -> None:
 def test_model_jobs_ran_in_one_worker_that_reused_the_model(with_worker):
     assert worker_starts(with_worker) == 1
     logs = "".join(p.read_text() for p in (with_worker / "results").rglob("*.log"))
-    assert "in the GPU worker" in logs and "already loaded in this worker: reused" in logs
+    assert "in the resident worker no-gpu" in logs and "already loaded in this worker: reused" in logs
     assert "it will be loaded afresh" not in logs  # every job left the model as it found it
+
+
+def test_report_side_jobs_ran_in_one_warm_cpu_worker(with_worker):
+    """The measures, the tables' join, the report items and the findings: one process, not one each."""
+    starts = sum(log.read_text().count("serves CPU-stage jobs") for log in (with_worker / "locks/workers").glob("*.log"))
+    assert starts == 1
+    for log in ["tables.log", "report/findings.log", "report/summary_table.log", "report/training_curves.log"]:
+        assert "in the resident worker cpu" in (with_worker / "results/logs" / log).read_text(), log
 
 
 def test_tables_are_the_same_with_and_without_the_worker(with_worker, tmp_path):

@@ -115,13 +115,17 @@ def category_metrics(responses: pd.DataFrame) -> pd.DataFrame:
     """
     metrics = paired_metrics(responses)
     both_valid = valid(responses, "original") & valid(responses, "aligned")
+    # Each answer's value does not depend on the other rows: computed once, then taken per group.
+    values = {(metric, side): prompt_values(responses, metric, side).to_numpy(dtype=float, na_value=math.nan)
+              for metric in metrics for side in ("original", "aligned")}
     rows = []
     for (experiment, category), part in responses.groupby(["experiment", "category"], sort=False):
-        base = {"experiment": experiment, "category": category, "prompts": len(part),
-                "valid_pairs": int(both_valid[part.index].sum())}
+        rows_at = responses.index.get_indexer(part.index)
+        base = {"experiment": experiment, "category": category, "prompts": len(rows_at),
+                "valid_pairs": int(both_valid.iloc[rows_at].sum())}
         for metric in metrics:
-            rows.append({**base, "metric": metric, "before": rate(prompt_values(part, metric, "original")),
-                         "after": rate(prompt_values(part, metric, "aligned"))})
+            rows.append({**base, "metric": metric, "before": rate(values[metric, "original"][rows_at]),
+                         "after": rate(values[metric, "aligned"][rows_at])})
     return pd.DataFrame(rows, columns=["experiment", "category", "prompts", "valid_pairs", "metric", "before",
                                        "after"])
 
@@ -166,10 +170,14 @@ def group_prompt_values(part: pd.DataFrame, metric: str, side: str) -> pd.Series
 def prompt_run_table(part: pd.DataFrame, metric: str, side: str) -> pd.DataFrame:
     """Prompt id × run (experiment): the metric's value per answer, NaN where it measures nothing.
     The base model's answers (``original``) are the same in every run: one column."""
-    values = part.assign(value=prompt_values(part, metric, side))
-    table = values.pivot_table(index="id", columns="experiment", values="value", aggfunc="first", dropna=False,
-                               sort=False)
-    table = table.reindex(list(dict.fromkeys(part["id"])))
+    values = pd.DataFrame({"id": part["id"].to_numpy(), "experiment": part["experiment"].to_numpy(),
+                           "value": prompt_values(part, metric, side).to_numpy(dtype=float, na_value=math.nan)})
+    # The first valid value of each (prompt, run), as pivot_table's "first" takes it, without its cost
+    # (the report builds this table hundreds of times).
+    first = values.dropna(subset=["value"]).drop_duplicates(["id", "experiment"]).set_index(["id", "experiment"])
+    table = first["value"].unstack("experiment").reindex(index=pd.Index(list(dict.fromkeys(part["id"])), name="id"),
+                                                          columns=pd.Index(list(dict.fromkeys(part["experiment"])),
+                                                                           name="experiment"))
     return table.iloc[:, :1] if side == "original" else table
 
 

@@ -29,9 +29,17 @@ MIN_SEEDS_FOR_INTERVAL = 3
 
 
 def rate(values) -> float:
-    """The mean of a boolean (or 0/1) series over its non-missing values; NaN when none is left."""
-    values = pd.Series(values, dtype="Float64").dropna()
-    return float(values.mean()) if len(values) else math.nan
+    """The mean of a boolean (or 0/1) series over its non-missing values; NaN when none is left.
+    (numpy's mean of the values left, as pandas' masked mean computes it, without a Series per call:
+    the report calls this tens of thousands of times.)"""
+    if isinstance(values, (pd.Series, pd.Index)):
+        array = values.to_numpy(dtype=float, na_value=np.nan)
+    elif isinstance(values, np.ndarray):
+        array = values.astype(float)
+    else:
+        array = np.array([np.nan if v is None or v is pd.NA else v for v in values], dtype=float)
+    array = array[~np.isnan(array)]
+    return float(np.mean(array)) if len(array) else math.nan
 
 
 def percent(value: float) -> str:

@@ -15,8 +15,11 @@ The job's exit status, its log file and its outputs are what they are without th
   without a job (``DPO_STUDY_WORKER_IDLE_SECONDS`` overrides it): the next run finds the model
   loaded. ``0``: it ends with its run (and serves that run only). Two runs on one machine share a
   worker only one job at a time (it serves one connection after the other, each job's GPU lock held).
-- Stages that need no GPU but a warm process (the per-answer measures: ``CPU_STAGES``) run in a
-  resident worker of their own (``LANES``), beside the GPU jobs, not between them.
+- Stages that need no GPU but pay for their imports (pandas, scikit-learn, matplotlib) more than for
+  their work: the per-answer measures (the sentence encoder loaded once), the tables' join, the
+  submissions, the report and the findings (``CPU_STAGES``), run in a resident worker of their own
+  (``LANES``), beside the GPU jobs, not between them: a changed study re-makes its report items
+  in one warm process instead of a fresh Python per item.
 - A job that fails fails alone: its traceback goes to its own log, and the worker puts the
   model back as freshly loaded before the next job. A worker that dies (crash, kill, a job whose
   own process was killed) is replaced by the next job.
@@ -47,7 +50,21 @@ MODES = ("auto", "on", "off")
 IDLE_VARIABLE = "DPO_STUDY_WORKER_IDLE_SECONDS"
 DEFAULT_IDLE_SECONDS = 600  # software.worker_idle_seconds' default (the config schema's too)
 LANES = ("gpu", "cpu")  # GPU jobs (a GPU, or none on a CPU machine); CPU_STAGES
-CPU_STAGES = ("dpo_study.stages.measures:measure_answers",)
+CPU_STAGES = (
+    "dpo_study.stages.measures:measure_answers",
+    "dpo_study.stages.tables:write_tables",
+    "dpo_study.stages.tables:write_submission",
+    "dpo_study.stages.aggregate:write_aggregates",
+    "dpo_study.stages.findings:write_findings",
+    "dpo_study.stages.report:write_summary_table",
+    "dpo_study.stages.report:write_question_tables",
+    "dpo_study.stages.report:write_sweep_tables",
+    "dpo_study.stages.report:write_response_tables",
+    "dpo_study.stages.plots:plot_training_curves",
+    "dpo_study.stages.plots:plot_sweeps",
+    "dpo_study.stages.plots:plot_length_vs_epochs",
+    "dpo_study.stages.plots:plot_stance_heatmap",
+)
 STOP_SECONDS = 600  # how long a starting worker waits for another of its GPU to finish its job and stop
 START_SECONDS = 300  # a worker that has not answered by then did not start
 PROCESS_MODULE = "dpo_study.runtime.worker_process"  # what ``python -m`` runs, and how a worker's command line is told
@@ -134,9 +151,14 @@ def slot(gpu: str | None, lane: str = "gpu") -> str:
     return "no-gpu" if gpu is None else "gpu-" + "".join(c if c.isalnum() or c in "._-" else "_" for c in gpu)
 
 
-def code_key(package: Path = Path(__file__).resolve().parent) -> str:
+PACKAGE = Path(__file__).resolve().parents[1]  # src/dpo_study: every layer, not only runtime/
+
+
+def code_key(package: Path = PACKAGE) -> str:
     """The code a worker runs: every module of this package (bytes), the Python, and the installed
-    distributions (their dist-info folders name each one's version): any change, another worker."""
+    distributions (their dist-info folders name each one's version): any change, another worker.
+    Only the folders that hold distributions count, by their names: a job's own entries of
+    ``sys.path`` (its script's folder, a run's working directory) must not make another key."""
     digest = hashlib.sha1()
     for path in sorted(package.rglob("*.py")):
         digest.update(str(path.relative_to(package)).encode() + b"\0" + path.read_bytes())
@@ -146,7 +168,8 @@ def code_key(package: Path = Path(__file__).resolve().parent) -> str:
             names = sorted(n for n in os.listdir(entry or ".") if n.endswith((".dist-info", ".egg-info")))
         except OSError:
             continue
-        digest.update("\0".join([entry, *names]).encode())
+        if names:
+            digest.update("\0".join(names).encode())
     return digest.hexdigest()[:12]
 
 

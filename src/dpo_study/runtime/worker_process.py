@@ -92,7 +92,8 @@ class Worker:
                        "started": time.time()}, handle)
         os.replace(temporary, info_path)
         threading.Thread(target=self.watch, daemon=True).start()
-        log.info("worker %s (pid %d) serves GPU jobs (%s)", self.name, os.getpid(),
+        log.info("worker %s (pid %d) serves %s jobs (%s)", self.name, os.getpid(),
+                 "CPU-stage" if self.slot == "cpu" else "GPU",
                  f"of the Snakemake run {self.owner}" if self.owner else f"until idle for {self.idle_seconds:.0f} s")
         while True:
             try:
@@ -145,7 +146,7 @@ class Worker:
         result = {"status": "done", "worker_pid": os.getpid()}
         try:
             run_stage(request["stage"], request["kwargs"], request["log"], plan,
-                      note=f"running {request['stage']} in the GPU worker (pid {os.getpid()}, "
+                      note=f"running {request['stage']} in the resident worker {self.slot} (pid {os.getpid()}, "
                            f"job {self.jobs + 1} of this worker)")
         except BaseException as error:  # also SystemExit/KeyboardInterrupt from a stage: the job fails
             result = {"status": "failed", "error": "".join(traceback.format_exception_only(error)).strip()}
