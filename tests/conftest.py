@@ -1,5 +1,6 @@
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -153,3 +154,11 @@ def default_config() -> dict:
 def default_settings(group, **overrides):
     """A settings group (``dpo_study.config.settings``) of the schema's defaults, with ``overrides``."""
     return group.from_config(default_config()).replace(**overrides)
+
+
+@pytest.fixture
+def model_folder(tiny_model, tmp_path):
+    """A copy of the tiny model's folder, to change (its config, tokenizer or weights) in a test."""
+    folder = tmp_path / "model"
+    shutil.copytree(json.loads(tiny_model.read_text())["path"], folder)
+    return folder

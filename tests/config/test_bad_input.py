@@ -207,13 +207,6 @@ def test_a_relevance_encoder_folder_that_does_not_exist(tmp_path):
 # ---- a model folder (the tiny demo-architecture model) -----------------------------------
 
 
-@pytest.fixture
-def model_folder(tiny_model, tmp_path):
-    folder = tmp_path / "model"
-    shutil.copytree(json.loads(tiny_model.read_text())["path"], folder)
-    return folder
-
-
 def test_the_tiny_model_folder_passes(tmp_path, model_folder):
     parse_time(tmp_path, f"model: {{name: {model_folder}}}")
 

@@ -7,7 +7,6 @@ the tokenizer's own control tokens and the judge endpoint's credentials."""
 import contextlib
 import copy
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -148,13 +147,6 @@ def test_invisible_and_control_characters(tmp_path, rows, fragments):
 
 def test_a_system_prompt_of_zero_width_spaces_is_blank(tmp_path):
     refused(tmp_path, 'data: {system_prompt: "\\u200b\\u200b"}\n', "study.yaml: data.system_prompt", "blank once invisible")
-
-
-@pytest.fixture
-def model_folder(tiny_model, tmp_path):
-    folder = tmp_path / "model"
-    shutil.copytree(json.loads(tiny_model.read_text())["path"], folder)
-    return folder
 
 
 def test_the_control_tokens_of_the_loaded_tokenizer_are_refused(tmp_path, model_folder):

@@ -157,7 +157,7 @@ class DemoModelSettings(Settings):
         return cls.from_dict(config["demo_model"])
 
 
-# The judges' settings carry the schema's defaults (tests/test_settings.py checks that they agree), so
+# The judges' settings carry the schema's defaults (tests/config/test_settings.py checks that they agree), so
 # that a judge made outside a study (make_judge in a test or a notebook) needs only what it changes.
 
 

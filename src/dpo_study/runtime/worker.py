@@ -5,7 +5,7 @@ A Snakemake job that declares a GPU still claims its GPU (``dpo_study.runtime.gp
 libraries once and keeps the base model loaded (``dpo_study.runtime.resident``), so a job pays neither.
 The job's exit status, its log file and its outputs are what they are without the worker.
 
-- One worker per (GPU, load plan, code version): its name holds all three (``worker_name``). A
+- One worker per (GPU, load plan, code version): its name holds all three (``worker_keys.worker_name``). A
   job with another load plan (the model, and whether Unsloth patches the process) gets another
   worker, and a code or library change (``code_key``: every module of this package, the Python and
   the installed distributions) another name, so a stale worker never runs a job. A worker that
@@ -33,10 +33,8 @@ from __future__ import annotations
 
 import argparse
 import fcntl
-import hashlib
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -45,10 +43,20 @@ from pathlib import Path
 
 from dpo_study.runtime import gpus
 from dpo_study.runtime.runner import process_plan
+from dpo_study.runtime.worker_keys import (  # noqa: F401 (IDLE_VARIABLE, DEFAULT_IDLE_SECONDS, alive: the worker's names)
+    DEFAULT_IDLE_SECONDS,
+    IDLE_VARIABLE,
+    PACKAGE,
+    alive,
+    cmdline,
+    code_key,
+    idle_seconds,
+    owner_pid,
+    slot,
+    worker_name,
+)
 
 MODES = ("auto", "on", "off")
-IDLE_VARIABLE = "DPO_STUDY_WORKER_IDLE_SECONDS"
-DEFAULT_IDLE_SECONDS = 600  # software.worker_idle_seconds' default (the config schema's too)
 LANES = ("gpu", "cpu")  # GPU jobs (a GPU, or none on a CPU machine); CPU_STAGES
 CPU_STAGES = (
     "dpo_study.stages.measures:measure_answers",
@@ -90,99 +98,10 @@ def enabled(mode: str | bool, environ=os.environ) -> bool:
     return mode == "on"
 
 
-# -- which worker ---------------------------------------------------------------------------------
-
-
-def _cmdline(pid: int) -> list[str]:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
-    except OSError:
-        return []
-
-
-def _parent(pid: int) -> int | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return int(stat.rsplit(")", 1)[1].split()[1])
-
-
-def _is_snakemake(args: list[str]) -> bool:
-    if any(Path(a).name == "snakemake" for a in args):
-        return True
-    return any(a == "-m" and b == "snakemake" for a, b in zip(args, args[1:]))
-
-
-def owner_pid() -> int:
-    """The Snakemake process that runs this job (the nearest ancestor that is one), else the parent."""
-    pid = os.getppid()
-    while pid and pid > 1:
-        if _is_snakemake(_cmdline(pid)):
-            return pid
-        pid = _parent(pid)
-    return os.getppid()
-
-
-def alive(pid: int) -> bool:
-    """A running process (a zombie, ended but not yet reaped by its parent, is not)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
-
-
 def worker_dir() -> Path:
     folder = gpus.default_lock_dir() / "workers"
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     return folder
-
-
-def slot(gpu: str | None, lane: str = "gpu") -> str:
-    """Where a worker runs: one GPU (or ``no-gpu`` on a machine without one), or the CPU lane."""
-    if lane == "cpu":
-        return "cpu"
-    return "no-gpu" if gpu is None else "gpu-" + "".join(c if c.isalnum() or c in "._-" else "_" for c in gpu)
-
-
-PACKAGE = Path(__file__).resolve().parents[1]  # src/dpo_study: every layer, not only runtime/
-
-
-def code_key(package: Path = PACKAGE) -> str:
-    """The code a worker runs: every module of this package (bytes), the Python, and the installed
-    distributions (their dist-info folders name each one's version): any change, another worker.
-    Only the folders that hold distributions count, by their names: a job's own entries of
-    ``sys.path`` (its script's folder, a run's working directory) must not make another key."""
-    digest = hashlib.sha1()
-    for path in sorted(package.rglob("*.py")):
-        digest.update(str(path.relative_to(package)).encode() + b"\0" + path.read_bytes())
-    digest.update(f"{sys.executable}\0{platform.python_version()}".encode())
-    for entry in sys.path:
-        try:
-            names = sorted(n for n in os.listdir(entry or ".") if n.endswith((".dist-info", ".egg-info")))
-        except OSError:
-            continue
-        if names:
-            digest.update("\0".join(names).encode())
-    return digest.hexdigest()[:12]
-
-
-def worker_name(slot_name: str, plan: dict, code: str, owner: int | None = None) -> str:
-    """(slot, load plan, code version), and the run that owns it when it ends with its run."""
-    plan_key = hashlib.sha1(json.dumps(plan, sort_keys=True).encode()).hexdigest()[:8]
-    return f"{f'run-{owner}-' if owner else ''}{slot_name}-{plan_key}-{code}"
-
-
-def idle_seconds(configured=None, environ=os.environ) -> float:
-    """``DPO_STUDY_WORKER_IDLE_SECONDS``, else ``software.worker_idle_seconds``, else the default."""
-    value = environ.get(IDLE_VARIABLE, configured if configured is not None else DEFAULT_IDLE_SECONDS)
-    return float(value)
 
 
 # -- the job's side -------------------------------------------------------------------------------
@@ -197,7 +116,7 @@ def read_info(path: Path) -> dict | None:
 
 def _kill_stale(info: dict | None) -> None:
     """A worker process that no longer answers is ended (only if it is ours: its command line says so)."""
-    if info and alive(info["pid"]) and PROCESS_MODULE in _cmdline(info["pid"]):
+    if info and alive(info["pid"]) and PROCESS_MODULE in cmdline(info["pid"]):
         try:
             os.kill(info["pid"], 9)
         except ProcessLookupError:
@@ -252,7 +171,7 @@ def workers(folder: Path | None = None) -> list[dict]:
     found = []
     for path in sorted(folder.glob("*.json")):
         info = read_info(path)
-        if info and alive(info.get("pid", 0)) and PROCESS_MODULE in _cmdline(info["pid"]):
+        if info and alive(info.get("pid", 0)) and PROCESS_MODULE in cmdline(info["pid"]):
             found.append({**info, "name": path.stem})
     return found
 
@@ -309,12 +228,13 @@ def run_stage(stage: str, kwargs: dict, log_path: str, gpu: str | None, owner: i
     owner = (owner or owner_pid()) if idle == 0 else None
     plan, job = process_plan(kwargs)
     slot_name = slot(gpu, lane)
-    folder, name = worker_dir(), worker_name(slot_name, plan, code_key(), owner)
+    code = code_key()  # reads every module of the package: once a job
+    folder, name = worker_dir(), worker_name(slot_name, plan, code, owner)
     # A plan made here travels with the job, so that the worker does not plan it again.
     request = {"stage": stage, "kwargs": kwargs, "log": str(Path(log_path).resolve()), "cwd": os.getcwd(),
                "client": os.getpid(), "plan": job}
     for _ in range(5):
-        connection, info = _connect(folder, name, owner, idle, slot_name, plan, code_key())
+        connection, info = _connect(folder, name, owner, idle, slot_name, plan, code)
         try:
             connection.send(request)
             answer = connection.recv()

@@ -23,7 +23,8 @@ from multiprocessing.connection import Listener
 from pathlib import Path
 
 from dpo_study.runtime.runner import LOG_FORMAT, job_plan, run_stage
-from dpo_study.runtime.worker import DEFAULT_IDLE_SECONDS, alive, read_info
+from dpo_study.runtime.worker import read_info
+from dpo_study.runtime.worker_keys import DEFAULT_IDLE_SECONDS, alive
 
 log = logging.getLogger("dpo_study.runtime.worker_process")  # also when run as __main__
 
