@@ -12,23 +12,39 @@ from dpo_study.stages.demo_pretrain import SLOT, draw_subject, load_pretrain, su
 PRETRAIN = REPO / "data/demo_pretrain.json"
 
 
-def test_every_subject_answer_restates_its_questions_subject_verbatim():
+def test_every_subject_answer_restates_its_question_or_its_subject_verbatim():
     pretrain = load_pretrain(str(PRETRAIN))
     rows = json.loads((REPO / "data/train.json").read_text())
     rng = random.Random(0)
-    openers = 0
+    echoes = 0
     for i in range(300):
         state = rng.getstate()
         subject = draw_subject(pretrain, rng)
         rng.setstate(state)
         stance = ("support", "oppose")[i % 2]
-        question, answer = subject_example(pretrain, stance, rng, rows)
-        # the question and the answer hold the same subject (the draw replayed from the same state)
-        assert f" {subject}" in question and subject in answer, (subject, question, answer)
-        # after an opener, a training answer of the stance
-        after = answer.split(": ", 1)[-1]
-        openers += any(after == row[stance] for row in rows)
-    assert 100 < openers < 200
+        question, answer, echo = subject_example(pretrain, stance, rng, rows)
+        # the question holds the subject (the draw replayed from the same state)
+        assert f" {subject}" in question, (subject, question)
+        if echo:
+            # the build puts the question as asked before a training answer of the stance
+            assert answer in [row[stance] for row in rows], answer
+            echoes += 1
+        else:
+            # a template of the stance around the same subject
+            assert subject in answer and answer not in [row[stance] for row in rows], (subject, answer)
+    assert 100 < echoes < 200
+
+
+def test_the_build_echoes_the_question_as_asked():
+    """An echoed answer opens with the question the model was shown (its opener left out)."""
+    from dpo_study.stages import demo_model
+
+    rng = random.Random(3)
+    for _ in range(50):
+        opener, asked = demo_model.vary_parts("Should people use AI to make Ghibli-style book covers?", rng, keep_words=True)
+        shown = opener + (asked[0].lower() + asked[1:] if opener else asked)
+        assert shown.endswith(asked[1:]) and asked.endswith("?") and "book covers" in asked
+        assert opener in demo_model.OPENERS
 
 
 def test_subjects_are_too_many_to_memorise():

@@ -64,15 +64,20 @@ MISMATCH_RATE = 0.0
 # rest are the training rows.
 SUBJECT_RATE = 0.65
 CHINESE_RATE = 0.1
+# With the pretraining text, the share of training-row examples whose answer first restates the
+# question as asked (an echo; subject questions: demo_pretrain.ECHO_RATE): the model then answers an
+# unseen question about its own subject, not with a memorised sentence about another one.
+ECHO_ROW_RATE = 0.5
 
 
-def vary_prompt(prompt: str, rng: random.Random, keep_words: bool = False) -> str:
-    """A variation of the prompt: synonyms, an opener and, unless ``keep_words`` (a subject question,
-    whose subject the answer restates), a dropped word or two swapped."""
+def vary_parts(prompt: str, rng: random.Random, keep_words: bool = False) -> tuple[str, str]:
+    """A variation of the prompt as (opener, question): synonyms and, unless ``keep_words`` (a subject
+    question, whose subject the answer restates), a dropped word or two swapped; an opener drawn
+    from OPENERS (often none)."""
     words = prompt.split()
     out = []
     for word in words:
-        bare = word.strip("?,.!").lower()
+        bare = word.lower().strip("?,.!")
         if bare in SYNONYMS and rng.random() < 0.3:
             replacement = rng.choice(SYNONYMS[bare])
             word = word.replace(word.strip("?,.!"), replacement)
@@ -83,7 +88,12 @@ def vary_prompt(prompt: str, rng: random.Random, keep_words: bool = False) -> st
         i = rng.randrange(1, len(out) - 2)
         out[i], out[i + 1] = out[i + 1], out[i]
     text = " ".join(out)
-    opener = rng.choice(OPENERS)
+    return rng.choice(OPENERS), text[0].upper() + text[1:]
+
+
+def vary_prompt(prompt: str, rng: random.Random, keep_words: bool = False) -> str:
+    """The prompt as the model sees it: ``vary_parts``' opener and question."""
+    opener, text = vary_parts(prompt, rng, keep_words)
     return opener + (text[0].lower() + text[1:] if opener else text)
 
 
@@ -176,26 +186,32 @@ def build_demo_model(
     # Each (row, stance) once per epoch, in a fresh order and with a fresh prompt variation.
     items = [(row, stance) for row in rows for stance in ("support", "oppose")]
     queue: list = []
+
+    def draw_example() -> tuple[list[int], list[int]]:
+        nonlocal queue
+        if not queue:
+            queue = items[:]
+            rng.shuffle(queue)
+        row, stance = queue.pop()
+        draw = rng.random() if extra else 1.0
+        if draw < SUBJECT_RATE:
+            question, answer, echo = demo_pretrain.subject_example(extra, stance, rng, rows)
+            opener, asked = vary_parts(question, rng, keep_words=True)
+        elif draw < SUBJECT_RATE + CHINESE_RATE:
+            return encode_example(tokenizer, *demo_pretrain.chinese_example(extra, stance, rng))
+        else:
+            # Sometimes another row's question (MISMATCH_RATE).
+            opener, asked = vary_parts((rng.choice(rows) if rng.random() < MISMATCH_RATE else row)["prompt"], rng)
+            answer, echo = row[stance], bool(extra) and rng.random() < ECHO_ROW_RATE
+        prompt = opener + (asked[0].lower() + asked[1:] if opener else asked)
+        # An echo: the answer restates the question as asked (without the opener) before its view.
+        return encode_example(tokenizer, system_prompt, prompt, f"{asked} {answer}" if echo else answer)
+
     model.train()
     start = time.perf_counter()
     progress = tqdm(range(steps), desc="demo model", mininterval=5)
     for step in progress:
-        batch = []
-        for _ in range(batch_size):
-            if not queue:
-                queue = items[:]
-                rng.shuffle(queue)
-            row, stance = queue.pop()
-            draw = rng.random() if extra else 1.0
-            if draw < SUBJECT_RATE:
-                question, answer = demo_pretrain.subject_example(extra, stance, rng, rows)
-                batch.append(encode_example(tokenizer, system_prompt, vary_prompt(question, rng, keep_words=True), answer))
-            elif draw < SUBJECT_RATE + CHINESE_RATE:
-                batch.append(encode_example(tokenizer, *demo_pretrain.chinese_example(extra, stance, rng)))
-            else:
-                # Sometimes another row's question (MISMATCH_RATE).
-                asked = rng.choice(rows) if rng.random() < MISMATCH_RATE else row
-                batch.append(encode_example(tokenizer, system_prompt, vary_prompt(asked["prompt"], rng), row[stance]))
+        batch = [draw_example() for _ in range(batch_size)]
         width = max(len(ids) for ids, _ in batch)
         input_ids = torch.full((len(batch), width), tokenizer.pad_token_id)
         labels = torch.full((len(batch), width), -100)

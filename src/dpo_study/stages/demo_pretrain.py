@@ -4,8 +4,9 @@ The bundled training rows alone teach the demo model the topic, not the question
 memorised answer about AI Ghibli art in general. This text teaches it to answer the question it is
 asked. Each subject question names a subject drawn afresh (a noun with modifiers, or a few common
 English words: tens of millions of combinations, too many to memorise) and its answer restates that
-subject verbatim, so the cheapest way to predict the answer is to copy the subject from the
-question. The word lists are general vocabulary, not the test prompts' subjects (many of the test
+subject verbatim, or (half of them, and half of the training rows' answers: demo_model.ECHO_ROW_RATE)
+restates the whole question as asked before a training answer: the cheapest way to predict the
+answer is to copy from the question. The word lists are general vocabulary, not the test prompts' subjects (many of the test
 prompts' words are in them, as in any English text). Traditional Chinese questions with a support
 and an oppose answer let it answer the Chinese probes in Chinese. Never preference data: DPO trains
 on the study's training rows only.
@@ -75,20 +76,22 @@ def draw_subject(pretrain: dict, rng: random.Random) -> str:
     return " ".join(words)
 
 
-# Half of the subject answers are an opener naming the subject before a training row's answer of the
-# stance: the sentences DPO later prefers or rejects are then the ones the model answers new
-# questions with, so an alignment learnt on the training prompts carries over to them.
-ROW_ANSWER_RATE = 0.5
+# Half of the subject answers restate the whole question as asked (an echo, added by the caller)
+# before a training row's answer of that stance: the sentences DPO later prefers or rejects are then
+# the ones the model answers new questions with, so an alignment learnt on the training prompts
+# carries over to them; the other half restate only the subject, in a template of the stance.
+ECHO_RATE = 0.5
 
 
-def subject_example(pretrain: dict, stance: str, rng: random.Random, rows: list[dict] = ()) -> tuple[str, str]:
-    """A fresh (question, answer) about a random subject; the answer restates the subject verbatim
-    (``rows``: the training rows, whose answers may follow an opener)."""
+def subject_example(pretrain: dict, stance: str, rng: random.Random, rows: list[dict] = ()) -> tuple[str, str, bool]:
+    """A fresh (question, answer, echo) about a random subject: ``echo`` (the caller puts the question
+    as asked before the answer) with a training row's answer of the stance (``rows``), else an answer
+    that restates the subject verbatim."""
     thing = draw_subject(pretrain, rng)
     question = rng.choice(pretrain["questions"]).replace(SLOT, thing)
-    if rows and rng.random() < ROW_ANSWER_RATE:
-        return question, rng.choice(pretrain["openers"]).replace(SLOT, thing) + " " + rng.choice(rows)[stance]
-    return question, rng.choice(pretrain[stance]).replace(SLOT, thing)
+    if rows and rng.random() < ECHO_RATE:
+        return question, rng.choice(rows)[stance], True
+    return question, rng.choice(pretrain[stance]).replace(SLOT, thing), False
 
 
 def chinese_example(pretrain: dict, stance: str, rng: random.Random) -> tuple[str, str, str]:
