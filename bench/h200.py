@@ -176,7 +176,7 @@ def main() -> None:
     parser.add_argument("--time-limit", type=float, default=None, help="seconds for the whole run; later steps "
                                                                          "are cut short or skipped")
     parser.add_argument("--skip", default="", help="comma-separated steps to skip: homework,auto,auto_ref_in_loop,"
-                                                   "gen_loop,gen_project,auto_default_allocator")
+                                                   "gen_loop,gen_project,auto_default_allocator,auto_liger")
     args = parser.parse_args()
     if args.report:
         results = json.loads(args.report.read_text())
@@ -233,6 +233,8 @@ def main() -> None:
         "auto": {"recipe": "fast", "backend": "auto"},
         "auto_ref_in_loop": {"recipe": "fast", "backend": "auto", "precompute_ref_logps": False},
         "auto_default_allocator": {"recipe": "fast", "backend": "auto"},
+        # Issue 20 item 5: Liger's layer kernels (TRL keeps its own fused LM head), side by side with "auto".
+        "auto_liger": {"recipe": "fast", "backend": "auto", "use_liger_kernel": True},
     }
     # PyTorch's default allocator settings (the project's jobs set growable segments; the notebook does not).
     job_env = {name: {"PYTORCH_CUDA_ALLOC_CONF": ""} for name in ("homework", "auto_default_allocator")}
@@ -276,6 +278,8 @@ def main() -> None:
         "gen_project": lambda: generate_project("gen_project", "auto,static,plain,auto"),
         "auto_default_allocator": lambda: train("auto_default_allocator"),
         "auto_ref_in_loop": lambda: train("auto_ref_in_loop"),
+        # Triton kernels: a GPU only (the job refuses them on a CPU, naming the setting)
+        "auto_liger": lambda: train("auto_liger") if torch.cuda.is_available() else None,
     }
     for name, step in steps.items():
         if name not in skip:
@@ -308,6 +312,11 @@ def headline(r: dict) -> dict:
         # page cache), with PyTorch's default allocator settings.
         h.update(auto_later_job_wall_s=later["wall_s"],
                  job_speedup_later=round(h["homework_job_wall_s"] / later["wall_s"], 2))
+    liger = r.get("train_auto_liger", {})
+    if liger.get("ok") and auto.get("ok"):
+        h.update(liger_job_wall_s=liger["wall_s"], liger_steady_loop_tok_s=liger["steady_loop_tok_s"],
+                 liger_steady_loop_mfu=liger["steady_loop_mfu"], liger_peak_gib=liger["summary"]["peak_memory_gib"],
+                 liger_steady_loop_speedup=round(liger["steady_loop_tok_s"] / auto["steady_loop_tok_s"], 3))
     loop, project = r.get("gen_loop", {}), r.get("gen_project", {})
     if loop.get("ok") and project.get("ok"):
         first, warm = project["runs"][0], project["runs"][-1]
@@ -337,6 +346,10 @@ def table(r: dict) -> str:
         row("training loop after epoch 1, tokens/s", r["homework_steady_loop_tok_s"], r["auto_steady_loop_tok_s"],
             f"{r['auto_steady_loop_tok_s'] / r['homework_steady_loop_tok_s']:.2f}x")
         row("training loop after epoch 1, MFU", r["homework_steady_loop_mfu"], r["auto_steady_loop_mfu"])
+        if "liger_steady_loop_speedup" in r:
+            row("the same with Liger's kernels (use_liger_kernel), tokens/s / MFU", "",
+                f"{r['liger_steady_loop_tok_s']} / {r['liger_steady_loop_mfu']}",
+                f"{r['liger_steady_loop_speedup']}x of the default's")
         row("training peak GPU memory, GiB", r["homework_peak_gib"], r["auto_peak_gib"])
     if "gen_speedup" in r:
         row("generation, tokens/s (first call in the job)", r["gen_loop_tok_s"], r["gen_project_tok_s"],

@@ -10,6 +10,8 @@ implicit reward) with judges ngram + llm, run as a user runs it
 
 - ``worker``: the project's default (recipe fast), GPU jobs in the resident worker (software.gpu_worker on);
 - ``default``: the same with one process per job (software.gpu_worker off), as before the worker;
+- ``shared_gpu``: the worker way with two GPU jobs at once on each GPU (``software.jobs_per_gpu: 2``,
+  ``--resources gpu=2`` on one GPU), each share in a worker of its own;
 - ``notebook``: the notebook's way (recipe homework, Unsloth, one process per job, generation one
   prompt at a time with transformers' generate). Too slow to run whole within a device call, it
   runs on a sample (the first experiment, the 10 test prompts); the whole study's time is then
@@ -48,7 +50,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO / "bench"))
 
-WAYS = ("worker", "default", "notebook")
+WAYS = ("worker", "default", "notebook", "shared_gpu")
+JOBS_PER_GPU = {"shared_gpu": 2}  # the way that runs two GPU jobs at once on each GPU (software.jobs_per_gpu)
 H200_BF16_DENSE_TFLOPS = 989.4  # datasheet, SXM, dense
 TIMING_FILE = "job_times.jsonl"
 
@@ -63,7 +66,8 @@ def overlay(way: str, model_dir: Path, tiny: bool, on_gpu: bool, encoder: Path |
     config = {"model": {"name": str(model_dir)},
               "judge": {"use": ["ngram", "llm"], "llm": {"backend": "base_model"},
                         **({"embedding": {"model_path": str(encoder)}} if encoder else {})},
-              "software": {"env": "gpu", "gpu_worker": "on" if way == "worker" else "off"}}
+              "software": {"env": "gpu", "gpu_worker": "on" if way in ("worker", "shared_gpu") else "off",
+                           "jobs_per_gpu": JOBS_PER_GPU.get(way, 1)}}
     if way == "notebook":
         config["training"] = {"recipe": "homework", **({"backend": "unsloth"} if on_gpu else {})}
         config["generation"] = {"batch_size": 1, "decode": "plain"}  # the notebook's per-prompt loop
@@ -145,7 +149,7 @@ def run_way(way: str, work: Path, model_dir: Path, args, on_gpu: bool, folder: P
            "DPO_STUDY_GPU_LOCKS": str(locks or folder / "locks"),
            "PYTHONPATH": os.pathsep.join(p for p in (str(REPO / "src"), os.environ.get("PYTHONPATH")) if p)}
     command = [sys.executable, "-m", "snakemake", "all", "-s", str(REPO / "Snakefile"), "-d", str(folder),
-               "--cores", str(args.cores), "--keep-going", "--resources", "gpu=1",
+               "--cores", str(args.cores), "--keep-going", "--resources", f"gpu={config['software']['jobs_per_gpu']}",
                "--configfile", str(REPO / "config/config.yaml"), str(folder / "overlay.yaml")]
     say(f"\n===== {way}: {' '.join(command)}")
     with GpuSampler(folder / "gpu_samples.csv") as sampler:
@@ -360,6 +364,12 @@ def headline(r: dict) -> dict:
             out[f"{step}_s"] = steps[step]["study_s"]
     if "warm_study" in steps:
         out["warm_study_gpu_busy"] = steps["warm_study"]["gpu_busy"]
+    if "shared_gpu" in ways:
+        shared = ways["shared_gpu"]
+        out.update(shared_gpu_study_s=shared["study_s"], shared_gpu_gpu_busy=shared["gpu_busy"],
+                   shared_gpu_peak_gpu_memory_gib=shared["peak_gpu_memory_gib"])
+        if "worker" in ways and shared["study_s"]:
+            out["shared_gpu_speedup_vs_worker"] = round(ways["worker"]["study_s"] / shared["study_s"], 2)
     if "notebook" in ways and "default" in ways:
         out["notebook_study_s"] = estimate_notebook(ways["notebook"], ways["default"], r.get("full_prompts", 76))[
             "estimated_study_s"]
@@ -453,8 +463,9 @@ def main() -> None:
         report["ways"][way] = run_way(way, args.work, model_dir.resolve(), args, on_gpu)
         if args.json:
             args.json.write_text(json.dumps(report, indent=1) + "\n")
-    if {"worker", "default"} <= set(report["ways"]):
-        report["tables_equal_worker_default"] = tables_equal(args.work, "worker", "default")
+    for other in ("default", "shared_gpu"):
+        if {"worker", other} <= set(report["ways"]):
+            report[f"tables_equal_worker_{other}"] = tables_equal(args.work, "worker", other)
     # After the comparison of the ways: the incremental steps add an experiment to the worker's folder.
     if "worker" in report["ways"] and args.incremental:
         report["incremental"] = incremental(args.work, model_dir.resolve(), args, on_gpu)

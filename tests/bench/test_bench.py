@@ -97,6 +97,21 @@ def test_study_benchmark_runs_a_tiny_study_with_and_without_the_worker_then_the_
     assert phases["before_first_job_s"] >= 0 and "tables" in phases["jobs_s_by_rule"]
 
 
+def test_the_shared_gpu_way_runs_two_jobs_per_gpu_in_workers_and_is_reported_beside_the_worker_way(tmp_path):
+    sys.path.insert(0, str(BENCH))
+    try:
+        import study
+    finally:
+        sys.path.remove(str(BENCH))
+    config = study.overlay("shared_gpu", tmp_path, tiny=True, on_gpu=True)
+    assert config["software"]["jobs_per_gpu"] == 2 and config["software"]["gpu_worker"] == "on"
+    assert study.overlay("worker", tmp_path, tiny=True, on_gpu=True)["software"]["jobs_per_gpu"] == 1
+    way = {"study_s": 100.0, "gpu_busy": 0.3, "peak_gpu_memory_gib": 27.0, "training": []}
+    report = {"ways": {"worker": {**way, "study_s": 150.0}, "shared_gpu": way}}
+    assert study.headline(report)["shared_gpu_speedup_vs_worker"] == 1.5
+    assert study.headline(report)["shared_gpu_study_s"] == 100.0
+
+
 @pytest.mark.slow
 def test_compare_studies_finds_equal_studies_equal_and_names_each_difference(demo_study, tmp_path):
     import shutil

@@ -12,21 +12,32 @@ from snakemake_helpers import SNAKEMAKE
 from dpo_study.runtime import gpus
 
 CLAIM = (
-    "import os, sys, time; from dpo_study.runtime.gpus import claim_gpu; "
-    "gpu = claim_gpu(sys.argv[1], poll_seconds=0.05); "
-    "print(gpu, os.environ['CUDA_VISIBLE_DEVICES'], time.time(), flush=True); time.sleep(float(sys.argv[2]))"
+    "import os, sys, time; from dpo_study.runtime.gpus import claim_gpu, claimed_share; "
+    "gpu = claim_gpu(sys.argv[1], poll_seconds=0.05, jobs_per_gpu=int(sys.argv[3])); "
+    "print(gpu, os.environ['CUDA_VISIBLE_DEVICES'], time.time(), claimed_share(), flush=True); "
+    "time.sleep(float(sys.argv[2]))"
 )
 
 
-def claimer(lock_dir, hold_seconds, visible="7,9"):
+def claimer(lock_dir, hold_seconds, visible="7,9", jobs_per_gpu=1):
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "CUDA_VISIBLE_DEVICES": visible}
-    return subprocess.Popen([sys.executable, "-c", CLAIM, str(lock_dir), str(hold_seconds)], env=env,
-                            stdout=subprocess.PIPE, text=True)
+    return subprocess.Popen([sys.executable, "-c", CLAIM, str(lock_dir), str(hold_seconds), str(jobs_per_gpu)],
+                            env=env, stdout=subprocess.PIPE, text=True)
 
 
-def first_line(process):
-    gpu, visible, when = process.stdout.readline().split()
-    return gpu, visible, float(when)
+def first_line(process, share=False):
+    gpu, visible, when, claimed = process.stdout.readline().split()
+    return (gpu, visible, float(when), int(claimed)) if share else (gpu, visible, float(when))
+
+
+def test_two_jobs_per_gpu_share_one_gpu_and_a_third_waits(tmp_path):
+    a, b = claimer(tmp_path, 3, visible="7", jobs_per_gpu=2), claimer(tmp_path, 3, visible="7", jobs_per_gpu=2)
+    got = [first_line(a, share=True), first_line(b, share=True)]
+    assert sorted((gpu, visible, share) for gpu, visible, _, share in got) == [("7", "7", 0), ("7", "7", 1)]
+    c = claimer(tmp_path, 0, visible="7", jobs_per_gpu=2)
+    _, _, when, _ = first_line(c, share=True)
+    a.wait(), b.wait(), c.wait()
+    assert when >= min(w for _, _, w, _ in got) + 2.5  # only after one share was released
 
 
 def test_jobs_running_at_once_get_different_gpus_and_a_third_waits(tmp_path):

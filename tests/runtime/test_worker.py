@@ -105,6 +105,15 @@ def test_a_killed_worker_is_replaced_by_the_next_job(stages):
     assert after["pid"] != before["pid"]
 
 
+def test_a_worker_whose_folder_was_deleted_does_not_block_the_next_one(stages):
+    _, before = run(stages, "write", "a", text="one")
+    for path in (stages / "locks/workers").iterdir():
+        path.unlink()  # e.g. a results folder removed with its locks while its worker idles
+    _, after = run(stages, "write", "b", text="two")
+    assert after["pid"] != before["pid"] and worker.alive(before["pid"])
+    os.kill(before["pid"], signal.SIGKILL)
+
+
 def test_a_worker_that_dies_during_a_job_fails_that_job_only(stages):
     _, before = run(stages, "write", "a", text="one")
     with pytest.raises(worker.WorkerError, match="ended during this job"):
@@ -187,6 +196,10 @@ def test_the_code_key_covers_every_layer_and_not_the_jobs_own_folders(tmp_path, 
         monkeypatch.syspath_prepend(str(tmp_path / folder))
         monkeypatch.chdir(tmp_path / folder)
         assert worker.code_key() == key
+    # A Snakemake script job has site-packages twice on its path; the warm start's process once.
+    site = next(p for p in sys.path if p.endswith("site-packages"))
+    monkeypatch.syspath_prepend(site)
+    assert worker.code_key() == key
 
 
 def test_workers_are_listed_and_stopped_from_the_command_line(stages):
@@ -283,3 +296,20 @@ def test_each_fake_gpu_gets_its_own_worker_and_each_job_the_worker_of_the_gpu_it
     assert overlapping and all(a["gpu"] != b["gpu"] for a, b in overlapping)  # no job waited for the other GPU
     for pid in workers["fake0"] | workers["fake1"]:  # gone with the Snakemake run
         assert wait_dead(pid)
+
+
+def test_with_two_jobs_per_gpu_one_gpu_serves_two_jobs_at_once_each_share_in_a_worker_of_its_own(stages, monkeypatch):
+    monkeypatch.setenv(worker.IDLE_VARIABLE, "0")
+    (stages / "Snakefile").write_text(SNAKEFILE)
+    (stages / "job.py").write_text(JOB)
+    (stages / "shares.yaml").write_text("software: {jobs_per_gpu: 2}\n")
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "fake0"}
+    subprocess.run([*SNAKEMAKE, "-d", str(stages), "-s", str(stages / "Snakefile"), "--cores", "4",
+                    "--resources", "gpu=2", "--configfile", str(stages / "shares.yaml")],
+                   env=env, check=True, capture_output=True, timeout=300)
+    jobs = [json.loads((stages / f"job{i}.json").read_text()) for i in range(6)]
+    assert {j["gpu"] for j in jobs} == {"fake0"}
+    assert len({j["pid"] for j in jobs}) == 2  # a worker per share of the one GPU
+    overlapping = [(a, b) for i, a in enumerate(jobs) for b in jobs[i + 1:]
+                   if a["start"] < b["end"] and b["start"] < a["end"]]
+    assert overlapping and all(a["pid"] != b["pid"] for a, b in overlapping)

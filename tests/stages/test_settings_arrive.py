@@ -59,6 +59,7 @@ TRAINING = {
     "loss_weights": ([1.0, 0.5], lambda a, lora, p, g: list(a.loss_weights), "cpu"),
     "gradient_checkpointing": (True, lambda a, lora, p, g: a.gradient_checkpointing, "cuda"),
     "precompute_ref_logps": (False, lambda a, lora, plan, g: plan.precompute_ref_logps, "cpu"),
+    "use_liger_kernel": (True, lambda a, lora, p, g: a.use_liger_kernel, "cuda"),
     "checkpoint_steps": (7, lambda a, lora, p, g: a.save_steps, "cpu"),
     "stop_grad_norm": (12.5, lambda a, lora, p, g: g.max_grad_norm, "cpu"),
 }
@@ -88,6 +89,11 @@ def test_a_training_field_reaches_the_libraries(tmp_path, monkeypatch, field):
     assert value != DEFAULTS["training"][field]
     args, lora, plan, guard = built(tmp_path, monkeypatch, {**COMPANIONS.get(field, {}), field: value}, device=device)
     assert observe(args, lora, plan, guard) == value
+
+
+def test_liger_kernels_on_the_cpu_are_refused_naming_the_setting(tmp_path, monkeypatch):
+    with pytest.raises(ValueError, match="training.use_liger_kernel: .*need a CUDA GPU"):
+        built(tmp_path, monkeypatch, {"use_liger_kernel": True}, device="cpu")
 
 
 @pytest.mark.parametrize("field", sorted(EXPERIMENT_FIELDS))

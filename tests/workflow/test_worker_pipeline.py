@@ -72,6 +72,11 @@ def copy_demo_model(source: Path, workdir: Path) -> None:
 
 def test_model_jobs_ran_in_one_worker_that_reused_the_model(with_worker):
     assert worker_starts(with_worker) == 1
+    # Warm start (runtime/warm.py): the run's onstart warmed the one worker its jobs ran in (whether
+    # the warm-up or the first job got there first is a race; tests/runtime/test_warm.py: the order).
+    worker_log = next(p for p in (with_worker / "locks/workers").glob("*.log")
+                      if "serves GPU jobs" in p.read_text()).read_text()
+    assert "warmed in" in worker_log
     logs = "".join(p.read_text() for p in (with_worker / "results").rglob("*.log"))
     assert "in the resident worker no-gpu" in logs and "already loaded in this worker: reused" in logs
     assert "it will be loaded afresh" not in logs  # every job left the model as it found it

@@ -147,3 +147,11 @@ def prompt_set_input(wildcards):
 
 def prompt_set_kind(wildcards):
     return "test" if wildcards.prompt_set == "test" else "probe"
+
+
+# Warm start (src/dpo_study/runtime/warm.py): once the DAG is known, the GPU worker the first GPU job
+# will use starts and loads the base model while the CPU jobs run. Not in a dry run (no onstart).
+onstart:
+    from dpo_study.runtime.warm import pending_gpu_kwargs, warm_start
+
+    warm_start(pending_gpu_kwargs(workflow.dag.needrun_jobs()), STUDY.software, workflow.local_exec)

@@ -98,9 +98,9 @@ def experiment_config_hash(params: dict, config: dict) -> str:
     gives a new hash under the same file name.
     """
     shared = {k: v for k, v in config.items() if k not in NOT_RESULT_SHAPING}
-    if "software" in shared:  # where the GPU jobs run (a resident worker or not) does not shape results
+    if "software" in shared:  # where the GPU jobs run (a resident worker or not, sharing a GPU) does not shape results
         shared["software"] = {k: v for k, v in shared["software"].items()
-                              if k not in ("gpu_worker", "worker_idle_seconds")}
+                              if k not in ("gpu_worker", "worker_idle_seconds", "jobs_per_gpu")}
     data = config.get("data", {})
     files = [data.get("train"), data.get("test"), *data.get("probes", [])]
     contents = {str(f): file_sha256(f) for f in files if f and Path(f).is_file()}

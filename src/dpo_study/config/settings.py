@@ -109,6 +109,7 @@ class TrainingSettings(Settings):
     loss_weights: tuple[float, ...] | None
     gradient_checkpointing: bool | None
     precompute_ref_logps: bool | None
+    use_liger_kernel: bool
     checkpoint_steps: int
     stop_grad_norm: float
     # Not a field of ``training``: the tokens a pair (prompt and answer) is cut to in training, which

@@ -135,6 +135,11 @@ class Study(StudyPaths):
         """``software.env``: the conda environment file of the model rules (envs/<env>.yaml)."""
         return self.config["software"]["env"]
 
+    @property
+    def software(self) -> dict:
+        """``software``: the environment and the resident workers (``runtime.worker``, ``runtime.warm``)."""
+        return dict(self.config["software"])
+
     # ---- experiments and data keys ------------------------------------------------------
 
     def data_params(self, data_key: str) -> dict:

@@ -25,6 +25,8 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 LOCK_DIR_VARIABLE = "DPO_STUDY_GPU_LOCKS"
+# Which share of its GPU a job claimed (software.jobs_per_gpu): 0 for the first, and when a GPU is not shared.
+SHARE_VARIABLE = "DPO_STUDY_GPU_SHARE"
 _held: list = []  # open lock files: a lock lives as long as its file stays open
 
 
@@ -50,8 +52,9 @@ def default_lock_dir() -> Path:
     return Path(os.environ.get(LOCK_DIR_VARIABLE) or Path(tempfile.gettempdir(), f"dpo-study-gpus-{os.getuid()}"))
 
 
-def _try_lock(lock_dir: Path, gpu: str):
-    handle = open(lock_dir / f"gpu-{re.sub(r'[^A-Za-z0-9._-]', '_', gpu)}.lock", "a+")
+def _try_lock(lock_dir: Path, gpu: str, share: int = 0):
+    name = re.sub(r'[^A-Za-z0-9._-]', '_', gpu) + (f"-share{share}" if share else "")
+    handle = open(lock_dir / f"gpu-{name}.lock", "a+")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -64,27 +67,34 @@ def _try_lock(lock_dir: Path, gpu: str):
     return handle
 
 
-def claim_gpu(lock_dir: str | Path | None = None, poll_seconds: float = 1.0, timeout: float | None = None) -> str | None:
-    """Take a free GPU for the rest of this process and make it the only one CUDA sees.
+def claim_gpu(lock_dir: str | Path | None = None, poll_seconds: float = 1.0, timeout: float | None = None,
+              jobs_per_gpu: int = 1) -> str | None:
+    """Take a free GPU (or a free share of one) for the rest of this process and make it the only one CUDA sees.
 
-    Returns the claimed id, or None when there is no GPU (a CPU machine: nothing changes). With a
-    single visible GPU there is nothing to share and no lock is taken. When every GPU is taken
-    (more GPU jobs than GPUs), waits for one to be released.
+    Returns the claimed id, or None when there is no GPU (a CPU machine: nothing changes).
+    ``jobs_per_gpu`` (``software.jobs_per_gpu``): that many jobs may share one GPU at once, each
+    claiming a share of it (``SHARE_VARIABLE``), the GPUs' first shares before any second one. With a
+    single GPU and no sharing there is nothing to claim and no lock is taken. When every GPU (and
+    share) is taken (more GPU jobs than shares), waits for one to be released.
     """
     ids = visible_gpu_ids()
-    if len(ids) <= 1:
+    os.environ[SHARE_VARIABLE] = "0"
+    shares = [(gpu, share) for share in range(max(1, jobs_per_gpu)) for gpu in ids]
+    if len(shares) <= 1:
         return ids[0] if ids else None
     lock_dir = Path(lock_dir) if lock_dir else default_lock_dir()
     lock_dir.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
     waited = False
     while True:
-        for gpu in ids:
-            handle = _try_lock(lock_dir, gpu)
+        for gpu, share in shares:
+            handle = _try_lock(lock_dir, gpu, share)
             if handle is not None:
                 _held.append(handle)
                 os.environ["CUDA_VISIBLE_DEVICES"] = gpu
-                log.info("claimed GPU %s of %s (locks in %s)", gpu, ",".join(ids), lock_dir)
+                os.environ[SHARE_VARIABLE] = str(share)
+                log.info("claimed GPU %s (share %d of %d) of %s (locks in %s)", gpu, share + 1, max(1, jobs_per_gpu),
+                         ",".join(ids), lock_dir)
                 return gpu
         if timeout is not None and time.monotonic() - start > timeout:
             raise TimeoutError(f"no free GPU among {ids} after {timeout:.0f} s (locks in {lock_dir})")
@@ -92,3 +102,8 @@ def claim_gpu(lock_dir: str | Path | None = None, poll_seconds: float = 1.0, tim
             log.warning("all GPUs %s are taken by other jobs; waiting for one (locks in %s)", ids, lock_dir)
             waited = True
         time.sleep(poll_seconds)
+
+
+def claimed_share() -> int:
+    """The share of its GPU this process claimed (0 when the GPU is not shared)."""
+    return int(os.environ.get(SHARE_VARIABLE) or 0)

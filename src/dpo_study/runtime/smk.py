@@ -49,9 +49,9 @@ def stage_kwargs(smk) -> dict:
     return {**plain(kwargs), "threads": smk.threads}
 
 
-def claim_gpu() -> str | None:
-    """This job's own GPU (``CUDA_VISIBLE_DEVICES``), before anything starts CUDA."""
-    gpu = gpus.claim_gpu()
+def claim_gpu(jobs_per_gpu: int = 1) -> str | None:
+    """This job's own GPU (``CUDA_VISIBLE_DEVICES``) or share of one, before anything starts CUDA."""
+    gpu = gpus.claim_gpu(jobs_per_gpu=jobs_per_gpu)
     # Batches of varying length fragment the caching allocator; growable segments are PyTorch's
     # remedy (BENCHMARKS.md). Read when CUDA first allocates, so set before; a user's own setting is kept.
     os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
@@ -84,9 +84,9 @@ def call(stage: str, smk) -> None:
     """Run ``stage`` (``"module:function"``) for the Snakemake job ``smk``."""
     start = time.time()
     gpu_job = bool(smk.resources.get("gpu", 0))
-    gpu = claim_gpu() if gpu_job else None
-    kwargs = stage_kwargs(smk)
     software = smk.config.get("software", {})
+    gpu = claim_gpu(software.get("jobs_per_gpu", 1)) if gpu_job else None
+    kwargs = stage_kwargs(smk)
     # GPU jobs, and the stages that only need a warm process (worker.CPU_STAGES, in a worker of their own)
     in_worker = (gpu_job or stage in worker.CPU_STAGES) and worker.enabled(software.get("gpu_worker", "auto"))
     result = {}

@@ -203,7 +203,7 @@ def _stop_others(folder: Path, name: str, slot_name: str) -> None:
             stop(info)
 
 
-def _connect(folder: Path, name: str, owner: int | None, idle: float, slot_name: str, plan: dict, code: str):
+def connect(folder: Path, name: str, owner: int | None, idle: float, slot_name: str, plan: dict, code: str):
     """A connection to the worker ``name``, started if there is none (under a lock)."""
     with open(folder / f"{name}.lock", "a+") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -227,14 +227,14 @@ def run_stage(stage: str, kwargs: dict, log_path: str, gpu: str | None, owner: i
     idle = idle_seconds(idle)
     owner = (owner or owner_pid()) if idle == 0 else None
     plan, job = process_plan(kwargs)
-    slot_name = slot(gpu, lane)
+    slot_name = slot(gpu, lane, gpus.claimed_share() if lane == "gpu" else 0)
     code = code_key()  # reads every module of the package: once a job
     folder, name = worker_dir(), worker_name(slot_name, plan, code, owner)
     # A plan made here travels with the job, so that the worker does not plan it again.
     request = {"stage": stage, "kwargs": kwargs, "log": str(Path(log_path).resolve()), "cwd": os.getcwd(),
                "client": os.getpid(), "plan": job}
     for _ in range(5):
-        connection, info = _connect(folder, name, owner, idle, slot_name, plan, code)
+        connection, info = connect(folder, name, owner, idle, slot_name, plan, code)
         try:
             connection.send(request)
             answer = connection.recv()

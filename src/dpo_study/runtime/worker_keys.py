@@ -62,11 +62,13 @@ def alive(pid: int) -> bool:
         return True
 
 
-def slot(gpu: str | None, lane: str = "gpu") -> str:
-    """Where a worker runs: one GPU (or ``no-gpu`` on a machine without one), or the CPU lane."""
+def slot(gpu: str | None, lane: str = "gpu", share: int = 0) -> str:
+    """Where a worker runs: one GPU (or ``no-gpu`` on a machine without one), or the CPU lane; a
+    GPU's second and later shares (``software.jobs_per_gpu``) each have a worker of their own."""
     if lane == "cpu":
         return "cpu"
-    return "no-gpu" if gpu is None else "gpu-" + "".join(c if c.isalnum() or c in "._-" else "_" for c in gpu)
+    name = "no-gpu" if gpu is None else "gpu-" + "".join(c if c.isalnum() or c in "._-" else "_" for c in gpu)
+    return name + (f"-share{share}" if share else "")
 
 
 PACKAGE = Path(__file__).resolve().parents[1]  # src/dpo_study: every layer, not only runtime/
@@ -81,13 +83,15 @@ def code_key(package: Path = PACKAGE) -> str:
     for path in sorted(package.rglob("*.py")):
         digest.update(str(path.relative_to(package)).encode() + b"\0" + path.read_bytes())
     digest.update(f"{sys.executable}\0{platform.python_version()}".encode())
-    for entry in sys.path:
+    # The set of names, not a list per folder: a Snakemake script job has site-packages twice on its
+    # path (its preamble adds Snakemake's own), a process started with ``-m`` once.
+    names = set()
+    for entry in {os.path.realpath(entry or ".") for entry in sys.path}:
         try:
-            names = sorted(n for n in os.listdir(entry or ".") if n.endswith((".dist-info", ".egg-info")))
+            names.update(n for n in os.listdir(entry) if n.endswith((".dist-info", ".egg-info")))
         except OSError:
             continue
-        if names:
-            digest.update("\0".join(names).encode())
+    digest.update("\0".join(sorted(names)).encode())
     return digest.hexdigest()[:12]
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib
 import json
 import logging
 import os
@@ -30,8 +31,10 @@ log = logging.getLogger("dpo_study.runtime.worker_process")  # also when run as 
 
 
 def socket_address(folder: Path, name: str) -> str:
-    # An abstract Unix socket (no file, gone with the process); the authkey keeps others out.
-    return "\0dpo-study-worker-" + hashlib.sha1(f"{folder}/{name}".encode()).hexdigest()[:20]
+    # An abstract Unix socket (no file, gone with the process); the authkey keeps others out. The pid
+    # in it: a worker whose folder was deleted under it (its info file gone) must not keep the next
+    # worker of its name from starting until it idles out.
+    return "\0dpo-study-worker-" + hashlib.sha1(f"{folder}/{name}/{os.getpid()}".encode()).hexdigest()[:20]
 
 
 class Worker:
@@ -117,6 +120,10 @@ class Worker:
         if request.get("command") == "stop":
             connection.send({"status": "stopping"})
             self.exit("asked to stop")
+        if request.get("command") == "warm":
+            connection.send({"status": self.warm(request["kwargs"])})
+            self.last_active = time.monotonic()
+            return
         self.last_active = time.monotonic()
         try:
             # the job's one plan (made by the job's side when it needed it), handed to its stage (runtime.runner)
@@ -138,6 +145,34 @@ class Worker:
         self.busy = None
         self.last_active = time.monotonic()
         connection.send(result)
+
+    def warm(self, kwargs: dict) -> str:
+        """Warm start (``dpo_study.runtime.warm``): load the base model a GPU job of ``kwargs`` would load,
+        and import the stages, before the first job comes. A failure is only logged: that job then
+        loads the model itself, and fails in its own log if it must."""
+        start = time.perf_counter()
+        try:
+            job = job_plan(kwargs)
+            if self.plan is None:
+                self.plan = job.process_key
+            elif job.process_key != self.plan:
+                return f"not warmed: this worker serves another load plan ({self.plan})"
+            if job.unsloth:  # Unsloth's trainer loads the model its own way: only its imports are warmed
+                from dpo_study.runtime.backends import import_unsloth
+
+                import_unsloth()
+            elif job.load is not None:
+                from dpo_study.runtime import modeling
+
+                modeling.load_planned(job.load)
+            for stage in ("dpo_study.stages.train", "dpo_study.stages.generate"):
+                importlib.import_module(stage)
+        except Exception as error:
+            log.exception("warm start failed")
+            return f"warm start failed: {error!r}"
+        message = f"warmed in {time.perf_counter() - start:.1f} s (plan {job.process_key}, base model {job.load})"
+        log.info("%s", message)
+        return message
 
     def run_job(self, request: dict, plan) -> dict:
         """The stage, as its own process would run it (runtime.runner), from a freshly seeded torch."""

@@ -74,6 +74,9 @@ def dpo_config(experiment: ExperimentParams, training: TrainingSettings, output_
     from trl import DPOConfig
 
     on_gpu = device() == "cuda"
+    if training.use_liger_kernel and not on_gpu:
+        raise ValueError("training.use_liger_kernel: Liger's kernels are Triton kernels and need a CUDA GPU; "
+                         "this training job runs on the CPU (set it to false)")
     return DPOConfig(
         output_dir=output_dir,
         num_train_epochs=experiment.num_epoch,
@@ -91,6 +94,7 @@ def dpo_config(experiment: ExperimentParams, training: TrainingSettings, output_
         loss_type=list(training.loss_type),
         loss_weights=None if training.loss_weights is None else list(training.loss_weights),
         gradient_checkpointing=training.gradient_checkpointing and on_gpu,
+        use_liger_kernel=training.use_liger_kernel,
         **precision_flags(precision if on_gpu else "fp32"),
         use_cpu=not on_gpu,
         logging_steps=1,
