@@ -12,18 +12,19 @@ from snakemake_helpers import only, scheduled_jobs, snakemake, study_prompts, wo
 
 pytestmark = pytest.mark.slow
 
-# Measured on the demo model (seed 1, pretrained on data/demo_pretrain.json, 2026-12-05): support
-# rate after DPO over the valid answers to the test prompts is 0.875 and 1.0 with support_ratio 1
-# (run seeds 0 and 1) and 0.5 and 0.17 with support_ratio 0 (base model: 0.78, so support_ratio 1
-# has little room to rise; the model built on another machine's CPU differs, the base rate with
-# it). One seed's margin is 0.375 or 0.83; the test asks for two thirds of the smaller. (The model
-# before the pretraining text gave 0.86 and 0.0 from a base of 0.29, and the test asked for 0.5.)
-MIN_Q1_MARGIN = 0.25
-# Measured on the demo model (seed 1, 2026-12-05): on average 0.92 of a base test answer's words
-# are known words or the question's; the relevance gate keeps 17 of its 20 answers to the
-# test and in-distribution prompts (docs/measures.md). The tests ask for a margin below.
+# Measured on the demo model (seed 1, pretrained on data/demo_pretrain.json, answers that echo the
+# question; `make demo`, 2026-12-05): support rate after DPO over the valid answers to the test
+# prompts 0.125 (support_ratio 0) and 1.0 (support_ratio 1) with run seed 42, 0.22 and 0.89 with
+# seed 1, from a base rate of 0.5: margins 0.875 and 0.67. (A model built on another machine's CPU
+# differs, and its rates with it.)
+MIN_Q1_MARGIN = 0.5
+# Measured on the same model: the relevance gate keeps 18 of the base model's 20 answers to the
+# test and in-distribution prompts (the goal: 18; docs/measures.md); the test asks for one fewer.
+# The judge sees a clear stance in 9 of its 10 test answers: answer 59's garbled echo
+# ("packial's painterviews backages"), words the judge never saw, pulls its score to 0.65. On
+# average 0.91 of a base test answer's words are known words or the question's (0.79 the least).
 MIN_KNOWN_WORDS = 0.8
-MIN_BASE_KEPT = 0.75
+MIN_BASE_KEPT = 0.85
 MIN_CLEAR_STANCE = 0.8
 # Measured hold-out accuracy (data/judge_holdout.json, 54 texts): ngram 0.81, embedding 0.78; chance is 1/3.
 MIN_TRAINED_JUDGE_ACCURACY = 0.6
@@ -67,10 +68,8 @@ def test_demo_model_is_readable_and_not_pre_aligned(study):
         words = words_of(answer)
         known.append(sum(w.lower() in vocabulary | {q.lower() for q in words_of(prompt)} for w in words) / max(len(words), 1))
         assert len(words) >= 6 and answer.endswith((".", "!")), answer
-    # The judge sees a clear stance in most answers. Measured (2026-12-05): 9 of 10; answer 51's
-    # garbled subject ("witations fitations fitations"), words the judge never saw, pulls its score
-    # to 0.61 though its sentence is a training answer's support. Each answer used to be asked for
-    # it when answers held no copied subject.
+    # The judge sees a clear stance in most answers (MIN_CLEAR_STANCE: measured 9 of 10). Each answer
+    # used to be asked for it when answers held no copied subject.
     clear = (test["support_score"] - 0.5).abs() >= 0.2
     assert clear.mean() >= MIN_CLEAR_STANCE, test.loc[~clear, ["response", "support_score"]]
     # Its copies of a subject are not always exact ("celebies" for "celebrities"): on average.
@@ -206,12 +205,10 @@ def test_per_response_measures_and_summaries(study):
     assert categories.groupby("experiment")["prompts"].sum().tolist() == [len(prompts)] * len(EXPERIMENTS)
     generalisation = pd.read_csv(workdir / "results/tables/generalisation.csv").set_index(["experiment", "category"])
     assert set(generalisation.index.get_level_values("category")) == set(prompts["category"]) - {"test"}
-    # ratio_1 moves the test prompts towards support and ratio_0 away from it, far apart. (Not a fixed
-    # size for ratio_1 alone: where the base model already supports most prompts, as the demo model
-    # does, 8 of 10, support has little room left to grow. Measured over the valid pairs, 2026-12-05:
-    # ratio_1 -0.007, ratio_1_seed7 +0.125, ratio_0 -0.51; so ratio_1 is asked for it over its seeds.)
+    # ratio_1 moves the test prompts towards support and ratio_0 away from it, far apart. (Measured on
+    # the demo's runs of the same settings, 2026-12-05: +0.71 and -0.40 in stance score.)
     test_shift = generalisation.groupby("experiment")["test_stance_shift"].first()
-    assert test_shift[["ratio_1", "ratio_1_seed7"]].mean() > 0 > test_shift["ratio_0"], test_shift
+    assert test_shift["ratio_1"] > 0 > test_shift["ratio_0"], test_shift
     assert test_shift["ratio_1"] - test_shift["ratio_0"] > MIN_Q1_MARGIN, test_shift
     defects = pd.read_csv(workdir / "results/tables/defects.csv")
     assert set(defects["defect"]) == {"too_neutral", "no_clear_stance", "too_long", "one_sided_on_balance", "collapsed",
