@@ -17,6 +17,9 @@ from dpo_study.config import reading
 from dpo_study.config.errors import COMMAND_LINE, ConfigError
 from dpo_study.config.study import load_study
 
+# The demo's named experiments, which an overlay's grids add to.
+DEMO_NAMED = len(yaml.safe_load((REPO / "config/demo.yaml").read_text())["experiments"])
+
 TRAIN_ROW = {"id": 1, "prompt": "Is it fine?", "support": "Yes, it is fine.", "oppose": "No, it is not."}
 
 
@@ -119,7 +122,7 @@ def test_the_system_prompt_counts_in_the_length_guard(tmp_path):
     ("generation: {temperature: 0.7}", ["generation.temperature = 0.7: only sampling reads it", "do_sample: true"]),
     ("generation: {seed: 3}", ["generation.seed = 3: only sampling reads it"]),
     ("grids: [{name: g, beta: [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1], lora_r: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10], "
-     "lora_alpha: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10], seed: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]}]", ["10008 experiments", "at most 10000"]),
+     "lora_alpha: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10], seed: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]}]", [f"{10000 + DEMO_NAMED} experiments", "at most 10000"]),
 ])
 def test_magnitudes_and_dead_values_are_refused_with_the_range(tmp_path, overlay, fragments):
     refused(tmp_path, overlay + "\n", *fragments)

@@ -33,8 +33,7 @@ def test_demo_study_holds_runs_data_keys_judges_and_paths():
     # Paths: each holds the keys of the settings that shape it (what differs from the schema's defaults).
     assert study.keys == {
         "model": "load_in_4bit~False", "demo_model": "default",
-        "training": ("per_device_train_batch_size~8_gradient_accumulation_steps~1_loss_type~sigmoid,sft_"
-                     "gradient_checkpointing~False"),
+        "training": "per_device_train_batch_size~8_gradient_accumulation_steps~1_gradient_checkpointing~False",
         "generation": "default", "judge": "use~ngram,embedding,llm"}
     assert study.manifest == "results/models/demo-default.json"
     model = "results/demo-default/model-load_in_4bit~False"

@@ -1,9 +1,13 @@
 if MODEL == "demo":
+    # Demo-only pretraining text (subject questions, Traditional Chinese; src/dpo_study/stages/demo_pretrain.py),
+    # part of the workflow like its code: the checkout's file, whatever the working directory.
+    DEMO_PRETRAIN = str(Path(workflow.basedir, "data/demo_pretrain.json"))
 
     rule build_demo_model:
         input:
             train=STUDY.train_data,
             test=STUDY.test_data,
+            pretrain=DEMO_PRETRAIN,
         output:
             model_dir=directory(f"{RESULTS}/models/{STUDY.model_id}"),
             manifest=MODEL_MANIFEST,

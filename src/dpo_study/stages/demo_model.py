@@ -21,6 +21,7 @@ from dpo_study.config.data_files import load_rows
 from dpo_study.config.model import DEMO_MAX_POSITIONS
 from dpo_study.config.texts import DEMO_SPECIAL_TOKENS
 from dpo_study.config.settings import DemoModelSettings
+from dpo_study.stages import demo_pretrain
 
 log = logging.getLogger(__name__)
 
@@ -55,25 +56,44 @@ SYNONYMS = {
     "images": ["images", "pictures", "artwork"],
     "use": ["use", "employ", "rely on"],
 }
-MISMATCH_RATE = 0.1
+# Another row's question with a row's answer: none, now that the subject questions keep answers to
+# unseen questions fluent (a mismatched answer teaches the model to answer beside the question).
+MISMATCH_RATE = 0.0
+# Shares of the examples drawn from the pretraining text (stages/demo_pretrain.py): subject
+# questions, whose answers restate the question's subject, and Traditional Chinese questions; the
+# rest are the training rows.
+SUBJECT_RATE = 0.65
+CHINESE_RATE = 0.1
+# With the pretraining text, the share of training-row examples whose answer first restates the
+# question as asked (an echo; subject questions: demo_pretrain.ECHO_RATE): the model then answers an
+# unseen question about its own subject, not with a memorised sentence about another one.
+ECHO_ROW_RATE = 0.5
 
 
-def vary_prompt(prompt: str, rng: random.Random) -> str:
+def vary_parts(prompt: str, rng: random.Random, keep_words: bool = False) -> tuple[str, str]:
+    """A variation of the prompt as (opener, question): synonyms and, unless ``keep_words`` (a subject
+    question, whose subject the answer restates), a dropped word or two swapped; an opener drawn
+    from OPENERS (often none)."""
     words = prompt.split()
     out = []
     for word in words:
-        bare = word.strip("?,.!").lower()
+        bare = word.lower().strip("?,.!")
         if bare in SYNONYMS and rng.random() < 0.3:
             replacement = rng.choice(SYNONYMS[bare])
             word = word.replace(word.strip("?,.!"), replacement)
-        elif len(words) > 6 and rng.random() < 0.08:
+        elif len(words) > 6 and not keep_words and rng.random() < 0.08:
             continue  # drop a word
         out.append(word)
-    if len(out) > 4 and rng.random() < 0.15:
+    if len(out) > 4 and not keep_words and rng.random() < 0.15:
         i = rng.randrange(1, len(out) - 2)
         out[i], out[i + 1] = out[i + 1], out[i]
     text = " ".join(out)
-    opener = rng.choice(OPENERS)
+    return rng.choice(OPENERS), text[0].upper() + text[1:]
+
+
+def vary_prompt(prompt: str, rng: random.Random, keep_words: bool = False) -> str:
+    """The prompt as the model sees it: ``vary_parts``' opener and question."""
+    opener, text = vary_parts(prompt, rng, keep_words)
     return opener + (text[0].lower() + text[1:] if opener else text)
 
 
@@ -121,8 +141,10 @@ def build_demo_model(
     settings: DemoModelSettings,
     system_prompt: str,
     threads: int = 1,
+    pretrain: str | None = None,
 ) -> None:
-    """Stage: train the demo model from scratch and save it like any Hugging Face model."""
+    """Stage: train the demo model from scratch and save it like any Hugging Face model; ``pretrain``:
+    the demo-only pretraining text (stages/demo_pretrain.py), none by default."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     seed, steps, batch_size, learning_rate = settings.seed, settings.steps, settings.batch_size, settings.learning_rate
@@ -134,7 +156,8 @@ def build_demo_model(
     rng = random.Random(seed)
     rows = load_rows(train, "train")
     test_rows = load_rows(test, "test")
-    texts = [t for r in rows for t in (r["prompt"], r["support"], r["oppose"])]
+    extra = demo_pretrain.load_pretrain(pretrain)
+    texts = [t for r in rows for t in (r["prompt"], r["support"], r["oppose"])] + demo_pretrain.pretrain_texts(extra)
     texts += [r["prompt"] for r in test_rows] + OPENERS + [w for ws in SYNONYMS.values() for w in ws]
     # The chat scaffolding too, so that role names and the system prompt become few tokens.
     texts += [f"{HEADER_START}{role}{HEADER_END}\n\n{system_prompt}{EOT}" for role in ("system", "user", "assistant")]
@@ -163,20 +186,32 @@ def build_demo_model(
     # Each (row, stance) once per epoch, in a fresh order and with a fresh prompt variation.
     items = [(row, stance) for row in rows for stance in ("support", "oppose")]
     queue: list = []
+
+    def draw_example() -> tuple[list[int], list[int]]:
+        nonlocal queue
+        if not queue:
+            queue = items[:]
+            rng.shuffle(queue)
+        row, stance = queue.pop()
+        draw = rng.random() if extra else 1.0
+        if draw < SUBJECT_RATE:
+            question, answer, echo = demo_pretrain.subject_example(extra, stance, rng, rows)
+            opener, asked = vary_parts(question, rng, keep_words=True)
+        elif draw < SUBJECT_RATE + CHINESE_RATE:
+            return encode_example(tokenizer, *demo_pretrain.chinese_example(extra, stance, rng))
+        else:
+            # Sometimes another row's question (MISMATCH_RATE).
+            opener, asked = vary_parts((rng.choice(rows) if rng.random() < MISMATCH_RATE else row)["prompt"], rng)
+            answer, echo = row[stance], bool(extra) and rng.random() < ECHO_ROW_RATE
+        prompt = opener + (asked[0].lower() + asked[1:] if opener else asked)
+        # An echo: the answer restates the question as asked (without the opener) before its view.
+        return encode_example(tokenizer, system_prompt, prompt, f"{asked} {answer}" if echo else answer)
+
     model.train()
     start = time.perf_counter()
     progress = tqdm(range(steps), desc="demo model", mininterval=5)
     for step in progress:
-        batch = []
-        for _ in range(batch_size):
-            if not queue:
-                queue = items[:]
-                rng.shuffle(queue)
-            row, stance = queue.pop()
-            # Sometimes another row's question: teaches the model to finish an answer it has
-            # started from the answer itself, which keeps answers to unseen questions fluent.
-            asked = rng.choice(rows) if rng.random() < MISMATCH_RATE else row
-            batch.append(encode_example(tokenizer, system_prompt, vary_prompt(asked["prompt"], rng), row[stance]))
+        batch = [draw_example() for _ in range(batch_size)]
         width = max(len(ids) for ids, _ in batch)
         input_ids = torch.full((len(batch), width), tokenizer.pad_token_id)
         labels = torch.full((len(batch), width), -100)
