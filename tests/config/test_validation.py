@@ -112,7 +112,7 @@ def test_valid_config_gets_its_defaults(tmp_path):
     assert config["model"]["trust_remote_code"] is False
     assert [e.name for e in experiments] == ["homework_default", "q1_support_ratio_1", "q2_num_epoch_1", "q3_data_size_10",
                                              "homework_default_seed1", "q1_support_ratio_1_seed1", "beta_20", "lr_0.0001_ratio_1",
-                                             "lr_0.03", "strategy_verbose"]
+                                             "lora_r_64", "lr_0.03", "strategy_verbose"]
 
 
 def test_identical_parameters_under_two_names_warn_but_run(tmp_path):
