@@ -21,8 +21,11 @@ workers: $(VENV)/.installed
 stop-workers: $(VENV)/.installed
 	$(BIN)/python -m dpo_study.runtime.worker stop
 
+# The suite in TEST_PROCESSES processes (pytest-xdist); tests/conftest.py groups the tests that share
+# a study, and sends the longest groups out first.
+TEST_PROCESSES ?= auto
 test: $(VENV)/.installed
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_PROCESSES) --dist loadgroup --no-loadscope-reorder
 
 install: $(VENV)/.installed
 

@@ -8,6 +8,34 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
+# `make test` runs the suite in two processes (pytest-xdist, `--dist loadgroup`). A module's tests
+# stay in one process, so a module fixture is made once, and every test that uses the finished demo
+# study joins one group, so that study is made once. The groups go out longest first (with
+# `--no-loadscope-reorder`): each process starts on a long one, rather than one of them ending alone
+# on the SLURM study. The order is that of CI's `--durations`; groups not named here come after
+# these, slow-marked ones first.
+LONGEST_FIRST = ("tests/workflow/test_slurm.py", "demo_study", "tests/workflow/test_worker_pipeline.py",
+                 "tests/bench/test_bench.py", "tests/workflow/test_reliability_pipeline.py",
+                 "tests/workflow/test_caching.py")
+
+
+def xdist_group_of(item) -> str:
+    return "demo_study" if "demo_study" in item.fixturenames else item.nodeid.split("::")[0]
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups
+def pytest_collection_modifyitems(config, items):
+    slow = {xdist_group_of(item) for item in items if item.get_closest_marker("slow")}
+
+    def rank(item):
+        group = xdist_group_of(item)
+        return (LONGEST_FIRST.index(group), False) if group in LONGEST_FIRST else (len(LONGEST_FIRST), group not in slow)
+
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(xdist_group_of(item)))
+    items.sort(key=rank)  # stable: within a group, the tests keep their order
+
+
 @pytest.fixture(scope="session", autouse=True)
 def gpu_locks_of_the_tests(tmp_path_factory):
     """The studies of the tests take GPU locks and start resident workers in a folder of their own:

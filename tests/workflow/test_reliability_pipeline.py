@@ -58,14 +58,6 @@ def with_demo_model_of(first_run, workdir):
     return workdir_with_config(workdir, STUDY)
 
 
-def test_same_config_and_seed_give_identical_tables(first_run, tmp_path):
-    snakemake(tmp_path, with_demo_model_of(first_run, tmp_path))
-    (experiments_1, responses_1), (experiments_2, responses_2) = tables(first_run), tables(tmp_path)
-    assert responses_1["aligned_response"].str.len().gt(0).all()  # real answers are compared, not empty ones
-    pd.testing.assert_frame_equal(experiments_1, experiments_2)
-    pd.testing.assert_frame_equal(responses_1, responses_2)
-
-
 def test_tables_record_what_produced_them(first_run):
     experiments, _ = tables(first_run)
     row = experiments.iloc[0]
@@ -115,6 +107,9 @@ def test_killed_study_resumes_training_and_ends_as_an_uninterrupted_one(first_ru
     summary = pd.read_json(run / "train_summary.json", typ="series")
     assert summary["resumed_from_step"] >= 2
     assert not (run / "checkpoints").exists()
+    # Same config and seed, identical tables: the resumed study is a second run of the first one's
+    # config, so this also shows that two runs agree (with real answers compared, not empty ones).
+    assert tables(first_run)[1]["aligned_response"].str.len().gt(0).all()
     for resumed, uninterrupted in zip(tables(tmp_path), tables(first_run)):
         pd.testing.assert_frame_equal(resumed, uninterrupted)
 
