@@ -25,7 +25,7 @@ stop-workers: $(VENV)/.installed
 # a study, and sends the longest groups out first.
 TEST_PROCESSES ?= auto
 test: $(VENV)/.installed
-	$(BIN)/python -m pytest -n $(TEST_PROCESSES) --dist loadgroup --no-loadscope-reorder
+	$(BIN)/python -m pytest -n $(TEST_PROCESSES) --dist loadscope --no-loadscope-reorder
 
 install: $(VENV)/.installed
 

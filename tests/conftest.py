@@ -8,31 +8,50 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
-# `make test` runs the suite in two processes (pytest-xdist, `--dist loadgroup`). A module's tests
-# stay in one process, so a module fixture is made once, and every test that uses the finished demo
-# study joins one group, so that study is made once. The groups go out longest first (with
-# `--no-loadscope-reorder`): each process starts on a long one, rather than one of them ending alone
-# on the SLURM study. The order is that of CI's `--durations`; groups not named here come after
-# these, slow-marked ones first.
+# `make test` runs the suite in two processes (pytest-xdist, `--dist loadscope`, scheduled by
+# StudyGroupScheduling below). A module's tests stay in one process, so a module fixture is made
+# once, and the modules that read the finished demo study form one group, so that study is made
+# once. The groups go out longest first (`--no-loadscope-reorder` keeps the order that
+# pytest_collection_modifyitems gives): each process starts on a long one, rather than one of them
+# ending alone on the SLURM study. The order is that of CI's `--durations`; groups not named here come
+# after these, slow-marked ones first.
+DEMO_STUDY_MODULES = ("tests/workflow/test_pipeline.py", "tests/workflow/test_report_pipeline.py",
+                      "tests/bench/test_compare_studies.py")
 LONGEST_FIRST = ("tests/workflow/test_slurm.py", "demo_study", "tests/workflow/test_worker_pipeline.py",
                  "tests/bench/test_bench.py", "tests/workflow/test_reliability_pipeline.py",
                  "tests/workflow/test_caching.py")
 
 
-def xdist_group_of(item) -> str:
-    return "demo_study" if "demo_study" in item.fixturenames else item.nodeid.split("::")[0]
+def xdist_group_of(nodeid: str) -> str:
+    module = nodeid.split("::")[0]
+    return "demo_study" if module in DEMO_STUDY_MODULES else module
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups
+def pytest_xdist_make_scheduler(config, log):
+    """Groups by xdist_group_of. (pytest-xdist's own `xdist_group` marks set a node id that pytest 9
+    no longer reads, so `--dist loadgroup` sends every test out alone.)"""
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class StudyGroupScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return xdist_group_of(nodeid)
+
+    return StudyGroupScheduling(config, log)
+
+
 def pytest_collection_modifyitems(config, items):
-    slow = {xdist_group_of(item) for item in items if item.get_closest_marker("slow")}
+    strays = [item.nodeid for item in items
+              if "demo_study" in item.fixturenames and xdist_group_of(item.nodeid) != "demo_study"]
+    if strays:  # it would make the demo study a second time, in the other process
+        raise pytest.UsageError(f"tests/conftest.py: add their modules to DEMO_STUDY_MODULES: {strays}")
+    slow = {xdist_group_of(item.nodeid) for item in items if item.get_closest_marker("slow")}
 
     def rank(item):
-        group = xdist_group_of(item)
+        group = xdist_group_of(item.nodeid)
         return (LONGEST_FIRST.index(group), False) if group in LONGEST_FIRST else (len(LONGEST_FIRST), group not in slow)
 
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(xdist_group_of(item)))
     items.sort(key=rank)  # stable: within a group, the tests keep their order
 
 

@@ -110,25 +110,3 @@ def test_the_shared_gpu_way_runs_two_jobs_per_gpu_in_workers_and_is_reported_bes
     report = {"ways": {"worker": {**way, "study_s": 150.0}, "shared_gpu": way}}
     assert study.headline(report)["shared_gpu_speedup_vs_worker"] == 1.5
     assert study.headline(report)["shared_gpu_study_s"] == 100.0
-
-
-@pytest.mark.slow
-def test_compare_studies_finds_equal_studies_equal_and_names_each_difference(demo_study, tmp_path):
-    import shutil
-
-    results = demo_study[0] / "results"
-    assert run(BENCH / "compare_studies.py", results, results).stdout.strip().startswith("equal: 6 tables")
-    changed = tmp_path / "results"
-    for folder in ("tables", "submissions"):
-        shutil.copytree(results / folder, changed / folder)
-    for name in ("findings.md", "findings.zh-Hant.md"):
-        shutil.copy(results / name, changed / name)
-    experiments = changed / "tables/experiments.csv"
-    experiments.write_text(experiments.read_text().replace("ratio_1_seed7", "ratio_1_seed8"))
-    submission = next((changed / "submissions").glob("*.json"))
-    submission.write_bytes(submission.read_bytes() + b"\n")
-    out = subprocess.run([sys.executable, BENCH / "compare_studies.py", results, changed], capture_output=True,
-                         text=True, cwd=REPO)
-    assert out.returncode == 1
-    assert "tables/experiments.csv: experiment differs in 1 rows" in out.stdout
-    assert f"submissions/{submission.name}: not byte-identical" in out.stdout
