@@ -128,17 +128,38 @@ SMALL_DEMO_MODEL = {"seed": 1, "steps": 200, "batch_size": 32, "vocab_size": 102
 HUB_TOKEN = "secret-xyz-83f2"
 
 
+def made_once(tmp_path_factory, name: str, make) -> Path:
+    """The folder ``name``, made by ``make(folder)`` once per test run: under `make test`'s processes
+    (pytest-xdist), the first that asks makes it while the others wait for it (a file lock)."""
+    import fcntl
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the run's folder, above each process's own
+    folder = root / name
+    with open(root / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (root / f"{name}.made").exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            make(folder)
+            (root / f"{name}.made").touch()
+    return folder
+
+
 @pytest.fixture(scope="session")
 def small_demo_model(tmp_path_factory):
     """A working directory where Snakemake built (and recorded) the demo model of SMALL_DEMO_MODEL,
     with HF_TOKEN set; a study with these demo_model settings starts from it with
-    snakemake_helpers.reuse_outputs(small_demo_model, workdir, config, only=("results/models/",))."""
+    snakemake_helpers.reuse_outputs(small_demo_model, workdir, config, only=("results/models/",)).
+    Built once for all of `make test`'s processes."""
     from snakemake_helpers import snakemake, workdir_with_config
 
-    workdir = tmp_path_factory.mktemp("small_demo_model")
-    snakemake(workdir, workdir_with_config(workdir, {"demo_model": SMALL_DEMO_MODEL}), "build_demo_model",
-              env={"HF_TOKEN": HUB_TOKEN})
-    return workdir
+    def build(workdir):
+        snakemake(workdir, workdir_with_config(workdir, {"demo_model": SMALL_DEMO_MODEL}), "build_demo_model",
+                  env={"HF_TOKEN": HUB_TOKEN})
+
+    return made_once(tmp_path_factory, "small_demo_model", build)
 
 
 @pytest.fixture(scope="session")

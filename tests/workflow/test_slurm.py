@@ -21,10 +21,6 @@ from snakemake_helpers import reuse_outputs, snakemake, workdir_with_config
 
 PROFILE = REPO / "profiles" / "slurm"
 DEMO = yaml.safe_load((REPO / "config/demo.yaml").read_text())
-# Two probes of their own (probes.yaml in the working directory): answers are generated and judged
-# per prompt set, and two sets show that; the 66 of config/probes.yaml would add only minutes.
-PROBES = [{"id": "p1", "category": "unrelated", "prompt": "How do I boil an egg?"},
-          {"id": "p2", "category": "other_style", "prompt": "Is Disney-style art fine?"}]
 # Two small experiments on a quickly built demo model, with short answers: these tests are about
 # where jobs run and what survives a failure, not about what the model learns or says.
 STUDY = {
@@ -34,11 +30,13 @@ STUDY = {
     ],
     "questions": [],
     "demo_model": {"seed": 1, "steps": 30},
-    "data": {**DEMO["data"], "probes": ["probes.yaml"]},
+    # The test prompts alone: each prompt set adds four SLURM jobs per experiment, and what a set
+    # changes (answers and judgements per set) is checked by the local pipeline tests.
+    "data": {**DEMO["data"], "probes": []},
     "generation": {"max_new_tokens": 16},
     "judge": {"use": ["ngram"]},  # the llm judge would add GPU jobs, not checks
 }
-PROMPT_SETS = ["test", "probes"]
+PROMPT_SETS = ["test"]
 # The study's tables and submissions. The report's rules are ordinary jobs like `tables`: left
 # out, they would add a SLURM job each to every run here and nothing that these tests check.
 TARGETS = ("results/tables/experiments.csv", "results/tables/responses.csv",
@@ -116,8 +114,7 @@ def cluster_problem() -> str | None:
 
 
 def study_config(workdir: Path, study: dict) -> Path:
-    """``study`` over config/demo.yaml in ``workdir``, with the probe file it names."""
-    (workdir / "probes.yaml").write_text(yaml.safe_dump(PROBES))
+    """``study`` over config/demo.yaml in ``workdir``."""
     return workdir_with_config(workdir, study)
 
 

@@ -102,8 +102,12 @@ def test_tables_are_the_same_with_and_without_the_worker(with_worker, tmp_path):
 
 
 def test_a_killed_worker_fails_only_its_job_and_the_rerun_ends_as_an_uninterrupted_study(with_worker, tmp_path):
-    copy_demo_model(with_worker, tmp_path)
+    """The finished study without ratio_1's training: its jobs (training, answers, judgements,
+    measures) and the tables run again with the worker on, and the worker is killed mid-way."""
     study = config(tmp_path, "on")
+    assert reuse_outputs(with_worker, tmp_path, study)
+    (ratio_1,) = tmp_path.glob("results/demo-*/model-*/runs/training-*support_ratio~1_*")
+    shutil.rmtree(ratio_1)
     env = worker_env(tmp_path)
     with open(tmp_path / "run.log", "w") as log:
         process = subprocess.Popen(snakemake_command(tmp_path, study, "--keep-going"), stdout=log,
@@ -111,9 +115,9 @@ def test_a_killed_worker_fails_only_its_job_and_the_rerun_ends_as_an_uninterrupt
         killed = None
         deadline = time.monotonic() + 1500
         while process.poll() is None and time.monotonic() < deadline:
-            infos = list((tmp_path / "locks/workers").glob("*.json"))
-            if killed is None and infos and list((tmp_path / "results").rglob("train_summary.json")):
-                killed = json.loads(infos[0].read_text())["pid"]  # after its first training job
+            infos = [p for p in (tmp_path / "locks/workers").glob("*.json") if not p.name.startswith("cpu-")]
+            if killed is None and infos and list(ratio_1.rglob("train_summary.json")):
+                killed = json.loads(infos[0].read_text())["pid"]  # after the training job, in the next job
                 os.kill(killed, signal.SIGKILL)
             time.sleep(0.05)
         process.wait(timeout=60)
