@@ -102,12 +102,16 @@ def test_tables_are_the_same_with_and_without_the_worker(with_worker, tmp_path):
 
 
 def test_a_killed_worker_fails_only_its_job_and_the_rerun_ends_as_an_uninterrupted_study(with_worker, tmp_path):
-    """The finished study without ratio_1's training: its jobs (training, answers, judgements,
-    measures) and the tables run again with the worker on, and the worker is killed mid-way."""
+    """The finished study's base model outputs and ratio_0's training kept: ratio_1's training and
+    both experiments' answers, judgements and measures run again with the worker on, and the worker
+    is killed once ratio_1's training job has finished: ratio_1's answers are model jobs still to come."""
     study = config(tmp_path, "on")
-    assert reuse_outputs(with_worker, tmp_path, study)
-    (ratio_1,) = tmp_path.glob("results/demo-*/model-*/runs/training-*support_ratio~1_*")
-    shutil.rmtree(ratio_1)
+    runs = with_worker / "results"
+    (ratio_0,) = runs.glob("demo-*/model-*/runs/training-*/*_support_ratio~0_*")
+    keep = ("results/models/", "results/judge/", "results/prompts/", "results/pairs/",
+            *(f"{p.relative_to(with_worker)}/" for p in runs.glob("demo-*/model-*/base")),
+            *(f"{ratio_0.relative_to(with_worker)}/{name}" for name in ("adapter", "train_")))
+    assert reuse_outputs(with_worker, tmp_path, study, only=keep)
     env = worker_env(tmp_path)
     with open(tmp_path / "run.log", "w") as log:
         process = subprocess.Popen(snakemake_command(tmp_path, study, "--keep-going"), stdout=log,
@@ -116,8 +120,9 @@ def test_a_killed_worker_fails_only_its_job_and_the_rerun_ends_as_an_uninterrupt
         deadline = time.monotonic() + 1500
         while process.poll() is None and time.monotonic() < deadline:
             infos = [p for p in (tmp_path / "locks/workers").glob("*.json") if not p.name.startswith("cpu-")]
-            if killed is None and infos and list(ratio_1.rglob("train_summary.json")):
-                killed = json.loads(infos[0].read_text())["pid"]  # after the training job, in the next job
+            trained = "(Rule: train_adapter)" in (tmp_path / "run.log").read_text()  # Snakemake's "Finished jobid"
+            if killed is None and infos and trained:
+                killed = json.loads(infos[0].read_text())["pid"]
                 os.kill(killed, signal.SIGKILL)
             time.sleep(0.05)
         process.wait(timeout=60)
