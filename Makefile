@@ -21,11 +21,11 @@ workers: $(VENV)/.installed
 stop-workers: $(VENV)/.installed
 	$(BIN)/python -m dpo_study.runtime.worker stop
 
-# The suite in TEST_PROCESSES processes (pytest-xdist); tests/conftest.py groups the tests that share
-# a study, and sends the longest groups out first.
+# The suite in TEST_PROCESSES processes (pytest-xdist: `auto` is one per core, at most 4, as the suite
+# has few long groups); tests/conftest.py groups the tests that share a study, longest first.
 TEST_PROCESSES ?= auto
 test: $(VENV)/.installed
-	$(BIN)/python -m pytest -n $(TEST_PROCESSES) --dist loadscope --no-loadscope-reorder
+	$(BIN)/python -m pytest -n $(TEST_PROCESSES) --maxprocesses 4 --dist loadscope --no-loadscope-reorder
 
 install: $(VENV)/.installed
 
