@@ -8,14 +8,14 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 # Idle OpenMP threads (torch's) sleep instead of spinning. The tests run several torch processes at
-# once (`make test`'s two processes, each running studies of parallel jobs), and threads spinning in
+# once (`make test`'s processes, each running studies of parallel jobs), and threads spinning in
 # one process starve the others: two copies of tests/runtime/test_fast_paths.py's model build side by
 # side took 254 s with spinning threads, 30 s without (one alone: ~27 s). Set before torch loads, and
 # inherited by every study the tests start.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
-# `make test` runs the suite in two processes (pytest-xdist, `--dist loadscope`, scheduled by
+# `make test` runs the suite in several processes (pytest-xdist, `--dist loadscope`, scheduled by
 # StudyGroupScheduling below). A module's tests stay in one process, so a module fixture is made
 # once, and the modules that read the finished demo study form one group, so that study is made
 # once. The groups go out longest first (`--no-loadscope-reorder` keeps the order that
