@@ -7,7 +7,7 @@ import pytest
 import numpy as np
 import pandas as pd
 
-from dpo_study.analysis.statistics import MIN_PROMPTS, Change, Estimate, bootstrap_interval, rate
+from dpo_study.analysis.statistics import MIN_PROMPTS, Change, Estimate, _run_means, bootstrap_interval, rate
 
 
 def test_bootstrap_interval_matches_the_enumerated_resampling_distribution():
@@ -64,6 +64,22 @@ def test_seeds_are_resampled_beside_the_prompts():
     assert change.prompt_variance == pytest.approx(0, abs=1e-12) and change.seed_variance > 0.05
     prompts, seeds = change.needed()  # the seeds' spread dominates: more seeds, the same prompts
     assert prompts == 10 and seeds > 3
+
+
+@pytest.mark.parametrize("runs", [1, 2, 3])
+def test_resampled_run_means_are_the_mean_of_each_draws_valid_values(runs):
+    """Per resample and prompt, the mean over the drawn runs of the valid values (a run drawn twice
+    counts twice), NaN where none is valid: checked against the draws taken one by one."""
+    rng = np.random.default_rng(runs)
+    table = rng.random((7, runs)).round(2)
+    table[rng.random(table.shape) < 0.3] = np.nan
+    prompts, seeds = rng.integers(0, 7, (50, 7)), rng.integers(0, runs, (50, runs))
+    expected = np.full((50, 7), np.nan)
+    for r in range(50):
+        for i, prompt in enumerate(prompts[r]):
+            drawn = [table[prompt, run] for run in seeds[r] if not np.isnan(table[prompt, run])]
+            expected[r, i] = sum(drawn) / len(drawn) if drawn else np.nan
+    np.testing.assert_allclose(_run_means(table, prompts, seeds), expected, rtol=1e-12, equal_nan=True)
 
 
 def test_needed_prompts_scale_with_the_squared_ratio_of_half_width_to_difference():

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 
 from dpo_study.config.experiments import format_value
@@ -170,14 +171,17 @@ def group_prompt_values(part: pd.DataFrame, metric: str, side: str) -> pd.Series
 def prompt_run_table(part: pd.DataFrame, metric: str, side: str) -> pd.DataFrame:
     """Prompt id × run (experiment): the metric's value per answer, NaN where it measures nothing.
     The base model's answers (``original``) are the same in every run: one column."""
-    values = pd.DataFrame({"id": part["id"].to_numpy(), "experiment": part["experiment"].to_numpy(),
-                           "value": prompt_values(part, metric, side).to_numpy(dtype=float, na_value=math.nan)})
-    # The first valid value of each (prompt, run), as pivot_table's "first" takes it, without its cost
-    # (the report builds this table hundreds of times).
-    first = values.dropna(subset=["value"]).drop_duplicates(["id", "experiment"]).set_index(["id", "experiment"])
-    table = first["value"].unstack("experiment").reindex(index=pd.Index(list(dict.fromkeys(part["id"])), name="id"),
-                                                          columns=pd.Index(list(dict.fromkeys(part["experiment"])),
-                                                                           name="experiment"))
+    values = prompt_values(part, metric, side).to_numpy(dtype=float, na_value=math.nan)
+    # Rows and columns in order of appearance; each cell the first valid value of its (prompt, run),
+    # as pivot_table's "first" takes it, in numpy: the report builds this table hundreds of times.
+    id_codes, ids = pd.factorize(part["id"].to_numpy())
+    run_codes, experiments = pd.factorize(part["experiment"].to_numpy())
+    cells = (id_codes * len(experiments) + run_codes)[~np.isnan(values)]
+    cells, first = np.unique(cells, return_index=True)
+    grid = np.full(len(ids) * len(experiments), math.nan)
+    grid[cells] = values[~np.isnan(values)][first]
+    table = pd.DataFrame(grid.reshape(len(ids), len(experiments)), index=pd.Index(ids, name="id"),
+                         columns=pd.Index(experiments, name="experiment"))
     return table.iloc[:, :1] if side == "original" else table
 
 
@@ -232,7 +236,13 @@ def run_metrics(experiments: pd.DataFrame) -> list[str]:
 
 
 def question_table(question: dict, experiments: pd.DataFrame, responses: pd.DataFrame) -> pd.DataFrame:
-    """The two sides of a question metric by metric, beside the base model, with the difference b − a.
+    """One question's table (``question_tables``)."""
+    return question_tables([question], experiments, responses)[0]
+
+
+def question_tables(questions: list[dict], experiments: pd.DataFrame, responses: pd.DataFrame
+                    ) -> list[pd.DataFrame]:
+    """Per question: the two sides of a question metric by metric, beside the base model, with the difference b − a.
 
     Each side is the seed group of the named experiment. Per category (the test prompts unless the
     question names ``categories``): the per-response metrics over that category's prompts, with a
@@ -242,12 +252,22 @@ def question_table(question: dict, experiments: pd.DataFrame, responses: pd.Data
     prompts, valid_pairs, measured, metric, base, a_group, a_mean, a_sd, a_n, b_group, b_mean, b_sd,
     b_n, difference, low, high, established.
     """
-    groups = {side: group_of(experiments)[question[side]] for side in ("a", "b")}
+    # What every question reads, computed once.
+    group = group_of(experiments)
     part = with_group(responses, experiments)
     per_run = category_metrics(part)
-    per_run["group"] = per_run["experiment"].map(group_of(experiments))
+    per_run["group"] = per_run["experiment"].map(group)
+    categories = prompt_categories(responses)
+    table = runs(experiments)
+    metrics = ordered_metrics(run_metrics(experiments))
+    return [_question_table(question, group, part, per_run, categories, table, metrics) for question in questions]
+
+
+def _question_table(question: dict, group: dict, part: pd.DataFrame, per_run: pd.DataFrame, categories: list,
+                    table: pd.DataFrame, whole_run_metrics: list[str]) -> pd.DataFrame:
+    groups = {side: group[question[side]] for side in ("a", "b")}
     rows = []
-    for category in question_categories(question, prompt_categories(responses)):
+    for category in question_categories(question, categories):
         cells = part[part["category"] == category]
         sides = {side: cells[cells["group"] == g] for side, g in groups.items()}
         metrics = per_run[per_run["category"] == category]
@@ -262,8 +282,7 @@ def question_table(question: dict, experiments: pd.DataFrame, responses: pd.Data
                          "measured": is_measured, "metric": metric, "base": float(by_metric["before"].mean()),
                          **estimates, "difference": change.difference, "low": change.low, "high": change.high,
                          "established": is_measured and change.is_effect})
-    table = runs(experiments)
-    for metric in ordered_metrics(run_metrics(experiments)):
+    for metric in whole_run_metrics:
         values = {side: table.loc[table["group"] == g, metric] for side, g in groups.items()}
         over_seeds = Change.of(*(pd.DataFrame([v.to_numpy(dtype=float)]) for v in (values["a"], values["b"])))
         estimates = {side: Estimate.of(v) for side, v in values.items()}

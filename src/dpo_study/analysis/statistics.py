@@ -202,9 +202,14 @@ def bootstrap_interval(values) -> tuple[float, float]:
 
 def _run_means(table: np.ndarray, prompts: np.ndarray, seeds: np.ndarray) -> np.ndarray:
     """Per resample and prompt: the mean over the drawn runs (NaN where none of them is valid)."""
-    values = table[prompts[:, :, None], seeds[:, None, :]]
-    counts = (~np.isnan(values)).sum(axis=2)
-    sums = np.nansum(values, axis=2)
+    if table.shape[1] == 1:  # one run: its value (the same numbers, without a mean over one)
+        return table[:, 0][prompts]
+    # The seeds are drawn per resample, not per prompt: a resample's sum over its drawn runs is its
+    # draw counts times the table (NaN as 0), for every prompt at once; then its prompts are taken.
+    missing = np.isnan(table)
+    draws = (seeds[:, :, None] == np.arange(table.shape[1])).sum(axis=1).astype(float)
+    sums = np.take_along_axis(draws @ np.where(missing, 0.0, table).T, prompts, axis=1)
+    counts = np.take_along_axis(draws @ (~missing).T.astype(float), prompts, axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from dpo_study.config import atomic
 
 from dpo_study.stages import pages
-from dpo_study.analysis.comparisons import question_table, read_experiments, read_responses, sweep_table, swept_params
+from dpo_study.analysis.comparisons import question_tables, read_experiments, read_responses, sweep_table, swept_params
 from dpo_study.analysis.statistics import group_summary
 
 
@@ -32,8 +32,7 @@ def write_question_tables(experiments: str, responses: str, questions_dir: str, 
     experiment_table, response_table = read_experiments(experiments), read_responses(responses)
     with atomic.atomic_path(questions_dir) as folder:
         folder.mkdir()
-        for question in questions:
-            table = question_table(question, experiment_table, response_table)
+        for question, table in zip(questions, question_tables(questions, experiment_table, response_table)):
             table.to_csv(folder / f"{question['name']}.csv", index=False)
             (folder / f"{question['name']}.html").write_text(pages.question_page(question, table), encoding="utf-8")
 
