@@ -254,6 +254,19 @@ def test_concurrent_jobs_on_one_gpu_are_served_one_at_a_time(stages):
     assert len(pids) == 1
 
 
+@pytest.mark.skipif(gpus.cpu_workers() < 2, reason="one usable core: one CPU-stage worker")
+def test_cpu_stage_jobs_at_once_run_side_by_side_each_in_a_worker_of_its_own(stages):
+    code = ("import os; from dpo_study.runtime import worker; "
+            f"worker.run_stage('worker_test_stages:sleep', {{'out': os.environ['OUT'], 'seconds': 2}}, "
+            f"os.environ['OUT'] + '.log', None, owner={os.getpid()}, lane='cpu')")
+    clients = [subprocess.Popen([sys.executable, "-c", code], env={**os.environ, "OUT": str(stages / f"c{i}.json")})
+               for i in range(2)]
+    assert [c.wait(timeout=120) for c in clients] == [0, 0]
+    a, b = (json.loads((stages / f"c{i}.json").read_text()) for i in range(2))
+    assert a["pid"] != b["pid"] and a["start"] < b["end"] and b["start"] < a["end"]
+    assert {w["slot"] for w in worker.workers()} == {"cpu", "cpu-1"}
+
+
 def test_worker_mode():
     assert worker.enabled("auto", {}) and worker.enabled("on", {"SLURM_JOB_ID": "1"})
     assert not worker.enabled("auto", {"SLURM_JOB_ID": "1"}) and not worker.enabled("off", {})
