@@ -72,6 +72,7 @@ def test_the_workflow_scripts_hash_the_stage_modules_they_run():
     tables, libraries = imported_code(scripts / "write_tables.py")
     assert {"dpo_study.stages.train", "dpo_study.runtime.backends", "dpo_study.runtime.modeling"} <= set(train)
     assert "dpo_study.analysis.metrics" not in train  # editing the text measures does not retrain
+    assert "dpo_study.analysis.statistics" not in train  # nor the report's statistics
     assert "dpo_study.analysis.metrics" in judge and "dpo_study.analysis.metrics" in tables
     assert "pandas" in libraries
     assert all(isinstance(path, Path) and path.is_file() for path in train.values())

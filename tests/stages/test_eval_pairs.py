@@ -7,7 +7,7 @@ import pytest
 from conftest import REPO
 from dpo_study.stages.data import build_pairs, heldout_pairs, write_jsonl
 from dpo_study.config.data_files import load_rows
-from dpo_study.analysis.statistics import loss_spikes
+from dpo_study.analysis.stability import loss_spikes
 from dpo_study.config.settings import ExperimentParams
 from dpo_study.stages.train import train_adapter
 from test_train_guards import MODEL_SETTINGS, run_paths, training_settings

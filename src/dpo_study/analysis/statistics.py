@@ -46,17 +46,6 @@ def percent(value: float) -> str:
     return f"{round(100 * value)}%"
 
 
-SPIKE_FACTOR = 2.0
-SPIKE_WINDOW = 5
-
-
-def loss_spikes(losses) -> int:
-    """Training steps whose loss is over SPIKE_FACTOR times the mean of the SPIKE_WINDOW steps before."""
-    losses = pd.Series(losses, dtype=float).reset_index(drop=True)
-    before = losses.shift(1).rolling(SPIKE_WINDOW, min_periods=SPIKE_WINDOW).mean()
-    return int((losses > SPIKE_FACTOR * before).sum())
-
-
 # ---- seeds ------------------------------------------------------------------------------
 
 

@@ -33,8 +33,9 @@ from dpo_study.stages.findings_text import (  # noqa: F401 (render: for callers 
 )
 from dpo_study.analysis.labels import fmt
 from dpo_study.analysis.metrics import INVALID_REASONS
+from dpo_study.analysis.stability import SPIKE_FACTOR, SPIKE_WINDOW
 from dpo_study.analysis.statistics import (
-    CONFIDENCE, SPIKE_FACTOR, SPIKE_WINDOW, Change, Estimate, estimate, group_of, group_summary, percent, runs,
+    CONFIDENCE, Change, Estimate, estimate, group_of, group_summary, percent, runs,
 )
 
 # Section 3 holds what shapes the preference pairs; section 1 the training hyperparameters.

@@ -29,7 +29,7 @@ from dpo_study.config.data_files import load_rows
 from dpo_study.runtime.modeling import load_tokenizer, read_manifest
 from dpo_study.runtime.plans import device
 from dpo_study.stages.reference import attach_reference_logps
-from dpo_study.analysis.statistics import loss_spikes
+from dpo_study.analysis.stability import loss_spikes
 
 log = logging.getLogger(__name__)
 
@@ -255,7 +255,7 @@ def train_adapter(
         "eval_pairs": len(heldout),
         "eval_rewards_accuracies": float(evaluation.get("eval_rewards/accuracies", float("nan"))),
         "eval_rewards_margins": float(evaluation.get("eval_rewards/margins", float("nan"))),
-        # Stability: the largest gradient norm and the steps whose loss jumped (statistics.loss_spikes).
+        # Stability: the largest gradient norm and the steps whose loss jumped (analysis.stability.loss_spikes).
         "max_grad_norm": float(table["grad_norm"].max()) if "grad_norm" in table else float("nan"),
         "loss_spikes": loss_spikes(table["loss"]),
         "steps": int(result.global_step),
