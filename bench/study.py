@@ -185,7 +185,9 @@ def incremental(work: Path, model_dir: Path, args, on_gpu: bool) -> dict:
 
 
 def phases(folder: Path, start: float, end: float) -> dict:
-    """Where a run's time went: before its first job, each rule's jobs (summed wall time, count), after its last."""
+    """Where a run's time went: before its first job, each rule's jobs (summed wall time, count), the
+    GPU lane (its first job's start to its last job's end), the jobs after it (the report side), and
+    after the last job."""
     path = folder / TIMING_FILE
     jobs = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
     if not jobs:
@@ -196,8 +198,14 @@ def phases(folder: Path, start: float, end: float) -> dict:
         entry = by_rule.setdefault(job["rule"], {"jobs": 0, "seconds": 0.0})
         entry["jobs"] += 1
         entry["seconds"] = round(entry["seconds"] + job["end"] - first, 2)
-    return {"before_first_job_s": round(min(begin) - start, 1), "jobs_s_by_rule": by_rule,
-            "after_last_job_s": round(end - max(j["end"] for j in jobs), 1)}
+    last_end = max(j["end"] for j in jobs)
+    lane = [(first, job["end"]) for job, first in zip(jobs, begin) if job["gpu_job"]]
+    gpu_lane = {}
+    if lane:
+        gpu_lane = {"gpu_lane_s": round(max(e for _, e in lane) - min(b for b, _ in lane), 1),
+                    "after_gpu_lane_s": round(last_end - max(e for _, e in lane), 1)}
+    return {"before_first_job_s": round(min(begin) - start, 1), "jobs_s_by_rule": by_rule, **gpu_lane,
+            "after_last_job_s": round(end - last_end, 1)}
 
 
 def figures(way: str, folder: Path, start: float, end: float, code, samples, on_gpu: bool) -> dict:

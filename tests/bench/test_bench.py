@@ -95,6 +95,7 @@ def test_study_benchmark_runs_a_tiny_study_with_and_without_the_worker_then_the_
     assert steps["warm_study"]["workers"] and set(steps["warm_study"]["workers"]) <= set(steps["add_one"]["workers"])
     phases = worker["phases"]
     assert phases["before_first_job_s"] >= 0 and "tables" in phases["jobs_s_by_rule"]
+    assert phases["gpu_lane_s"] > 0 and phases["after_gpu_lane_s"] > 0  # the report side runs after the GPU lane
 
 
 def test_the_shared_gpu_way_runs_two_jobs_per_gpu_in_workers_and_is_reported_beside_the_worker_way(tmp_path):
