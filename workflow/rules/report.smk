@@ -39,9 +39,6 @@ rule question_tables:
         ),
     log:
         f"{RESULTS}/logs/report/question_tables.log",
-    # The report's longest item (a bootstrap per question and metric): started first, it ends
-    # with the others instead of after them.
-    priority: 1
     conda:
         ENV
     params:
