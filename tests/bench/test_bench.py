@@ -98,6 +98,32 @@ def test_study_benchmark_runs_a_tiny_study_with_and_without_the_worker_then_the_
     assert phases["gpu_lane_s"] > 0 and phases["after_gpu_lane_s"] > 0  # the report side runs after the GPU lane
 
 
+def test_a_timed_out_default_run_is_completed_by_its_own_per_rule_means():
+    """(Restored: dropped by 26bb394 while bench/study.py still estimates a timed-out default run.)"""
+    sys.path.insert(0, str(BENCH))
+    try:
+        from study import add_default_estimate, estimate_unfinished_default, headline
+    finally:
+        sys.path.remove(str(BENCH))
+
+    job = lambda rule, wall: {"rule": rule, "wall_s": wall}  # noqa: E731
+    default = {"exit": "timeout", "study_s": 100.0, "gpu_jobs": [job("train", 40), job("train", 30), job("generate", 20)],
+               "gpu_job_count_by_rule": {"train": 2, "generate": 1}, "gpu_job_wall_s_by_rule": {"train": 35, "generate": 20},
+               "gpu_busy": 0.1, "peak_gpu_memory_gib": 1}
+    worker = {"exit": 0, "study_s": 50.0, "gpu_jobs": [job("train", 10)] * 2 + [job("generate", 5)] * 3 + [job("reward", 3)],
+              "gpu_job_count_by_rule": {"train": 2, "generate": 3, "reward": 1}, "gpu_busy": 0.5,
+              "peak_gpu_memory_gib": 1, "training": []}
+    estimate = estimate_unfinished_default(default, worker)
+    # measured 90; two generate jobs at their mean 20; the never-reached reward at the shortest job (20);
+    # outside GPU jobs: 50 - 38 from the worker run
+    assert estimate["estimated_study_s"] == 90 + 2 * 20 + 20 + 12
+    assert estimate["unreached_gpu_jobs"] == {"train": 0, "generate": 2, "reward": 1}
+    report = {"ways": {"default": default, "worker": worker}}
+    add_default_estimate(report)
+    top = headline(report)
+    assert top["default_study_s"] == 162 and top["default_study_is_estimate"] and top["worker_speedup_vs_default"] == 3.24
+
+
 def test_the_shared_gpu_way_runs_two_jobs_per_gpu_in_workers_and_is_reported_beside_the_worker_way(tmp_path):
     sys.path.insert(0, str(BENCH))
     try:
