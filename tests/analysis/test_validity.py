@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 import study_tables as st
-from dpo_study.analysis import comparisons, metrics
+from dpo_study.analysis import comparisons, metrics, questions
 from dpo_study.stages import findings
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
@@ -89,5 +89,5 @@ def test_collapsed_answers_leave_the_stance_rates(tmp_path):
     cell = rates.loc[("q1_seed~1", "test", "support_rate")]
     assert pd.isna(cell["after"]) and cell["before"] == pytest.approx(0.3) and cell["valid_pairs"] == 0
     assert rates.loc[("q1_seed~1", "test", "valid_rate"), "after"] == 0
-    table = comparisons.question_table(st.QUESTIONS[0], experiments, responses).set_index("metric")
+    table = questions.question_table(st.QUESTIONS[0], experiments, responses).set_index("metric")
     assert not table.loc["support_rate", "measured"] and pd.isna(table.loc["support_rate", "difference"])

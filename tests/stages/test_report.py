@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 import study_tables as st
-from dpo_study.analysis import comparisons, statistics
+from dpo_study.analysis import comparisons, questions, statistics
 from dpo_study.config.questions import check_questions
 from dpo_study.stages import findings, plots, report
 from dpo_study.config.validation import ConfigError
@@ -51,7 +51,7 @@ def test_identical_parameters_under_two_names_count_as_one_run(tables):
 
 def test_question_compares_seed_groups_with_base_and_difference(tables):
     experiments, responses = tables
-    table = comparisons.question_table(st.QUESTIONS[0], experiments, responses).set_index("metric")
+    table = questions.question_table(st.QUESTIONS[0], experiments, responses).set_index("metric")
     support = table.loc["support_rate"]
     assert (support["a_group"], support["b_group"]) == ("homework_default", "q1")
     assert support["base"] == pytest.approx(st.BASE_SUPPORTING / st.TEST_PROMPTS)
@@ -68,7 +68,7 @@ def test_question_compares_seed_groups_with_base_and_difference(tables):
 
 def test_category_question_has_one_block_per_prompt_category(tables):
     experiments, responses = tables
-    table = comparisons.question_table(st.QUESTIONS[2], experiments, responses)
+    table = questions.question_table(st.QUESTIONS[2], experiments, responses)
     assert list(dict.fromkeys(table["category"])) == ["test", *st.PROBES, ""]  # "": the run as a whole
     other_style = table[(table["category"] == "other_style") & (table["metric"] == "support_rate")].iloc[0]
     assert other_style["prompts"] == 2

@@ -23,9 +23,10 @@ import pandas as pd
 from dpo_study.config import atomic
 from dpo_study.stages.cases import qualitative
 from dpo_study.analysis.comparisons import (
-    count_test_prompts, group_change, prompt_categories, prompt_run_table, question_title, read_experiments,
-    read_responses, sweep_lines, swept_params, valid, with_group,
+    count_test_prompts, group_change, prompt_categories, prompt_run_table, read_experiments, read_responses,
+    sweep_lines, swept_params, valid, with_group,
 )
+from dpo_study.analysis.questions import question_title
 from dpo_study.config.questions import TEST_CATEGORY, question_categories
 from dpo_study.config.experiments import DATA_PARAMS, format_value
 from dpo_study.stages.findings_text import (  # noqa: F401 (render: for callers of findings())

@@ -7,7 +7,8 @@ import math
 
 import pandas as pd
 
-from dpo_study.analysis.comparisons import outcome_metrics, question_title, row_change, side_estimate, summary_metrics
+from dpo_study.analysis.comparisons import outcome_metrics, summary_metrics
+from dpo_study.analysis.questions import question_title, row_change, side_estimate
 from dpo_study.analysis.labels import NOT_APPLICABLE, fmt, metric_label, ordered_metrics
 from dpo_study.analysis.statistics import GROUP_PARAMS, PROCEDURE, Estimate, estimate, varying_params
 

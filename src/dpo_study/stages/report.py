@@ -1,6 +1,6 @@
 """Stages of the report: the summary, question, sweep and response tables (CSV + HTML).
 
-The tables are computed in dpo_study.analysis.comparisons (statistics in dpo_study.analysis.statistics) and drawn as
+The tables are computed in dpo_study.analysis.comparisons and .questions (statistics in dpo_study.analysis.statistics) and drawn as
 HTML in dpo_study.stages.pages; every file is written atomically.
 """
 
@@ -11,7 +11,8 @@ from pathlib import Path
 from dpo_study.config import atomic
 
 from dpo_study.stages import pages
-from dpo_study.analysis.comparisons import question_tables, read_experiments, read_responses, sweep_table, swept_params
+from dpo_study.analysis.comparisons import read_experiments, read_responses, sweep_table, swept_params
+from dpo_study.analysis.questions import question_tables
 from dpo_study.analysis.statistics import group_summary
 
 
