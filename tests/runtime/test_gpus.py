@@ -40,32 +40,6 @@ def test_two_jobs_per_gpu_share_one_gpu_and_a_third_waits(tmp_path):
     assert when >= min(w for _, _, w, _ in got) + 2.5  # only after one share was released
 
 
-CLAIM_CPU_WORKER = (
-    "import sys, time; from dpo_study.runtime.gpus import claim_cpu_worker; "
-    "first = claim_cpu_worker(2, sys.argv[1], poll_seconds=0.05); again = claim_cpu_worker(2, sys.argv[1]); "
-    "print(first, again, time.time(), flush=True); time.sleep(float(sys.argv[2]))"
-)
-
-
-def test_cpu_stage_jobs_running_at_once_take_different_workers_and_a_third_waits(tmp_path):
-    def claimer_of_cpu_worker(hold_seconds):
-        return subprocess.Popen([sys.executable, "-c", CLAIM_CPU_WORKER, str(tmp_path), str(hold_seconds)],
-                                env={**os.environ, "PYTHONPATH": str(REPO / "src")}, stdout=subprocess.PIPE, text=True)
-
-    def claimed(process):
-        first, again, when = process.stdout.readline().split()
-        assert first == again  # a process keeps its slot
-        return int(first), float(when)
-
-    a, b = claimer_of_cpu_worker(3), claimer_of_cpu_worker(3)
-    got = [claimed(a), claimed(b)]
-    assert sorted(worker for worker, _ in got) == [0, 1]
-    c = claimer_of_cpu_worker(0)
-    _, when = claimed(c)
-    a.wait(), b.wait(), c.wait()
-    assert when >= min(w for _, w in got) + 2.5  # only after one of them ended
-
-
 def test_jobs_running_at_once_get_different_gpus_and_a_third_waits(tmp_path):
     a, b = claimer(tmp_path, 3), claimer(tmp_path, 3)
     got = [first_line(a), first_line(b)]

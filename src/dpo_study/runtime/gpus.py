@@ -28,7 +28,6 @@ LOCK_DIR_VARIABLE = "DPO_STUDY_GPU_LOCKS"
 # Which share of its GPU a job claimed (software.jobs_per_gpu): 0 for the first, and when a GPU is not shared.
 SHARE_VARIABLE = "DPO_STUDY_GPU_SHARE"
 _held: list = []  # open lock files: a lock lives as long as its file stays open
-_cpu_worker: int | None = None  # the CPU-stage worker slot this process claimed
 
 
 def visible_gpu_ids() -> list[str]:
@@ -53,9 +52,9 @@ def default_lock_dir() -> Path:
     return Path(os.environ.get(LOCK_DIR_VARIABLE) or Path(tempfile.gettempdir(), f"dpo-study-gpus-{os.getuid()}"))
 
 
-def _try_lock(lock_dir: Path, gpu: str, share: int = 0, kind: str = "gpu"):
+def _try_lock(lock_dir: Path, gpu: str, share: int = 0):
     name = re.sub(r'[^A-Za-z0-9._-]', '_', gpu) + (f"-share{share}" if share else "")
-    handle = open(lock_dir / f"{kind}-{name}.lock", "a+")
+    handle = open(lock_dir / f"gpu-{name}.lock", "a+")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -102,34 +101,6 @@ def claim_gpu(lock_dir: str | Path | None = None, poll_seconds: float = 1.0, tim
         if not waited:
             log.warning("all GPUs %s are taken by other jobs; waiting for one (locks in %s)", ids, lock_dir)
             waited = True
-        time.sleep(poll_seconds)
-
-
-CPU_WORKERS_MAX = 4  # the report side has ~10 small jobs: more warm processes than this only cost memory
-
-
-def cpu_workers() -> int:
-    """How many CPU-stage workers a machine runs at most: one per usable core, at most CPU_WORKERS_MAX."""
-    return max(1, min(CPU_WORKERS_MAX, len(os.sched_getaffinity(0))))
-
-
-def claim_cpu_worker(workers: int | None = None, lock_dir: str | Path | None = None, poll_seconds: float = 0.2) -> int:
-    """Take a free CPU-stage worker's slot (0 .. workers-1) for the rest of this process, so that
-    report jobs run side by side, each in a warm worker of its own; wait when all are taken. With
-    one worker there is nothing to claim. A process keeps the slot it claimed first."""
-    global _cpu_worker
-    workers = cpu_workers() if workers is None else workers
-    if _cpu_worker is not None or workers <= 1:
-        return _cpu_worker or 0
-    lock_dir = Path(lock_dir) if lock_dir else default_lock_dir()
-    lock_dir.mkdir(parents=True, exist_ok=True)
-    while True:
-        for share in range(workers):
-            handle = _try_lock(lock_dir, "worker", share, kind="cpu")
-            if handle is not None:
-                _held.append(handle)
-                _cpu_worker = share
-                return share
         time.sleep(poll_seconds)
 
 

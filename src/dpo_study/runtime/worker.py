@@ -19,8 +19,7 @@ The job's exit status, its log file and its outputs are what they are without th
   their work: the per-answer measures (the sentence encoder loaded once), the tables' join, the
   submissions, the report and the findings (``CPU_STAGES``), run in a resident worker of their own
   (``LANES``), beside the GPU jobs, not between them: a changed study re-makes its report items
-  in warm processes instead of a fresh Python per item. Up to one CPU-stage worker per core (at
-  most ``gpus.CPU_WORKERS_MAX``), each job claiming one, so that the report's items run side by side.
+  in one warm process instead of a fresh Python per item.
 - A job that fails fails alone: its traceback goes to its own log, and the worker puts the
   model back as freshly loaded before the next job. A worker that dies (crash, kill, a job whose
   own process was killed) is replaced by the next job.
@@ -228,7 +227,7 @@ def run_stage(stage: str, kwargs: dict, log_path: str, gpu: str | None, owner: i
     idle = idle_seconds(idle)
     owner = (owner or owner_pid()) if idle == 0 else None
     plan, job = process_plan(kwargs)
-    slot_name = slot(gpu, lane, gpus.claimed_share() if lane == "gpu" else gpus.claim_cpu_worker())
+    slot_name = slot(gpu, lane, gpus.claimed_share() if lane == "gpu" else 0)
     code = code_key()  # reads every module of the package: once a job
     folder, name = worker_dir(), worker_name(slot_name, plan, code, owner)
     # A plan made here travels with the job, so that the worker does not plan it again.
