@@ -176,10 +176,10 @@ def prompt_run_table(part: pd.DataFrame, metric: str, side: str) -> pd.DataFrame
     # as pivot_table's "first" takes it, in numpy: the report builds this table hundreds of times.
     id_codes, ids = pd.factorize(part["id"].to_numpy())
     run_codes, experiments = pd.factorize(part["experiment"].to_numpy())
-    cells = (id_codes * len(experiments) + run_codes)[~np.isnan(values)]
-    cells, first = np.unique(cells, return_index=True)
+    known = ~np.isnan(values)
+    cells, first = np.unique((id_codes * len(experiments) + run_codes)[known], return_index=True)
     grid = np.full(len(ids) * len(experiments), math.nan)
-    grid[cells] = values[~np.isnan(values)][first]
+    grid[cells] = values[known][first]
     table = pd.DataFrame(grid.reshape(len(ids), len(experiments)), index=pd.Index(ids, name="id"),
                          columns=pd.Index(experiments, name="experiment"))
     return table.iloc[:, :1] if side == "original" else table

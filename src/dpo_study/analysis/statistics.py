@@ -191,8 +191,6 @@ def bootstrap_interval(values) -> tuple[float, float]:
 
 def _run_means(table: np.ndarray, prompts: np.ndarray, seeds: np.ndarray) -> np.ndarray:
     """Per resample and prompt: the mean over the drawn runs (NaN where none of them is valid)."""
-    if table.shape[1] == 1:  # one run: its value (the same numbers, without a mean over one)
-        return table[:, 0][prompts]
     # The seeds are drawn per resample, not per prompt: a resample's sum over its drawn runs is its
     # draw counts times the table (NaN as 0), for every prompt at once; then its prompts are taken.
     missing = np.isnan(table)
