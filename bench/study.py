@@ -12,6 +12,8 @@ implicit reward) with judges ngram + llm, run as a user runs it
 - ``default``: the same with one process per job (software.gpu_worker off), as before the worker;
 - ``shared_gpu``: the worker way with two GPU jobs at once on each GPU (``software.jobs_per_gpu: 2``,
   ``--resources gpu=2`` on one GPU), each share in a worker of its own;
+- ``worker_liger``: the worker way with Liger's kernels in training (``training.use_liger_kernel: true``;
+  issue 20 item 5: a kernel's speed-up measured where the user waits, in the whole study);
 - ``notebook``: the notebook's way (recipe homework, Unsloth, one process per job, generation one
   prompt at a time with transformers' generate). Too slow to run whole within a device call, it
   runs on a sample (the first experiment, the 10 test prompts); the whole study's time is then
@@ -49,7 +51,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO / "bench"))
 
-WAYS = ("worker", "default", "notebook", "shared_gpu")
+WAYS = ("worker", "default", "notebook", "shared_gpu", "worker_liger")
 JOBS_PER_GPU = {"shared_gpu": 2}  # the way that runs two GPU jobs at once on each GPU (software.jobs_per_gpu)
 H200_BF16_DENSE_TFLOPS = 989.4  # datasheet, SXM, dense
 TIMING_FILE = "job_times.jsonl"
@@ -65,8 +67,10 @@ def overlay(way: str, model_dir: Path, tiny: bool, on_gpu: bool, encoder: Path |
     config = {"model": {"name": str(model_dir)},
               "judge": {"use": ["ngram", "llm"], "llm": {"backend": "base_model"},
                         **({"embedding": {"model_path": str(encoder)}} if encoder else {})},
-              "software": {"env": "gpu", "gpu_worker": "on" if way in ("worker", "shared_gpu") else "off",
+              "software": {"env": "gpu", "gpu_worker": "on" if way in ("worker", "shared_gpu", "worker_liger") else "off",
                            "jobs_per_gpu": JOBS_PER_GPU.get(way, 1)}}
+    if way == "worker_liger":
+        config["training"] = {"use_liger_kernel": True}
     if way == "notebook":
         config["training"] = {"recipe": "homework", **({"backend": "unsloth"} if on_gpu else {})}
         config["generation"] = {"batch_size": 1, "decode": "plain"}  # the notebook's per-prompt loop
@@ -377,6 +381,14 @@ def headline(r: dict) -> dict:
                    shared_gpu_peak_gpu_memory_gib=shared["peak_gpu_memory_gib"])
         if "worker" in ways and shared["study_s"]:
             out["shared_gpu_speedup_vs_worker"] = round(ways["worker"]["study_s"] / shared["study_s"], 2)
+    if "worker_liger" in ways:
+        liger = ways["worker_liger"]
+        out.update(liger_study_s=liger["study_s"], liger_gpu_busy=liger["gpu_busy"])
+        steady = [t["steady_loop_mfu"] for t in liger["training"][1:] if t.get("steady_loop_mfu") is not None
+                  and t.get("steady_loop_mfu") == t.get("steady_loop_mfu")]
+        out["liger_steady_loop_mfu"] = round(max(steady), 3) if steady else None
+        if "worker" in ways and liger["study_s"]:
+            out["liger_speedup_vs_worker"] = round(ways["worker"]["study_s"] / liger["study_s"], 2)
     if "notebook" in ways and "default" in ways:
         out["notebook_study_s"] = estimate_notebook(ways["notebook"], ways["default"], r.get("full_prompts", 76))[
             "estimated_study_s"]
@@ -469,7 +481,7 @@ def main() -> None:
         report["ways"][way] = run_way(way, args.work, model_dir.resolve(), args, on_gpu)
         if args.json:
             args.json.write_text(json.dumps(report, indent=1) + "\n")
-    for other in ("default", "shared_gpu"):
+    for other in ("default", "shared_gpu", "worker_liger"):
         if {"worker", other} <= set(report["ways"]):
             report[f"tables_equal_worker_{other}"] = tables_equal(args.work, "worker", other)
     # After the comparison of the ways: the incremental steps add an experiment to the worker's folder.

@@ -138,3 +138,18 @@ def test_the_shared_gpu_way_runs_two_jobs_per_gpu_in_workers_and_is_reported_bes
     report = {"ways": {"worker": {**way, "study_s": 150.0}, "shared_gpu": way}}
     assert study.headline(report)["shared_gpu_speedup_vs_worker"] == 1.5
     assert study.headline(report)["shared_gpu_study_s"] == 100.0
+
+
+def test_the_liger_way_is_the_worker_way_with_ligers_kernels_and_is_reported_beside_it(tmp_path):
+    sys.path.insert(0, str(BENCH))
+    try:
+        import study
+    finally:
+        sys.path.remove(str(BENCH))
+    config = study.overlay("worker_liger", tmp_path, tiny=False, on_gpu=True)
+    assert config["training"] == {"use_liger_kernel": True} and config["software"]["gpu_worker"] == "on"
+    assert "training" not in study.overlay("worker", tmp_path, tiny=False, on_gpu=True)
+    way = {"study_s": 100.0, "gpu_busy": 0.3, "peak_gpu_memory_gib": 27.0,
+           "training": [{"steady_loop_mfu": 0.1}, {"steady_loop_mfu": 0.2}, {"steady_loop_mfu": float("nan")}]}
+    top = study.headline({"ways": {"worker": {**way, "study_s": 120.0}, "worker_liger": way}})
+    assert top["liger_speedup_vs_worker"] == 1.2 and top["liger_steady_loop_mfu"] == 0.2
