@@ -313,3 +313,44 @@ def test_with_two_jobs_per_gpu_one_gpu_serves_two_jobs_at_once_each_share_in_a_w
     overlapping = [(a, b) for i, a in enumerate(jobs) for b in jobs[i + 1:]
                    if a["start"] < b["end"] and b["start"] < a["end"]]
     assert overlapping and all(a["pid"] != b["pid"] for a, b in overlapping)
+
+
+def test_a_training_jobs_own_process_hands_it_to_the_worker_without_importing_torch(tmp_path):
+    """The job's side names its worker from the manifest alone; the plan (backend, Unsloth) is made in
+    the worker, where torch is up: importing torch and starting CUDA cost a training job ~3 s."""
+    manifest = tmp_path / "model.json"
+    manifest.write_text(json.dumps({"path": str(tmp_path / "model")}))
+    kwargs = {"manifest": str(manifest), "training": {"recipe": "fast"}, "model_settings": {"name": "m"}}
+    code = ("import sys; from dpo_study.runtime import smk, worker; from dpo_study.runtime.runner import worker_key; "
+            f"key = worker_key({kwargs!r}); print(key, 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(REPO / "src")},
+                         capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["{'model':", repr(str(tmp_path / "model")) + "}", "False"]
+
+
+def test_a_worker_set_up_for_another_plan_hands_the_job_back_and_exits(tmp_path, monkeypatch):
+    """Same model, another process set-up (Unsloth): the job gets ``retire`` and starts a fresh worker."""
+    from dpo_study.runtime import worker_process
+
+    class Job:
+        process_key = {"model": "m", "unsloth": True}
+
+    class Connection:
+        def __init__(self):
+            self.sent = []
+
+        def recv(self):
+            return {"stage": "x:y", "kwargs": {}, "log": str(tmp_path / "job.log")}
+
+        def send(self, message):
+            self.sent.append(message)
+
+    monkeypatch.setattr(worker_process, "job_plan", lambda kwargs: Job())
+    serving = worker_process.Worker(tmp_path, "gpu-0-name", 0, 60, "gpu-0", {"model": "m"})
+    serving.plan = {"model": "m", "unsloth": False}
+    exits = []
+    monkeypatch.setattr(serving, "exit", lambda reason: exits.append(reason) or (_ for _ in ()).throw(SystemExit))
+    connection = Connection()
+    with pytest.raises(SystemExit):
+        serving.handle(connection)
+    assert connection.sent == [{"status": "retire"}] and "another load plan" in exits[0]

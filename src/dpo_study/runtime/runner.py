@@ -52,15 +52,14 @@ def job_plan(kwargs: dict):
                           model_settings and as_settings(ModelSettings, model_settings))
 
 
-def process_plan(kwargs: dict):
-    """(what a process must be set up for, the job's plan if computing that key made it): the model
-    and whether Unsloth patches the process. Only a training job needs its plan for that (its
-    backend); the others are keyed by their manifest alone, without touching the GPU here."""
-    if kwargs.get("training") and kwargs.get("manifest"):
-        job = job_plan(kwargs)
-        return job.process_key, job
+def worker_key(kwargs: dict) -> dict:
+    """What names the worker a job goes to, with its slot and code version: the base model's folder
+    (its manifest's path). Read without torch: the job's plan (its training backend, and so whether
+    Unsloth must patch the process) is made in the worker, which has torch and CUDA up already; a
+    worker whose process does not suit the plan hands the job to a fresh one (``worker_process``).
+    Planning on the job's side cost a training job ~3 s on an H100 (torch's import, CUDA's start)."""
     manifest = read_manifest(kwargs["manifest"]) if kwargs.get("manifest") else None
-    return {"model": manifest and str(manifest["path"]), "unsloth": False}, None
+    return {"model": manifest and str(manifest["path"])}
 
 
 def stage_arguments(func, kwargs: dict, plan=None) -> dict:

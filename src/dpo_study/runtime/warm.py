@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from dpo_study.runtime import gpus, worker
-from dpo_study.runtime.runner import LOG_FORMAT, process_plan
+from dpo_study.runtime.runner import LOG_FORMAT, worker_key
 from dpo_study.runtime.worker_keys import alive, code_key, idle_seconds, slot, worker_name
 
 log = logging.getLogger(__name__)
@@ -90,7 +90,7 @@ def warm(kwargs: dict, idle: float, owner: int) -> str:
     gpu = ids[0] if ids else None
     if len(ids) > 1:  # the worker sees its GPU alone, as the job that claims it would
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu
-    plan, _ = process_plan(kwargs)
+    plan = worker_key(kwargs)
     slot_name, code = slot(gpu, "gpu"), code_key()
     job_owner = owner if idle == 0 else None
     folder, name = worker.worker_dir(), worker_name(slot_name, plan, code, job_owner)

@@ -5,10 +5,12 @@ A Snakemake job that declares a GPU still claims its GPU (``dpo_study.runtime.gp
 libraries once and keeps the base model loaded (``dpo_study.runtime.resident``), so a job pays neither.
 The job's exit status, its log file and its outputs are what they are without the worker.
 
-- One worker per (GPU, load plan, code version): its name holds all three (``worker_keys.worker_name``). A
-  job with another load plan (the model, and whether Unsloth patches the process) gets another
-  worker, and a code or library change (``code_key``: every module of this package, the Python and
-  the installed distributions) another name, so a stale worker never runs a job. A worker that
+- One worker per (GPU, load plan, code version). Its name holds the GPU, the model and the code
+  (``worker_keys.worker_name``): a job of another model gets another worker, and a code or library
+  change (``code_key``: every module of this package, the Python and the installed distributions)
+  another name, so a stale worker never runs a job. The rest of the plan (whether Unsloth patches
+  the process) is made in the worker, which has torch up (``runner.worker_key``): a worker set up
+  otherwise exits and the job starts a fresh one of the same name. A worker that
   starts on a GPU asks the other workers of that GPU to stop (after the job they run, if any), so
   that one model at a time holds the GPU's memory.
 - It outlives the Snakemake run that started it, until ``software.worker_idle_seconds`` (600)
@@ -42,7 +44,7 @@ from multiprocessing.connection import Client
 from pathlib import Path
 
 from dpo_study.runtime import gpus
-from dpo_study.runtime.runner import process_plan
+from dpo_study.runtime.runner import worker_key
 from dpo_study.runtime.worker_keys import (  # noqa: F401 (IDLE_VARIABLE, DEFAULT_IDLE_SECONDS, alive: the worker's names)
     DEFAULT_IDLE_SECONDS,
     IDLE_VARIABLE,
@@ -226,13 +228,12 @@ def run_stage(stage: str, kwargs: dict, log_path: str, gpu: str | None, owner: i
     run belongs to (found when not given)."""
     idle = idle_seconds(idle)
     owner = (owner or owner_pid()) if idle == 0 else None
-    plan, job = process_plan(kwargs)
+    plan = worker_key(kwargs)
     slot_name = slot(gpu, lane, gpus.claimed_share() if lane == "gpu" else 0)
     code = code_key()  # reads every module of the package: once a job
     folder, name = worker_dir(), worker_name(slot_name, plan, code, owner)
-    # A plan made here travels with the job, so that the worker does not plan it again.
     request = {"stage": stage, "kwargs": kwargs, "log": str(Path(log_path).resolve()), "cwd": os.getcwd(),
-               "client": os.getpid(), "plan": job}
+               "client": os.getpid()}
     for _ in range(5):
         connection, info = connect(folder, name, owner, idle, slot_name, plan, code)
         try:

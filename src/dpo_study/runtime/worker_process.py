@@ -126,8 +126,8 @@ class Worker:
             return
         self.last_active = time.monotonic()
         try:
-            # the job's one plan (made by the job's side when it needed it), handed to its stage (runtime.runner)
-            job = request.get("plan") or job_plan(request["kwargs"])
+            # the job's one plan, made here (torch is up), handed to its stage (runtime.runner)
+            job = job_plan(request["kwargs"])
         except Exception as error:
             connection.send({"status": "accepted"})
             connection.send({"status": "failed", "error": f"cannot plan the job: {error!r}"})
