@@ -73,3 +73,16 @@ def test_another_load_plan_replaces_the_resident_model(tiny_model, residency):
     model = load(tiny_model)
     other = modeling.load_base(modeling.read_manifest(tiny_model), SETTINGS.replace(trust_remote_code=True))
     assert other is not model and resident.stats["loads"] == 2
+
+
+def test_a_full_collection_after_a_job_only_where_cuda_has_started(residency, monkeypatch):
+    """It walks every object of the process (~0.2 s a job); only cycles that hold GPU memory need it."""
+    collections, emptied = [], []
+    monkeypatch.setattr(resident.gc, "collect", lambda *args: collections.append(1) or 0)
+    monkeypatch.setattr(resident.torch.cuda, "empty_cache", lambda: emptied.append(1))
+    monkeypatch.setattr(resident.torch.cuda, "is_initialized", lambda: False)
+    resident.reset()
+    assert collections == [] and emptied == []
+    monkeypatch.setattr(resident.torch.cuda, "is_initialized", lambda: True)
+    resident.reset()
+    assert collections == [1] and emptied == [1]
