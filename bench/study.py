@@ -28,6 +28,10 @@ loop's MFU. ``--tiny`` runs a tiny model and a one-experiment study: a smoke tes
 no-change re-run, one experiment added (``ADDED``), and the same full study in a fresh results folder
 with the worker warm (headline ``nochange_s``, ``add_one_s``, ``warm_study_s``); every run has its
 ``phases`` (before the first job, each rule's jobs, after the last).
+``--profile-step STEP`` (``full``: each way's study, or an incremental step) runs that step's worker jobs
+under cProfile (``DPO_STUDY_PROFILE_JOBS``) and adds ``profile``: per stage, its jobs' profiled
+seconds and the functions that took most of them (cumulative), to say where a job's time goes
+besides the GPU's; the step's own timings then include the profiler's cost.
 ``--merge A.json B.json`` joins results of several calls into one file with the headline keys.
 A default run cut by ``--time-limit`` (a device call's ten minutes) is completed by an estimate
 (``estimate_unfinished_default``), flagged ``default_study_is_estimate``.
@@ -132,8 +136,26 @@ def busy_seconds(samples, start: float, end: float) -> float | None:
     return total
 
 
+def profile_summary(folder: Path, top: int = 12) -> dict:
+    """Per stage function (the .prof files of DPO_STUDY_PROFILE_JOBS): its jobs, their profiled
+    seconds, and the ``top`` functions by cumulative seconds over those jobs."""
+    import pstats
+
+    by_stage: dict[str, list[Path]] = {}
+    for path in sorted(folder.glob("*.prof")):
+        by_stage.setdefault(path.stem.split("-", 2)[2], []).append(path)
+    summary = {}
+    for stage, paths in by_stage.items():
+        stats = pstats.Stats(*map(str, paths))
+        rows = sorted(stats.stats.items(), key=lambda item: item[1][3], reverse=True)
+        summary[stage] = {"jobs": len(paths), "seconds": round(stats.total_tt, 2), "top_cumulative": [
+            {"function": f"{Path(file).name}:{line}({name})", "seconds": round(cumulative, 3), "calls": calls}
+            for (file, line, name), (_, calls, _, cumulative, _) in rows[:top]]}
+    return summary
+
+
 def run_way(way: str, work: Path, model_dir: Path, args, on_gpu: bool, folder: Path | None = None,
-            config: dict | None = None, locks: Path | None = None, fresh: bool = True) -> dict:
+            config: dict | None = None, locks: Path | None = None, fresh: bool = True, step: str = "full") -> dict:
     """One snakemake run of ``way`` in ``folder`` (default ``work/way``, made afresh unless ``fresh``
     is False); ``config``: the overlay (default the way's); ``locks``: the workers' folder (default
     the run folder's own), so that a later run can find a warm worker."""
@@ -151,6 +173,10 @@ def run_way(way: str, work: Path, model_dir: Path, args, on_gpu: bool, folder: P
            "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false", "DPO_STUDY_JOB_TIMES": str(times),
            "DPO_STUDY_GPU_LOCKS": str(locks or folder / "locks"),
            "PYTHONPATH": os.pathsep.join(p for p in (str(REPO / "src"), os.environ.get("PYTHONPATH")) if p)}
+    profiles = folder / f"profiles-{step}"
+    if args.profile_step == step:
+        shutil.rmtree(profiles, ignore_errors=True)
+        env["DPO_STUDY_PROFILE_JOBS"] = str(profiles)
     command = [sys.executable, "-m", "snakemake", "all", "-s", str(REPO / "Snakefile"), "-d", str(folder),
                "--cores", str(args.cores), "--keep-going", "--resources", f"gpu={config['software']['jobs_per_gpu']}",
                "--configfile", str(REPO / "config/config.yaml"), str(folder / "overlay.yaml")]
@@ -167,7 +193,10 @@ def run_way(way: str, work: Path, model_dir: Path, args, on_gpu: bool, folder: P
     say(f"===== {way}: exit {code} after {end - start:.1f} s")
     if code != 0:
         say((folder / "snakemake.log").read_text()[-3000:])
-    return figures(way, folder, start, end, code, sampler.samples(), on_gpu)
+    result = figures(way, folder, start, end, code, sampler.samples(), on_gpu)
+    if args.profile_step == step:
+        result["profile"] = profile_summary(profiles)
+    return result
 
 
 ADDED = {"name": "added_learning_rate_5e-5", "learning_rate": 5.0e-5}  # the experiment add_one adds
@@ -178,11 +207,13 @@ def incremental(work: Path, model_dir: Path, args, on_gpu: bool) -> dict:
     added, then the same full study in a fresh results folder, each finding the worker warm."""
     folder, locks = work / "worker", work / "worker" / "locks"
     config = overlay("worker", model_dir, args.tiny, on_gpu, args.encoder)
-    steps = {"nochange": run_way("worker", work, model_dir, args, on_gpu, folder, config, locks, fresh=False)}
+    steps = {"nochange": run_way("worker", work, model_dir, args, on_gpu, folder, config, locks, fresh=False,
+                                 step="nochange")}
     experiments = config.get("experiments") or yaml.safe_load((REPO / "config/config.yaml").read_text())["experiments"]
     added = {**config, "experiments": [*experiments, ADDED]}
-    steps["add_one"] = run_way("worker", work, model_dir, args, on_gpu, folder, added, locks, fresh=False)
-    steps["warm_study"] = run_way("worker", work, model_dir, args, on_gpu, work / "worker-warm", config, locks)
+    steps["add_one"] = run_way("worker", work, model_dir, args, on_gpu, folder, added, locks, fresh=False, step="add_one")
+    steps["warm_study"] = run_way("worker", work, model_dir, args, on_gpu, work / "worker-warm", config, locks,
+                                  step="warm_study")
     subprocess.run([sys.executable, "-m", "dpo_study.runtime.worker", "stop"], cwd=REPO / "src", check=False,
                    env={**os.environ, "DPO_STUDY_GPU_LOCKS": str(locks)})
     return steps
@@ -437,6 +468,8 @@ def main() -> None:
     parser.add_argument("--extra", nargs="+", type=Path, default=None, help="with --merge: JSON files kept as keys")
     parser.add_argument("--incremental", action="store_true",
                         help="after the worker way: a no-change re-run, one experiment added, a warm full study")
+    parser.add_argument("--profile-step", choices=["full", "nochange", "add_one", "warm_study"], default=None,
+                        help="run this step's worker jobs under cProfile and summarise where their time went")
     args = parser.parse_args()
     args.deadline = time.monotonic() + args.time_limit
     if args.merge:

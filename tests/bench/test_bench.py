@@ -77,7 +77,7 @@ def test_study_benchmark_runs_a_tiny_study_with_and_without_the_worker_then_the_
     no-change re-run, one experiment added and the same study in a fresh folder with the worker warm."""
     out = tmp_path / "study.json"
     run(BENCH / "study.py", "--tiny", "--work", tmp_path, "--json", out, "--ways", "worker,default", "--incremental",
-        "--cores", "2", timeout=1800)
+        "--cores", "2", "--profile-step", "add_one", timeout=1800)
     results = json.loads(out.read_text())
     worker, default = results["ways"]["worker"], results["ways"]["default"]
     assert worker["exit"] == default["exit"] == 0
@@ -91,6 +91,9 @@ def test_study_benchmark_runs_a_tiny_study_with_and_without_the_worker_then_the_
     assert results["nochange_s"] == steps["nochange"]["study_s"] and steps["nochange"]["jobs"] == 0
     added = steps["add_one"]["phases"]["jobs_s_by_rule"]
     assert added["train_adapter"]["jobs"] == 1 and "measure_base" not in added  # only the new answers measured
+    profile = steps["add_one"]["profile"]  # --profile-step: that step's worker jobs, by stage
+    assert profile["train_adapter"]["jobs"] == 1 and profile["train_adapter"]["top_cumulative"]
+    assert "profile" not in steps["nochange"] and "profile" not in worker
     # the warm full study ran in the worker the add-one step left (no new worker started)
     assert steps["warm_study"]["workers"] and set(steps["warm_study"]["workers"]) <= set(steps["add_one"]["workers"])
     phases = worker["phases"]

@@ -59,6 +59,9 @@ from dpo_study.runtime.worker_keys import (  # noqa: F401 (IDLE_VARIABLE, DEFAUL
 )
 
 MODES = ("auto", "on", "off")
+# A folder, in a job's environment: the worker runs the job under cProfile and writes its stats
+# there as NNN-<worker pid>-<stage>.prof (bench/study.py --profile-step: where a job's time goes).
+PROFILE_VARIABLE = "DPO_STUDY_PROFILE_JOBS"
 LANES = ("gpu", "cpu")  # GPU jobs (a GPU, or none on a CPU machine); CPU_STAGES
 CPU_STAGES = (
     "dpo_study.stages.measures:measure_answers",
@@ -233,7 +236,7 @@ def run_stage(stage: str, kwargs: dict, log_path: str, gpu: str | None, owner: i
     code = code_key()  # reads every module of the package: once a job
     folder, name = worker_dir(), worker_name(slot_name, plan, code, owner)
     request = {"stage": stage, "kwargs": kwargs, "log": str(Path(log_path).resolve()), "cwd": os.getcwd(),
-               "client": os.getpid()}
+               "client": os.getpid(), "profile": os.environ.get(PROFILE_VARIABLE)}
     for _ in range(5):
         connection, info = connect(folder, name, owner, idle, slot_name, plan, code)
         try:

@@ -9,6 +9,7 @@ to stop (``python -m dpo_study.runtime.worker stop``), or, with no idle time, wi
 from __future__ import annotations
 
 import argparse
+import cProfile
 import hashlib
 import importlib
 import json
@@ -180,6 +181,10 @@ class Worker:
         os.chdir(request["cwd"])
         self.torch.manual_seed(self.initial_seed)
         result = {"status": "done", "worker_pid": os.getpid()}
+        profile_dir = request.get("profile")  # the job's DPO_STUDY_PROFILE_JOBS (worker.PROFILE_VARIABLE)
+        profiler = cProfile.Profile() if profile_dir else None
+        if profiler:
+            profiler.enable()
         try:
             run_stage(request["stage"], request["kwargs"], request["log"], plan,
                       note=f"running {request['stage']} in the resident worker {self.slot} (pid {os.getpid()}, "
@@ -189,6 +194,11 @@ class Worker:
         finally:
             self.resident.reset()
             self.jobs += 1
+            if profiler:
+                profiler.disable()
+                Path(profile_dir).mkdir(parents=True, exist_ok=True)
+                function = request["stage"].rpartition(":")[2]
+                profiler.dump_stats(Path(profile_dir) / f"{self.jobs:03d}-{os.getpid()}-{function}.prof")
         result.update(seconds=round(time.perf_counter() - start, 3), job=self.jobs,
                       resident=dict(self.resident.stats))
         log.info("%s: %s in %.2f s", request["stage"], result["status"], result["seconds"])
