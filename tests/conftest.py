@@ -13,6 +13,10 @@ REPO = Path(__file__).resolve().parents[1]
 # side took 254 s with spinning threads, 30 s without (one alone: ~27 s). Set before torch loads, and
 # inherited by every study the tests start.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# One CPU-stage worker per study: `make test` already keeps every core busy with its processes, so a
+# second worker would only pay its start in each small study (tests/runtime/test_worker.py runs two;
+# `make demo`, as a user runs it, one per core).
+os.environ.setdefault("DPO_STUDY_CPU_WORKERS", "1")
 
 
 # `make test` runs the suite in several processes (pytest-xdist, `--dist loadscope`, scheduled by

@@ -254,6 +254,31 @@ def test_concurrent_jobs_on_one_gpu_are_served_one_at_a_time(stages):
     assert len(pids) == 1
 
 
+def test_cpu_stage_jobs_at_once_run_side_by_side_and_the_measures_keep_the_first_worker(stages, monkeypatch):
+    """Two report jobs at once run in two CPU-stage workers; a measure job waits for the first one,
+    whose sentence encoder is loaded, rather than take a free second one."""
+    monkeypatch.setenv(gpus.CPU_WORKERS_VARIABLE, "2")
+
+    def client(name, stage="sleep", seconds=2.0):
+        code = ("import os; from dpo_study.runtime import worker; "
+                f"worker.run_stage('worker_test_stages:{stage}', {{'out': os.environ['OUT'], 'seconds': {seconds}}}, "
+                f"os.environ['OUT'] + '.log', None, owner={os.getpid()}, lane='cpu')")
+        return subprocess.Popen([sys.executable, "-c", code], env={**os.environ, "OUT": str(stages / f"{name}.json")})
+
+    clients = [client("a"), client("b")]
+    assert [c.wait(timeout=120) for c in clients] == [0, 0]
+    a, b = (json.loads((stages / f"{n}.json").read_text()) for n in "ab")
+    assert a["pid"] != b["pid"] and a["start"] < b["end"] and b["start"] < a["end"]  # side by side
+    assert {w["slot"] for w in worker.workers()} == {"cpu", "cpu-1"}
+    first = next(w["pid"] for w in worker.workers() if w["slot"] == "cpu")
+    code = ("import os; from dpo_study.runtime import worker; worker.PINNED_STAGES = ('worker_test_stages:sleep',); "
+            f"worker.run_stage('worker_test_stages:sleep', {{'out': os.environ['OUT'], 'seconds': 0.1}}, "
+            f"os.environ['OUT'] + '.log', None, owner={os.getpid()}, lane='cpu')")
+    for name in "cd":  # one after another: the second worker is free each time, and not taken
+        subprocess.run([sys.executable, "-c", code], env={**os.environ, "OUT": str(stages / f"{name}.json")}, check=True)
+        assert json.loads((stages / f"{name}.json").read_text())["pid"] == first
+
+
 def test_worker_mode():
     assert worker.enabled("auto", {}) and worker.enabled("on", {"SLURM_JOB_ID": "1"})
     assert not worker.enabled("auto", {"SLURM_JOB_ID": "1"}) and not worker.enabled("off", {})

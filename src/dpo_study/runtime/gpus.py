@@ -28,6 +28,10 @@ LOCK_DIR_VARIABLE = "DPO_STUDY_GPU_LOCKS"
 # Which share of its GPU a job claimed (software.jobs_per_gpu): 0 for the first, and when a GPU is not shared.
 SHARE_VARIABLE = "DPO_STUDY_GPU_SHARE"
 _held: list = []  # open lock files: a lock lives as long as its file stays open
+# How many CPU-stage workers a machine runs at most (default: one per usable core, at most CPU_WORKERS_MAX).
+CPU_WORKERS_VARIABLE = "DPO_STUDY_CPU_WORKERS"
+CPU_WORKERS_MAX = 4  # the report side has ~10 small jobs: more warm processes only cost memory
+_cpu_slot: int | None = None  # the CPU-stage worker slot this process claimed
 
 
 def visible_gpu_ids() -> list[str]:
@@ -52,9 +56,9 @@ def default_lock_dir() -> Path:
     return Path(os.environ.get(LOCK_DIR_VARIABLE) or Path(tempfile.gettempdir(), f"dpo-study-gpus-{os.getuid()}"))
 
 
-def _try_lock(lock_dir: Path, gpu: str, share: int = 0):
+def _try_lock(lock_dir: Path, gpu: str, share: int = 0, kind: str = "gpu"):
     name = re.sub(r'[^A-Za-z0-9._-]', '_', gpu) + (f"-share{share}" if share else "")
-    handle = open(lock_dir / f"gpu-{name}.lock", "a+")
+    handle = open(lock_dir / f"{kind}-{name}.lock", "a+")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -101,6 +105,36 @@ def claim_gpu(lock_dir: str | Path | None = None, poll_seconds: float = 1.0, tim
         if not waited:
             log.warning("all GPUs %s are taken by other jobs; waiting for one (locks in %s)", ids, lock_dir)
             waited = True
+        time.sleep(poll_seconds)
+
+
+def cpu_workers(environ=os.environ) -> int:
+    """``DPO_STUDY_CPU_WORKERS``, else one per usable core, at most CPU_WORKERS_MAX."""
+    if environ.get(CPU_WORKERS_VARIABLE):
+        return max(1, int(environ[CPU_WORKERS_VARIABLE]))
+    return max(1, min(CPU_WORKERS_MAX, len(os.sched_getaffinity(0))))
+
+
+def claim_cpu_slot(pinned: bool, workers: int | None = None, lock_dir: str | Path | None = None,
+                   poll_seconds: float = 0.1) -> int:
+    """A CPU-stage worker's slot (0 .. workers-1) for the rest of this process, so that the report's
+    jobs run side by side, each in a warm worker. ``pinned`` (the per-answer measures): slot 0 only,
+    whose worker keeps the sentence encoder loaded; the others take a free slot, slot 0 last. Waits
+    while the slots it may take are all taken. With one worker there is nothing to claim."""
+    global _cpu_slot
+    workers = cpu_workers() if workers is None else workers
+    if _cpu_slot is not None or workers <= 1:
+        return _cpu_slot or 0
+    lock_dir = Path(lock_dir) if lock_dir else default_lock_dir()
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    order = [0] if pinned else [*range(1, workers), 0]
+    while True:
+        for slot_number in order:
+            handle = _try_lock(lock_dir, "worker", slot_number, kind="cpu")
+            if handle is not None:
+                _held.append(handle)
+                _cpu_slot = slot_number
+                return slot_number
         time.sleep(poll_seconds)
 
 

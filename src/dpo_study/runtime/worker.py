@@ -21,7 +21,10 @@ The job's exit status, its log file and its outputs are what they are without th
   their work: the per-answer measures (the sentence encoder loaded once), the tables' join, the
   submissions, the report and the findings (``CPU_STAGES``), run in a resident worker of their own
   (``LANES``), beside the GPU jobs, not between them: a changed study re-makes its report items
-  in one warm process instead of a fresh Python per item.
+  in warm processes instead of a fresh Python per item. Up to one CPU-stage worker per core
+  (``gpus.cpu_workers``, at most 4), each job claiming a free one, so that the report's items run
+  side by side; the measures always take the first (``PINNED_STAGES``), which keeps the sentence
+  encoder loaded: a second worker would load it again.
 - A job that fails fails alone: its traceback goes to its own log, and the worker puts the
   model back as freshly loaded before the next job. A worker that dies (crash, kill, a job whose
   own process was killed) is replaced by the next job.
@@ -78,6 +81,7 @@ CPU_STAGES = (
     "dpo_study.stages.plots:plot_length_vs_epochs",
     "dpo_study.stages.plots:plot_stance_heatmap",
 )
+PINNED_STAGES = ("dpo_study.stages.measures:measure_answers",)  # the first CPU-stage worker's only: its encoder
 STOP_SECONDS = 600  # how long a starting worker waits for another of its GPU to finish its job and stop
 START_SECONDS = 300  # a worker that has not answered by then did not start
 PROCESS_MODULE = "dpo_study.runtime.worker_process"  # what ``python -m`` runs, and how a worker's command line is told
@@ -232,7 +236,7 @@ def run_stage(stage: str, kwargs: dict, log_path: str, gpu: str | None, owner: i
     idle = idle_seconds(idle)
     owner = (owner or owner_pid()) if idle == 0 else None
     plan = worker_key(kwargs)
-    slot_name = slot(gpu, lane, gpus.claimed_share() if lane == "gpu" else 0)
+    slot_name = slot(gpu, lane, gpus.claimed_share() if lane == "gpu" else gpus.claim_cpu_slot(stage in PINNED_STAGES))
     code = code_key()  # reads every module of the package: once a job
     folder, name = worker_dir(), worker_name(slot_name, plan, code, owner)
     request = {"stage": stage, "kwargs": kwargs, "log": str(Path(log_path).resolve()), "cwd": os.getcwd(),

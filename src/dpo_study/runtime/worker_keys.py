@@ -65,8 +65,8 @@ def alive(pid: int) -> bool:
 def slot(gpu: str | None, lane: str = "gpu", share: int = 0) -> str:
     """Where a worker runs: one GPU (or ``no-gpu`` on a machine without one), or the CPU lane; a
     GPU's second and later shares (``software.jobs_per_gpu``) each have a worker of their own."""
-    if lane == "cpu":
-        return "cpu"
+    if lane == "cpu":  # the CPU-stage workers: one per claimed slot (gpus.claim_cpu_slot)
+        return "cpu" + (f"-{share}" if share else "")
     name = "no-gpu" if gpu is None else "gpu-" + "".join(c if c.isalnum() or c in "._-" else "_" for c in gpu)
     return name + (f"-share{share}" if share else "")
 

@@ -98,7 +98,7 @@ class Worker:
         os.replace(temporary, info_path)
         threading.Thread(target=self.watch, daemon=True).start()
         log.info("worker %s (pid %d) serves %s jobs (%s)", self.name, os.getpid(),
-                 "CPU-stage" if self.slot == "cpu" else "GPU",
+                 "CPU-stage" if self.slot.startswith("cpu") else "GPU",
                  f"of the Snakemake run {self.owner}" if self.owner else f"until idle for {self.idle_seconds:.0f} s")
         while True:
             try:
