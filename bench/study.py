@@ -202,18 +202,21 @@ def run_way(way: str, work: Path, model_dir: Path, args, on_gpu: bool, folder: P
 ADDED = {"name": "added_learning_rate_5e-5", "learning_rate": 5.0e-5}  # the experiment add_one adds
 
 
-def incremental(work: Path, model_dir: Path, args, on_gpu: bool) -> dict:
+def incremental(work: Path, model_dir: Path, args, on_gpu: bool, report: dict) -> dict:
     """After the worker way's full study, in one call (issue 20): a no-change re-run, one experiment
-    added, then the same full study in a fresh results folder, each finding the worker warm."""
+    added, then the same full study in a fresh results folder, each finding the worker warm. The
+    JSON is written after each step: a device call cut short keeps the steps it finished."""
     folder, locks = work / "worker", work / "worker" / "locks"
     config = overlay("worker", model_dir, args.tiny, on_gpu, args.encoder)
-    steps = {"nochange": run_way("worker", work, model_dir, args, on_gpu, folder, config, locks, fresh=False,
-                                 step="nochange")}
+    steps = report.setdefault("incremental", {})
     experiments = config.get("experiments") or yaml.safe_load((REPO / "config/config.yaml").read_text())["experiments"]
     added = {**config, "experiments": [*experiments, ADDED]}
-    steps["add_one"] = run_way("worker", work, model_dir, args, on_gpu, folder, added, locks, fresh=False, step="add_one")
-    steps["warm_study"] = run_way("worker", work, model_dir, args, on_gpu, work / "worker-warm", config, locks,
-                                  step="warm_study")
+    for step, step_folder, step_config in (("nochange", folder, config), ("add_one", folder, added),
+                                           ("warm_study", work / "worker-warm", config)):
+        steps[step] = run_way("worker", work, model_dir, args, on_gpu, step_folder, step_config, locks,
+                              fresh=step == "warm_study", step=step)
+        if args.json:
+            args.json.write_text(json.dumps({**report, **headline(report)}, indent=1) + "\n")
     subprocess.run([sys.executable, "-m", "dpo_study.runtime.worker", "stop"], cwd=REPO / "src", check=False,
                    env={**os.environ, "DPO_STUDY_GPU_LOCKS": str(locks)})
     return steps
@@ -519,7 +522,7 @@ def main() -> None:
             report[f"tables_equal_worker_{other}"] = tables_equal(args.work, "worker", other)
     # After the comparison of the ways: the incremental steps add an experiment to the worker's folder.
     if "worker" in report["ways"] and args.incremental:
-        report["incremental"] = incremental(args.work, model_dir.resolve(), args, on_gpu)
+        incremental(args.work, model_dir.resolve(), args, on_gpu, report)
     add_default_estimate(report)
     report.update(headline(report))
     if args.json:
