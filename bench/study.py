@@ -65,9 +65,11 @@ def say(text: str) -> None:
     print(text, flush=True)
 
 
-def overlay(way: str, model_dir: Path, tiny: bool, on_gpu: bool, encoder: Path | None = None) -> dict:
+def overlay(way: str, model_dir: Path, tiny: bool, on_gpu: bool, encoder: Path | None = None,
+            experiments: int | None = None) -> dict:
     """The config overlay of one way (on top of config/config.yaml); ``encoder``: the relevance
-    measure's sentence encoder, where the bundled one is not installed."""
+    measure's sentence encoder, where the bundled one is not installed; ``experiments``: only the
+    study's first N experiments (a short device call)."""
     config = {"model": {"name": str(model_dir)},
               "judge": {"use": ["ngram", "llm"], "llm": {"backend": "base_model"},
                         **({"embedding": {"model_path": str(encoder)}} if encoder else {})},
@@ -84,6 +86,11 @@ def overlay(way: str, model_dir: Path, tiny: bool, on_gpu: bool, encoder: Path |
         config["data"] = {"probes": []}
     if tiny:
         config["defaults"] = {"num_epoch": 1, "data_size": 10}
+    if experiments and way != "notebook" and not tiny:  # the first N of the study's experiments, their questions
+        study = yaml.safe_load((REPO / "config/config.yaml").read_text())
+        config["experiments"] = study["experiments"][:experiments]
+        names = {e["name"] for e in config["experiments"]}
+        config["questions"] = [q for q in study["questions"] if {q["a"], q["b"]} <= names]
     return config
 
 
@@ -165,7 +172,7 @@ def run_way(way: str, work: Path, model_dir: Path, args, on_gpu: bool, folder: P
         folder.mkdir(parents=True)
         for name in ("data", "config"):
             (folder / name).symlink_to(REPO / name)
-    config = config or overlay(way, model_dir, args.tiny, on_gpu, args.encoder)
+    config = config or overlay(way, model_dir, args.tiny, on_gpu, args.encoder, args.experiments)
     (folder / "overlay.yaml").write_text(yaml.safe_dump(config))
     times = folder / TIMING_FILE
     times.unlink(missing_ok=True)  # this run's jobs only
@@ -207,7 +214,7 @@ def incremental(work: Path, model_dir: Path, args, on_gpu: bool, report: dict) -
     added, then the same full study in a fresh results folder, each finding the worker warm. The
     JSON is written after each step: a device call cut short keeps the steps it finished."""
     folder, locks = work / "worker", work / "worker" / "locks"
-    config = overlay("worker", model_dir, args.tiny, on_gpu, args.encoder)
+    config = overlay("worker", model_dir, args.tiny, on_gpu, args.encoder, args.experiments)
     steps = report.setdefault("incremental", {})
     experiments = config.get("experiments") or yaml.safe_load((REPO / "config/config.yaml").read_text())["experiments"]
     added = {**config, "experiments": [*experiments, ADDED]}
@@ -471,6 +478,8 @@ def main() -> None:
     parser.add_argument("--extra", nargs="+", type=Path, default=None, help="with --merge: JSON files kept as keys")
     parser.add_argument("--incremental", action="store_true",
                         help="after the worker way: a no-change re-run, one experiment added, a warm full study")
+    parser.add_argument("--experiments", type=int, default=None,
+                        help="only the first N experiments of config/config.yaml (and the questions between them)")
     parser.add_argument("--profile-step", choices=["full", "nochange", "add_one", "warm_study"], default=None,
                         help="run this step's worker jobs under cProfile and summarise where their time went")
     args = parser.parse_args()

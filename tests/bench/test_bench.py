@@ -156,3 +156,15 @@ def test_the_liger_way_is_the_worker_way_with_ligers_kernels_and_is_reported_bes
            "training": [{"steady_loop_mfu": 0.1}, {"steady_loop_mfu": 0.2}, {"steady_loop_mfu": float("nan")}]}
     top = study.headline({"ways": {"worker": {**way, "study_s": 120.0}, "worker_liger": way}})
     assert top["liger_speedup_vs_worker"] == 1.2 and top["liger_steady_loop_mfu"] == 0.2
+
+
+def test_a_shorter_study_keeps_its_first_experiments_and_the_questions_between_them(tmp_path):
+    sys.path.insert(0, str(BENCH))
+    try:
+        import study
+    finally:
+        sys.path.remove(str(BENCH))
+    config = study.overlay("worker", tmp_path, tiny=False, on_gpu=True, experiments=2)
+    assert [e["name"] for e in config["experiments"]] == ["homework_default", "q1_support_ratio_1"]
+    assert [q["name"] for q in config["questions"]] == ["Q1", "Q4"]
+    assert "experiments" not in study.overlay("worker", tmp_path, tiny=False, on_gpu=True)
