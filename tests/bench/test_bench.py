@@ -14,6 +14,17 @@ from conftest import REPO
 BENCH = REPO / "bench"
 
 
+@pytest.fixture
+def study():
+    """bench/study.py as a module."""
+    sys.path.insert(0, str(BENCH))
+    try:
+        import study as module
+    finally:
+        sys.path.remove(str(BENCH))
+    return module
+
+
 def run(*args, timeout=900, **kwargs):
     result = subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True, timeout=timeout,
                             cwd=REPO, **kwargs)
@@ -128,12 +139,7 @@ def test_a_timed_out_default_run_is_completed_by_its_own_per_rule_means():
     assert top["default_study_s"] == 162 and top["default_study_is_estimate"] and top["worker_speedup_vs_default"] == 3.24
 
 
-def test_the_shared_gpu_way_runs_two_jobs_per_gpu_in_workers_and_is_reported_beside_the_worker_way(tmp_path):
-    sys.path.insert(0, str(BENCH))
-    try:
-        import study
-    finally:
-        sys.path.remove(str(BENCH))
+def test_the_shared_gpu_way_runs_two_jobs_per_gpu_in_workers_and_is_reported_beside_the_worker_way(study, tmp_path):
     config = study.overlay("shared_gpu", tmp_path, tiny=True, on_gpu=True)
     assert config["software"]["jobs_per_gpu"] == 2 and config["software"]["gpu_worker"] == "on"
     assert study.overlay("worker", tmp_path, tiny=True, on_gpu=True)["software"]["jobs_per_gpu"] == 1
@@ -143,12 +149,7 @@ def test_the_shared_gpu_way_runs_two_jobs_per_gpu_in_workers_and_is_reported_bes
     assert study.headline(report)["shared_gpu_study_s"] == 100.0
 
 
-def test_the_liger_way_is_the_worker_way_with_ligers_kernels_and_is_reported_beside_it(tmp_path):
-    sys.path.insert(0, str(BENCH))
-    try:
-        import study
-    finally:
-        sys.path.remove(str(BENCH))
+def test_the_liger_way_is_the_worker_way_with_ligers_kernels_and_is_reported_beside_it(study, tmp_path):
     config = study.overlay("worker_liger", tmp_path, tiny=False, on_gpu=True)
     assert config["training"] == {"use_liger_kernel": True} and config["software"]["gpu_worker"] == "on"
     assert "training" not in study.overlay("worker", tmp_path, tiny=False, on_gpu=True)
@@ -158,12 +159,7 @@ def test_the_liger_way_is_the_worker_way_with_ligers_kernels_and_is_reported_bes
     assert top["liger_speedup_vs_worker"] == 1.2 and top["liger_steady_loop_mfu"] == 0.2
 
 
-def test_a_shorter_study_keeps_its_first_experiments_and_the_questions_between_them(tmp_path):
-    sys.path.insert(0, str(BENCH))
-    try:
-        import study
-    finally:
-        sys.path.remove(str(BENCH))
+def test_a_shorter_study_keeps_its_first_experiments_and_the_questions_between_them(study, tmp_path):
     config = study.overlay("worker", tmp_path, tiny=False, on_gpu=True, experiments=2)
     assert [e["name"] for e in config["experiments"]] == ["homework_default", "q1_support_ratio_1"]
     assert [q["name"] for q in config["questions"]] == ["Q1", "Q4"]
