@@ -7,7 +7,7 @@ import torch
 from conftest import default_settings
 from dpo_study.config.settings import ModelSettings
 from dpo_study.stages.data import write_jsonl
-from dpo_study.runtime.modeling import load_base, load_tokenizer, read_manifest, sequence_logprobs
+from dpo_study.runtime.modeling import continuation_logprobs, load_base, load_tokenizer, read_manifest, sequence_logprobs
 from dpo_study.stages.reward import conversation_ids, implicit_rewards
 
 SETTINGS = default_settings(ModelSettings)
@@ -46,6 +46,22 @@ def test_batched_logprobs_equal_one_by_one(loaded):
     encoded = [conversation_ids(tokenizer, r, r["response"]) for r in RECORDS]
     batched = sequence_logprobs(model, [ids for ids, _ in encoded], [s for _, s in encoded], batch_size=2)
     assert batched == pytest.approx([manual_logprob(model, ids, s) for ids, s in encoded], abs=1e-4)
+
+
+def test_continuations_scored_on_one_pass_of_their_prefix_equal_each_sequence_scored_whole(loaded):
+    """The llm judge's label words: each prefix once, its cache repeated for every continuation (of
+    one and of several tokens), prefixes of different lengths left-padded in one batch."""
+    tokenizer, model = loaded
+    prefixes = [conversation_ids(tokenizer, r, r["response"])[0] for r in RECORDS] * 2
+    prefixes[3] = prefixes[3][:-5]
+    words = [tokenizer(w, add_special_tokens=False)["input_ids"] for w in ("support", "Oppose", "neutral", "x")]
+    assert max(map(len, words)) > 1 and min(map(len, words)) == 1
+    scored = continuation_logprobs(model, prefixes, words, batch_size=3)
+    whole = sequence_logprobs(model, [p + w for p in prefixes for w in words], [len(p) for p in prefixes for _ in words])
+    assert [score for row in scored for score in row] == pytest.approx(whole, abs=1e-4)
+    single = continuation_logprobs(model, prefixes[:2], [w for w in words if len(w) == 1])  # no second pass
+    assert [score for row in single for score in row] == pytest.approx(
+        [s for row in scored[:2] for s, w in zip(row, words) if len(w) == 1], abs=1e-4)
 
 
 def adapter_folder(tiny_model, path, zero: bool):

@@ -22,7 +22,7 @@ import torch
 log = logging.getLogger(__name__)
 
 
-def _forward(model):
+def cached_forward(model):
     """The causal LM under a PEFT wrapper (its LoRA layers stay active) and its cache argument's name."""
     if hasattr(model, "get_base_model"):
         model = model.get_base_model()
@@ -60,7 +60,7 @@ def greedy_decode(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, 
     """
     from transformers import StaticCache
 
-    model, cache_argument = _forward(model)
+    model, cache_argument = cached_forward(model)
     use_graph = use_graph and input_ids.is_cuda
     batch, width = input_ids.shape
     length = width + max_new_tokens

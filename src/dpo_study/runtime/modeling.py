@@ -102,6 +102,53 @@ def resolve_model(manifest: str, name: str) -> None:
     atomic.write_json(manifest, record)
 
 
+def continuation_logprobs(model, prefixes: list[list[int]], continuations: list[list[int]],
+                          batch_size: int = 8) -> list[list[float]]:
+    """Per prefix, per continuation: the sum of log P(token | tokens before it) over the continuation's
+    tokens, as ``sequence_logprobs`` scores ``prefix + continuation`` from the continuation on. Each
+    prefix runs once (left-padded, positions as if alone) and its key/value cache serves all its
+    continuations: a judge's six label words cost one pass over the judged text, not six."""
+    from dpo_study.runtime.decode import cached_forward
+
+    causal_lm, cache_argument = cached_forward(model)
+    count, longest = len(continuations), max(len(c) for c in continuations)
+    totals = []
+    for first in range(0, len(prefixes), batch_size):
+        batch = prefixes[first : first + batch_size]
+        width = max(len(p) for p in batch)
+        ids = torch.zeros((len(batch), width), dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, prefix in enumerate(batch):
+            ids[row, width - len(prefix) :] = torch.tensor(prefix)
+            mask[row, width - len(prefix) :] = 1
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        device = model.device
+        with torch.inference_mode():
+            out = causal_lm(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device),
+                            use_cache=longest > 1, logits_to_keep=1)
+            first_logprobs = torch.log_softmax(out.logits[:, -1].float(), -1).cpu()
+            later = None
+            if longest > 1:  # the continuations' further tokens, on the prefix's cache repeated for each
+                cache = getattr(out, "cache", None) or out.past_key_values  # transformers 5.24 / 5.17
+                cache.batch_repeat_interleave(count)
+                tokens = torch.zeros((len(batch) * count, longest), dtype=torch.long)
+                for row in range(len(batch)):
+                    for index, continuation in enumerate(continuations):
+                        tokens[row * count + index, : len(continuation)] = torch.tensor(continuation)
+                full_mask = torch.cat((mask.repeat_interleave(count, 0), torch.ones_like(tokens)), dim=1)
+                steps = positions[:, -1:].repeat_interleave(count, 0) + 1 + torch.arange(longest)
+                logits = causal_lm(input_ids=tokens.to(device), attention_mask=full_mask.to(device),
+                                   position_ids=steps.to(device), **{cache_argument: cache}).logits
+                later = torch.log_softmax(logits.float(), -1).cpu()
+        for row in range(len(batch)):
+            totals.append([
+                float(first_logprobs[row, continuation[0]])
+                + sum(float(later[row * count + index, step - 1, token]) for step, token in enumerate(continuation)
+                      if step > 0)
+                for index, continuation in enumerate(continuations)])
+    return totals
+
+
 def sequence_logprobs(model, sequences: list[list[int]], starts: list[int], batch_size: int = 8) -> list[float]:
     """Per token-id sequence, the sum of log P(token | tokens before it) over its tokens from ``starts[i]`` on.
 

@@ -97,7 +97,7 @@ class LLMJudge(Judge):
     def base_model_probabilities(self, texts, prompts):
         import torch
 
-        from dpo_study.runtime.modeling import load_base, load_tokenizer, read_manifest, sequence_logprobs
+        from dpo_study.runtime.modeling import continuation_logprobs, load_base, load_tokenizer, read_manifest
 
         if not self.manifest:
             raise ConfigError("judge.llm.backend: base_model needs the study's model manifest")
@@ -109,17 +109,12 @@ class LLMJudge(Judge):
         tokenizer = load_tokenizer(manifest, model_settings)
         model = load_base(manifest, model_settings).eval()
         # Each label as written in lower case and capitalised; a label's score sums both.
-        variants = [[label, label.capitalize()] for label in LABELS]
-        sequences, starts = [], []
-        for text, prompt in zip(texts, prompts):
-            prefix = tokenizer.apply_chat_template(judge_messages(self.topic, text, prompt), tokenize=False,
-                                                   add_generation_prompt=True)
-            prefix_ids = tokenizer(prefix, add_special_tokens=False)["input_ids"]
-            for words in variants:
-                for word in words:
-                    sequences.append(prefix_ids + tokenizer(word, add_special_tokens=False)["input_ids"])
-                    starts.append(len(prefix_ids))
-        scores = torch.tensor(sequence_logprobs(model, sequences, starts)).reshape(len(texts), len(LABELS), 2)
+        words = [tokenizer(word, add_special_tokens=False)["input_ids"]
+                 for label in LABELS for word in (label, label.capitalize())]
+        prefixes = [tokenizer(tokenizer.apply_chat_template(judge_messages(self.topic, text, prompt), tokenize=False,
+                                                            add_generation_prompt=True),
+                              add_special_tokens=False)["input_ids"] for text, prompt in zip(texts, prompts)]
+        scores = torch.tensor(continuation_logprobs(model, prefixes, words)).reshape(len(texts), len(LABELS), 2)
         return torch.softmax(torch.logsumexp(scores, -1), -1).numpy()
 
     # -- an OpenAI-compatible endpoint -------------------------------------------------------------
