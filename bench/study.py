@@ -42,6 +42,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -209,7 +210,7 @@ def run_way(way: str, work: Path, model_dir: Path, args, on_gpu: bool, folder: P
 ADDED = {"name": "added_learning_rate_5e-5", "learning_rate": 5.0e-5}  # the experiment add_one adds
 
 
-def incremental(work: Path, model_dir: Path, args, on_gpu: bool, report: dict) -> dict:
+def incremental(work: Path, model_dir: Path, args, on_gpu: bool, report: dict) -> None:
     """After the worker way's full study, in one call (issue 20): a no-change re-run, one experiment
     added, then the same full study in a fresh results folder, each finding the worker warm. The
     JSON is written after each step: a device call cut short keeps the steps it finished."""
@@ -226,7 +227,6 @@ def incremental(work: Path, model_dir: Path, args, on_gpu: bool, report: dict) -
             args.json.write_text(json.dumps({**report, **headline(report)}, indent=1) + "\n")
     subprocess.run([sys.executable, "-m", "dpo_study.runtime.worker", "stop"], cwd=REPO / "src", check=False,
                    env={**os.environ, "DPO_STUDY_GPU_LOCKS": str(locks)})
-    return steps
 
 
 def phases(folder: Path, start: float, end: float) -> dict:
@@ -389,6 +389,14 @@ def add_default_estimate(report: dict) -> None:
         report["default_estimate"] = estimate_unfinished_default(ways["default"], ways["worker"])
 
 
+def best_steady_mfu(way: dict) -> float | None:
+    """The best steady-loop MFU of a way's training jobs after the worker's first (whole loop);
+    a job with no steady steps (NaN) left out."""
+    steady = [t["steady_loop_mfu"] for t in way["training"][1:]
+              if t.get("steady_loop_mfu") is not None and not math.isnan(t["steady_loop_mfu"])]
+    return round(max(steady), 3) if steady else None
+
+
 def headline(r: dict) -> dict:
     """The keys the issue asks for, from the ways that ran."""
     ways = r.get("ways", {})
@@ -407,9 +415,7 @@ def headline(r: dict) -> dict:
         # After warm-up: the training jobs after the worker's first (whole loop), and their loops after epoch 1.
         later = [t["loop_mfu"] for t in w["training"][1:] if "loop_mfu" in t]
         out["worker_loop_mfu"] = round(sum(later) / len(later), 3) if later else None
-        steady = [t["steady_loop_mfu"] for t in w["training"][1:] if t.get("steady_loop_mfu") == t.get("steady_loop_mfu")
-                  and t.get("steady_loop_mfu") is not None]
-        out["worker_steady_loop_mfu"] = round(max(steady), 3) if steady else None
+        out["worker_steady_loop_mfu"] = best_steady_mfu(w)
     steps = r.get("incremental", {})
     for step in ("add_one", "nochange", "warm_study"):
         if step in steps:
@@ -425,9 +431,7 @@ def headline(r: dict) -> dict:
     if "worker_liger" in ways:
         liger = ways["worker_liger"]
         out.update(liger_study_s=liger["study_s"], liger_gpu_busy=liger["gpu_busy"])
-        steady = [t["steady_loop_mfu"] for t in liger["training"][1:] if t.get("steady_loop_mfu") is not None
-                  and t.get("steady_loop_mfu") == t.get("steady_loop_mfu")]
-        out["liger_steady_loop_mfu"] = round(max(steady), 3) if steady else None
+        out["liger_steady_loop_mfu"] = best_steady_mfu(liger)
         if "worker" in ways and liger["study_s"]:
             out["liger_speedup_vs_worker"] = round(ways["worker"]["study_s"] / liger["study_s"], 2)
     if "notebook" in ways and "default" in ways:
