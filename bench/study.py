@@ -144,9 +144,9 @@ def busy_seconds(samples, start: float, end: float) -> float | None:
     return total
 
 
-def profile_summary(folder: Path, top: int = 12) -> dict:
+def profile_summary(folder: Path, top: int = 20) -> dict:
     """Per stage function (the .prof files of DPO_STUDY_PROFILE_JOBS): its jobs, their profiled
-    seconds, and the ``top`` functions by cumulative seconds over those jobs."""
+    seconds, and the ``top`` functions by cumulative seconds and by their own seconds over those jobs."""
     import pstats
 
     by_stage: dict[str, list[Path]] = {}
@@ -155,10 +155,14 @@ def profile_summary(folder: Path, top: int = 12) -> dict:
     summary = {}
     for stage, paths in by_stage.items():
         stats = pstats.Stats(*map(str, paths))
-        rows = sorted(stats.stats.items(), key=lambda item: item[1][3], reverse=True)
-        summary[stage] = {"jobs": len(paths), "seconds": round(stats.total_tt, 2), "top_cumulative": [
-            {"function": f"{Path(file).name}:{line}({name})", "seconds": round(cumulative, 3), "calls": calls}
-            for (file, line, name), (_, calls, _, cumulative, _) in rows[:top]]}
+
+        def ranked(column: int) -> list[dict]:
+            rows = sorted(stats.stats.items(), key=lambda item: item[1][column], reverse=True)[:top]
+            return [{"function": f"{Path(file).name}:{line}({name})", "seconds": round(figures[column], 3),
+                     "calls": figures[1]} for (file, line, name), figures in rows]
+
+        summary[stage] = {"jobs": len(paths), "seconds": round(stats.total_tt, 2),
+                          "top_cumulative": ranked(3), "top_self": ranked(2)}
     return summary
 
 
@@ -265,7 +269,8 @@ def figures(way: str, folder: Path, start: float, end: float, code, samples, on_
         gpu_jobs.append({"rule": job["rule"], "wall_s": round(job["end"] - begin, 2),
                          "gpu_busy_s": None if busy is None else round(busy, 2),
                          "overhead_s": None if busy is None else round(job["end"] - begin - busy, 2),
-                         "worker_pid": job.get("worker_pid"), "worker_seconds": job.get("worker_seconds")})
+                         "worker_pid": job.get("worker_pid"), "worker_seconds": job.get("worker_seconds"),
+                         "worker_gc_s": job.get("worker_gc_seconds")})
     study_busy = busy_seconds(samples, start, end)
     result = {
         "way": way, "exit": code, "study_s": round(end - start, 1), "jobs": len(jobs), "gpu_jobs": gpu_jobs,
@@ -273,6 +278,10 @@ def figures(way: str, folder: Path, start: float, end: float, code, samples, on_
         "gpu_busy_s": None if study_busy is None else round(study_busy, 1),
         "peak_gpu_memory_gib": round(max(r[2] for r in samples) / 1024, 1) if samples else None,
         "workers": sorted({j["worker_pid"] for j in gpu_jobs if j["worker_pid"]}),
+        # Python's garbage collections inside the workers' jobs (runtime.worker_process.JobCollections)
+        "worker_gc_s_by_lane": {lane: round(sum(j.get("worker_gc_seconds") or 0 for j in jobs
+                                                if j.get("worker") and j["gpu_job"] == (lane == "gpu")), 2)
+                                for lane in ("gpu", "cpu")},
     }
     overheads = [j["overhead_s"] for j in gpu_jobs if j["overhead_s"] is not None]
     if overheads:
@@ -298,7 +307,8 @@ def training_figures(folder: Path, on_gpu: bool) -> list[dict]:
         summary = json.loads(summary_path.read_text())
         row = {"run": summary_path.parent.name, "started_at": summary["started_at"],
                "train_seconds": summary["train_seconds"], "tokens": summary["tokens"],
-               "final_loss": summary["final_loss"], "plan": summary["plan"]}
+               "final_loss": summary["final_loss"], "plan": summary["plan"],
+               **{k: summary.get(k) for k in ("load_seconds", "setup_seconds", "reference_pass_seconds", "finished_at")}}
         if on_gpu:
             model_dir = Path(json.loads(next(folder.glob("results/models/*.json")).read_text())["path"])
             step = {"spawned_at": summary["started_at"], "wall_s": 0}

@@ -379,3 +379,35 @@ def test_a_worker_set_up_for_another_plan_hands_the_job_back_and_exits(tmp_path,
     with pytest.raises(SystemExit):
         serving.handle(connection)
     assert connection.sent == [{"status": "retire"}] and "another load plan" in exits[0]
+
+
+class Cycle:
+    def __init__(self):
+        self.me = self  # only a collection frees it
+
+
+def test_a_job_collects_its_own_garbage_only_and_a_dropped_older_model_is_freed():
+    import gc
+    import weakref
+
+    from dpo_study.runtime.worker_process import JobCollections
+
+    collections = JobCollections()
+    gc.disable()  # no automatic collection between the steps
+    try:
+        older = Cycle()
+        older_ref = weakref.ref(older)
+        started = collections.start()
+        assert gc.get_freeze_count() > 0
+        job = Cycle()
+        job_ref = weakref.ref(job)
+        del job, older  # both garbage now; the older one is frozen
+        record = collections.end(started, evicted=False)
+        assert job_ref() is None and older_ref() is not None
+        assert gc.get_freeze_count() == 0
+        assert record["gc_full_collections"] >= 1 and record["gc_seconds"] >= 0
+        collections.end(collections.start(), evicted=True)  # e.g. the resident model dropped in the job
+        assert older_ref() is None
+    finally:
+        gc.enable()
+        gc.callbacks.remove(collections._clock)

@@ -19,7 +19,7 @@ from dpo_study.config.settings import ExperimentParams, ModelSettings, TrainingS
 from dpo_study.stages.data import build_pairs, write_jsonl
 from dpo_study.config.data_files import load_rows
 from dpo_study.stages.train import train_adapter
-from dpo_study.stages.train_guards import FINGERPRINT_FILE, NumericalGuard, TrainingFault, resume_point
+from dpo_study.stages.train_guards import FINGERPRINT_FILE, NoFinalCheckpoint, NumericalGuard, TrainingFault, resume_point
 
 
 @pytest.mark.parametrize(
@@ -70,6 +70,23 @@ def test_checkpoints_of_other_settings_are_discarded(tmp_path):
     make_checkpoint(folder, 4)
     assert resume_point(folder, "other settings") is None
     assert sorted(p.name for p in folder.iterdir()) == [FINGERPRINT_FILE]
+
+
+def test_checkpoints_are_saved_every_checkpoint_steps_but_not_after_the_last_step(tmp_path):
+    from transformers import TrainerControl, TrainerState, TrainingArguments
+    from transformers.trainer_callback import CallbackHandler, DefaultFlowCallback
+
+    args = TrainingArguments(output_dir=str(tmp_path), save_strategy="steps", save_steps=4, report_to=[], use_cpu=True)
+    handler = CallbackHandler([DefaultFlowCallback, NoFinalCheckpoint()], None, None, None, None)
+    state = TrainerState(max_steps=10, save_steps=4)
+    saved = []
+    for step in range(1, 11):
+        state.global_step = step
+        if handler.on_step_end(args, state, TrainerControl()).should_save:
+            saved.append(step)
+    assert saved == [4, 8]  # without the callback the Trainer also saves at step 10
+    handler.remove_callback(NoFinalCheckpoint)
+    assert handler.on_step_end(args, state, TrainerControl()).should_save
 
 
 # ---- real training on the tiny model ----------------------------------------------------

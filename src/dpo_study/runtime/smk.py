@@ -100,4 +100,5 @@ def call(stage: str, smk) -> None:
             "stage": stage, "rule": smk.rule, "log": str(smk.log[0]), "gpu_job": gpu_job, "gpu": gpu,
             "worker": in_worker, "process_start": process_start_time(), "call_start": start, "end": time.time(),
             "worker_seconds": result.get("seconds"), "worker_pid": result.get("worker_pid"),
+            "worker_gc_seconds": result.get("gc_seconds"),
         })

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import gc
 import hashlib
 import importlib
 import json
@@ -38,6 +39,39 @@ def socket_address(folder: Path, name: str) -> str:
     return "\0dpo-study-worker-" + hashlib.sha1(f"{folder}/{name}/{os.getpid()}".encode()).hexdigest()[:20]
 
 
+class JobCollections:
+    """Python's garbage collections around each job. At a job's start every object there is (the
+    resident model, the libraries, the caches) is frozen, so a collection during the job walks only
+    the job's own objects: a full walk of an 8B model's worker took ~0.4 s, and the H100's profiles
+    showed jobs paying several. At its end the job's garbage is collected (reference cycles can hold
+    GPU memory) and the older objects are unfrozen. Every collection is timed for the job's record."""
+
+    def __init__(self):
+        self.seconds, self.full, self._started = 0.0, 0, None
+        gc.callbacks.append(self._clock)
+
+    def _clock(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        elif self._started is not None:
+            self.seconds += time.perf_counter() - self._started
+            self.full += info.get("generation") == 2
+            self._started = None
+
+    def start(self) -> tuple[float, int]:
+        gc.freeze()
+        return self.seconds, self.full
+
+    def end(self, started: tuple[float, int], evicted: bool) -> dict:
+        gc.collect()  # the job's objects only: the older ones are still frozen
+        gc.unfreeze()
+        if evicted:  # the dropped model was older than the job: only a full collection can free its cycles
+            gc.collect()
+            if sys.modules.get("torch") and sys.modules["torch"].cuda.is_initialized():
+                sys.modules["torch"].cuda.empty_cache()
+        return {"gc_seconds": round(self.seconds - started[0], 3), "gc_full_collections": self.full - started[1]}
+
+
 class Worker:
     def __init__(self, folder: Path, name: str, owner: int, idle_seconds: float, slot: str = "", plan=None,
                  code: str = ""):
@@ -54,6 +88,7 @@ class Worker:
         self.busy = None  # the connection of the job running now
         self.last_active = time.monotonic()
         self.jobs = 0
+        self.collections = JobCollections()
         # The torch seed a fresh process starts with: every job starts from it.
         self.initial_seed = torch.initial_seed()
         resident.enable()
@@ -181,6 +216,7 @@ class Worker:
         os.chdir(request["cwd"])
         self.torch.manual_seed(self.initial_seed)
         result = {"status": "done", "worker_pid": os.getpid()}
+        collected, evictions = self.collections.start(), self.resident.stats["evictions"]
         profile_dir = request.get("profile")  # the job's DPO_STUDY_PROFILE_JOBS (worker.PROFILE_VARIABLE)
         profiler = cProfile.Profile() if profile_dir else None
         if profiler:
@@ -193,6 +229,7 @@ class Worker:
             result = {"status": "failed", "error": "".join(traceback.format_exception_only(error)).strip()}
         finally:
             self.resident.reset()
+            garbage = self.collections.end(collected, self.resident.stats["evictions"] > evictions)
             self.jobs += 1
             if profiler:
                 profiler.disable()
@@ -200,7 +237,7 @@ class Worker:
                 function = request["stage"].rpartition(":")[2]
                 profiler.dump_stats(Path(profile_dir) / f"{self.jobs:03d}-{os.getpid()}-{function}.prof")
         result.update(seconds=round(time.perf_counter() - start, 3), job=self.jobs,
-                      resident=dict(self.resident.stats))
+                      resident=dict(self.resident.stats), **garbage)
         log.info("%s: %s in %.2f s", request["stage"], result["status"], result["seconds"])
         return result
 

@@ -222,7 +222,7 @@ def train_adapter(
         eval_dataset=Dataset.from_list(heldout) if heldout else None,
         processing_class=tokenizer,
         peft_config=peft_config,
-        callbacks=[steps, train_guards.NumericalGuard(training.stop_grad_norm)],
+        callbacks=[steps, train_guards.NumericalGuard(training.stop_grad_norm), train_guards.NoFinalCheckpoint()],
     )
     ref_seconds = 0.0
     if plan.precompute_ref_logps:
