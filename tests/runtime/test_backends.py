@@ -15,17 +15,18 @@ from dpo_study.config.recipes import BackendError
 GIB = 2**30
 # Llama-3-8B's shape: 8.03B parameters, of which 2 x 525M in the embedding and the LM head.
 LLAMA3_8B = ModelShape(params=8_030_261_248, embedding_params=1_050_673_152, hidden_size=4096,
-                       intermediate_size=14336, num_layers=32)
+                       intermediate_size=14336, num_layers=32, vocab_size=128_256)
 # The schema's defaults: recipe fast, backend auto, the batch split, optimizer etc. left to the recipe.
 MODEL = default_settings(ModelSettings)
 TRAINING = default_settings(TrainingSettings)
 
 
-def plan(training=None, model=None, *, gpu_gib=None, unsloth=True, bnb=True):
+def plan(training=None, model=None, *, gpu_gib=None, unsloth=True, bnb=True, sequence_length=None):
     return plan_training(
         TRAINING.replace(**(training or {})), MODEL.replace(**(model or {})),
         device="cuda" if gpu_gib else "cpu", gpu_bytes=gpu_gib * GIB if gpu_gib else None,
         shape=LLAMA3_8B if gpu_gib else None, unsloth_available=unsloth, bitsandbytes_available=bnb,
+        sequence_length=sequence_length,
     )
 
 
@@ -45,6 +46,17 @@ def test_fast_keeps_the_effective_batch_and_trades_micro_batch_then_checkpointin
     assert roomy.per_device_train_batch_size < 8 and not roomy.gradient_checkpointing
     assert tight.gradient_checkpointing
     assert tight.estimated_peak_gib <= 0.9 * 24 - 3
+
+
+def test_the_batch_split_follows_the_pairs_longest_sequence_not_max_seq_length():
+    # The homework's pairs are under 200 tokens: on an 80-GB card one micro-batch of 8 pairs fits.
+    padded, short = plan(gpu_gib=80), plan(gpu_gib=80, sequence_length=200)
+    assert padded.per_device_train_batch_size < 8
+    assert (short.per_device_train_batch_size, short.gradient_accumulation_steps) == (8, 1)
+    assert short.estimated_peak_gib < padded.estimated_peak_gib
+    assert plan(gpu_gib=80, sequence_length=4096) == padded  # never above max_seq_length (TRL cuts there)
+    # On a 24-GB card padded pairs need checkpointing; short ones train without (a third less compute).
+    assert plan(gpu_gib=24).gradient_checkpointing and not plan(gpu_gib=24, sequence_length=200).gradient_checkpointing
 
 
 def test_fast_falls_back_to_4bit_when_bf16_cannot_train_and_prefers_unsloth_for_it():

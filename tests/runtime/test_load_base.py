@@ -50,7 +50,8 @@ def stage_plans(study, manifest: str, tmp_path, asked: list) -> dict:
     """The load plan each of the four model-loading stages asks for (their inputs are checked first, so
     they are complete)."""
     out = {}
-    write_jsonl([{"id": i, "prompt": [], "chosen": [], "rejected": []}
+    write_jsonl([{"id": i, "prompt": [{"role": "user", "content": "q"}], "chosen": [{"role": "assistant", "content": "a"}],
+                  "rejected": [{"role": "assistant", "content": "b"}]}
                  for i in range(study.experiments[0].params["data_size"])], tmp_path / "pairs.jsonl")
     (tmp_path / "adapter").mkdir()
     (tmp_path / "adapter/adapter_config.json").write_text("{}")
@@ -105,7 +106,8 @@ def test_explicit_precision_wins_and_cpu_never_quantizes(tiny_model, monkeypatch
 def test_a_training_job_plans_once_and_its_stage_loads_by_that_plan(tiny_model, tmp_path, plans, monkeypatch,
                                                                      recipe):
     """The runner plans the job (Unsloth or not, the precision, the batch split) before the stage's
-    module loads; the stage takes that plan instead of planning again, and loads the base by it."""
+    module loads; the stage takes that plan, only the batch split planned again for its pairs' lengths
+    on a GPU, and loads the base by it."""
     study = study_with(recipe)
     counts = {"plan_for_job": 0, "load_plan": 0}
 
@@ -119,7 +121,8 @@ def test_a_training_job_plans_once_and_its_stage_loads_by_that_plan(tiny_model, 
 
     for name in counts:
         counted(name)
-    write_jsonl([{"id": i, "prompt": [], "chosen": [], "rejected": []}
+    write_jsonl([{"id": i, "prompt": [{"role": "user", "content": "q"}], "chosen": [{"role": "assistant", "content": "a"}],
+                  "rejected": [{"role": "assistant", "content": "b"}]}
                  for i in range(study.experiments[0].params["data_size"])], tmp_path / "pairs.jsonl")
     key = study.experiments[0].key
     kwargs = {  # as the rule's named input, output and params carry them (plain values)
@@ -131,7 +134,7 @@ def test_a_training_job_plans_once_and_its_stage_loads_by_that_plan(tiny_model, 
     }
     with pytest.raises(Loaded):
         runner.run_stage("dpo_study.stages.train:train_adapter", kwargs, str(tmp_path / "job.log"), plan_here=True)
-    assert counts == {"plan_for_job": 1, "load_plan": 0}
+    assert counts == {"plan_for_job": 2, "load_plan": 0}  # the runner's plan, the stage's batch split
     job = runner.job_plan(kwargs)
     assert plans == [job.load] and job.load.load_in_4bit is (recipe == "homework")
     assert "Loaded" in (tmp_path / "job.log").read_text()  # the stage's traceback is in the job's log

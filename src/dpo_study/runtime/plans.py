@@ -85,6 +85,7 @@ class ModelShape:
     hidden_size: int
     intermediate_size: int
     num_layers: int
+    vocab_size: int = 0
 
     def weight_bytes(self, in_4bit: bool) -> float:
         if not in_4bit:
@@ -102,9 +103,10 @@ class ModelShape:
         """
         tokens = sequences * max_length
         per_layer = 2.0 * (12 * self.hidden_size + 5 * self.intermediate_size)
+        logits = 8.0 * self.vocab_size  # bf16 logits and their fp32 log-softmax
         if checkpointing:
-            return tokens * (2.0 * self.hidden_size * self.num_layers + per_layer)
-        return tokens * per_layer * self.num_layers
+            return tokens * (2.0 * self.hidden_size * self.num_layers + per_layer + logits)
+        return tokens * (per_layer * self.num_layers + logits)
 
 
 def _safetensors_params(path: Path) -> tuple[int, int]:
@@ -137,6 +139,7 @@ def model_shape(path: str | Path) -> ModelShape:
         hidden_size=config["hidden_size"],
         intermediate_size=config.get("intermediate_size", 4 * config["hidden_size"]),
         num_layers=config["num_hidden_layers"],
+        vocab_size=config.get("vocab_size", 0),
     )
 
 
@@ -231,10 +234,13 @@ def plan_training(
     unsloth_available: bool,
     bitsandbytes_available: bool = True,
     bf16_supported: bool = True,
+    sequence_length: int | None = None,
 ) -> TrainPlan:
     """Resolve backend, precision, batch split, checkpointing and optimizer for this machine.
 
     A pure function of its arguments (the machine is passed in), so it is tested on the CPU.
+    ``sequence_length``: the longest sequence of the job's pairs (TRL pads a batch to its longest);
+    without it the memory estimate pads every sequence to ``model.max_seq_length``.
     """
     recipe = training.recipe
     if recipe not in RECIPES:
@@ -267,8 +273,8 @@ def plan_training(
     def peak(micro: int, checkpointing: bool) -> float | None:
         if shape is None:
             return None
-        return shape.weight_bytes(in_4bit) + shape.activation_bytes(2 * micro, model_settings.max_seq_length,
-                                                                     checkpointing)
+        length = min(sequence_length or model_settings.max_seq_length, model_settings.max_seq_length)
+        return shape.weight_bytes(in_4bit) + shape.activation_bytes(2 * micro, length, checkpointing)
 
     chosen = None
     if shape is not None and gpu_bytes is not None and len(splits) * len(checkpointing_options) > 1:
@@ -292,7 +298,8 @@ def plan_training(
                      precision="bf16" if bf16_supported else "fp16")
 
 
-def plan_for_job(manifest: dict, training: TrainingSettings, model_settings: ModelSettings) -> TrainPlan:
+def plan_for_job(manifest: dict, training: TrainingSettings, model_settings: ModelSettings,
+                 sequence_length: int | None = None) -> TrainPlan:
     """The plan on this machine (after the job has claimed its GPU)."""
     device = "cuda" if torch.cuda.is_available() else "cpu"
     return plan_training(
@@ -303,6 +310,7 @@ def plan_for_job(manifest: dict, training: TrainingSettings, model_settings: Mod
         shape=model_shape(manifest["path"]) if device == "cuda" else None,
         unsloth_available=unsloth_installed(),
         bitsandbytes_available=bitsandbytes_installed(),
+        sequence_length=sequence_length,
     )
 
 

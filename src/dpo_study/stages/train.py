@@ -7,6 +7,7 @@ GPU (TRL 1.15, optionally 4-bit): only the precision and the optimizer come from
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import resource
@@ -161,6 +162,12 @@ def effective_training(trainer) -> dict:
     }
 
 
+def longest_sequence(tokenizer, pair_rows: list[dict]) -> int:
+    """Tokens of the longest conversation (prompt and one answer, chat template included) of the pairs."""
+    return max(len(tokenizer.apply_chat_template(row["prompt"] + row[side], tokenize=True, return_dict=False))
+               for row in pair_rows for side in ("chosen", "rejected"))
+
+
 def peak_memory_gib() -> float:
     if device() == "cuda":
         return torch.cuda.max_memory_allocated() / 2**30
@@ -190,8 +197,12 @@ def train_adapter(
     pair_rows = artifacts.read_pairs(pairs, experiment.data_size)  # before the model loads
     torch.set_num_threads(threads)
     manifest_path, manifest = manifest, read_manifest(manifest)
+    tokenizer = load_tokenizer(manifest, model_settings)
     # Backend, precision, batch split etc. for this machine (runtime.plans); recipe fields filled in.
     job = plan or plans.plan_job(manifest, training, model_settings)
+    if job.train.device == "cuda":  # the batch split for these pairs' lengths, not every sequence at max_seq_length
+        job = dataclasses.replace(job, train=plans.plan_for_job(
+            manifest, training, model_settings, sequence_length=longest_sequence(tokenizer, pair_rows)))
     plan = job.train
     training = plan.training_settings(training)
     log.info("training plan: %s", plan.as_dict())
@@ -199,7 +210,6 @@ def train_adapter(
         job, lora_config(experiment, training), experiment.seed, training.max_length
     )
     loaded = time.perf_counter()
-    tokenizer = load_tokenizer(manifest, model_settings)
     from datasets import Dataset
     from trl import DPOTrainer
 
