@@ -123,7 +123,7 @@ def write_inputs(work: Path, n_prompts: int) -> tuple[Path, Path]:
 
 def matmul_params(model_dir: Path) -> int:
     """Parameters that take part in matrix products (all but the input embedding)."""
-    from dpo_study.runtime.plans import model_shape
+    from dpo_study.runtime.memory import model_shape
 
     config = json.loads((model_dir / "config.json").read_text())
     return model_shape(model_dir).params - config["vocab_size"] * config["hidden_size"]
@@ -223,7 +223,7 @@ def main() -> None:
             raise SystemExit("could not build the model")
     pairs, prompts = write_inputs(args.work, args.prompts)
     n_matmul = matmul_params(model_dir)
-    from dpo_study.runtime.plans import model_shape
+    from dpo_study.runtime.memory import model_shape
 
     results["model"] = {"params": model_shape(model_dir).params, "matmul_params": n_matmul, "layers": args.layers,
                         "pairs": sum(1 for _ in open(pairs)), "prompts": sum(1 for _ in open(prompts))}

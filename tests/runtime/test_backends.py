@@ -8,8 +8,9 @@ import pytest
 
 from conftest import REPO, default_settings
 from dpo_study.config.settings import ModelSettings, TrainingSettings
-from dpo_study.runtime import backends, plans
-from dpo_study.runtime.plans import ModelShape, plan_training
+from dpo_study.runtime import backends, memory, plans
+from dpo_study.runtime.memory import ModelShape
+from dpo_study.runtime.plans import plan_training
 from dpo_study.config.recipes import BackendError
 
 GIB = 2**30
@@ -118,7 +119,7 @@ def test_model_shape_counts_parameters_from_the_safetensors_headers(tmp_path):
                          num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=False)
     model = LlamaForCausalLM(config)
     model.save_pretrained(tmp_path)
-    shape = plans.model_shape(tmp_path)
+    shape = memory.model_shape(tmp_path)
     assert shape.params == model.num_parameters()
     assert shape.embedding_params == 2 * 300 * 32
     assert (shape.hidden_size, shape.intermediate_size, shape.num_layers) == (32, 64, 2)

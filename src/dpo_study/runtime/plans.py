@@ -10,15 +10,13 @@ anything imports transformers or TRL.
 from __future__ import annotations
 
 import importlib.util
-import json
-import struct
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import torch
 
 from dpo_study.config.recipes import BACKENDS, FAST_OPTIM, HOMEWORK, RECIPES, BackendError, batch_split
 from dpo_study.config.settings import ModelSettings, TrainingSettings
+from dpo_study.runtime.memory import ModelShape, gpu_memory_bytes, model_shape, usable_bytes
 
 
 def device() -> str:
@@ -69,96 +67,12 @@ def load_plan(manifest: dict, settings: ModelSettings) -> LoadPlan:
     return LoadPlan(str(manifest["path"]), where, in_4bit, settings.trust_remote_code)
 
 
-# Memory kept free on the GPU: CUDA context, allocator fragmentation, the optimizer's LoRA states.
-GPU_RESERVE_BYTES = 3 * 2**30
-
-
-GPU_USABLE_FRACTION = 0.9
-
-
-@dataclass(frozen=True)
-class ModelShape:
-    """What the memory estimate needs to know of a model: its size and its layer widths."""
-
-    params: int
-    embedding_params: int
-    hidden_size: int
-    intermediate_size: int
-    num_layers: int
-    vocab_size: int = 0
-
-    def weight_bytes(self, in_4bit: bool) -> float:
-        if not in_4bit:
-            return 2.0 * self.params  # bf16
-        # bitsandbytes NF4 packs the linear layers in ~0.55 bytes a weight (with its scales); the
-        # embeddings and the LM head stay in bf16.
-        return 0.55 * (self.params - self.embedding_params) + 2.0 * self.embedding_params
-
-    def activation_bytes(self, sequences: int, max_length: int, checkpointing: bool) -> float:
-        """Activations kept for the backward pass of one micro-batch (bf16, padded to max_length).
-
-        Per token and layer a Llama block keeps ~12 hidden-wide and ~5 FFN-wide tensors (the
-        attention inputs and outputs, the gated FFN, norms, LoRA dropout copies); with checkpointing
-        only each layer's input stays, plus one layer recomputed at a time.
-        """
-        tokens = sequences * max_length
-        per_layer = 2.0 * (12 * self.hidden_size + 5 * self.intermediate_size)
-        logits = 8.0 * self.vocab_size  # bf16 logits and their fp32 log-softmax
-        if checkpointing:
-            return tokens * (2.0 * self.hidden_size * self.num_layers + per_layer + logits)
-        return tokens * (per_layer * self.num_layers + logits)
-
-
-def _safetensors_params(path: Path) -> tuple[int, int]:
-    """(all parameters, embedding + LM-head parameters) from the safetensors headers, without loading."""
-    total = embedding = 0
-    for file in sorted(path.glob("*.safetensors")):
-        with open(file, "rb") as handle:
-            (length,) = struct.unpack("<Q", handle.read(8))
-            header = json.loads(handle.read(length))
-        for name, info in header.items():
-            if name == "__metadata__":
-                continue
-            count = 1
-            for dim in info["shape"]:
-                count *= dim
-            total += count
-            if "embed_tokens" in name or "lm_head" in name:
-                embedding += count
-    return total, embedding
-
-
-def model_shape(path: str | Path) -> ModelShape:
-    path = Path(path)
-    config = json.loads((path / "config.json").read_text())
-    config = config.get("text_config", config)
-    params, embedding = _safetensors_params(path)
-    return ModelShape(
-        params=params,
-        embedding_params=embedding,
-        hidden_size=config["hidden_size"],
-        intermediate_size=config.get("intermediate_size", 4 * config["hidden_size"]),
-        num_layers=config["num_hidden_layers"],
-        vocab_size=config.get("vocab_size", 0),
-    )
-
-
 def unsloth_installed() -> bool:
     return importlib.util.find_spec("unsloth") is not None
 
 
 def bitsandbytes_installed() -> bool:
     return importlib.util.find_spec("bitsandbytes") is not None
-
-
-def gpu_memory_bytes() -> int | None:
-    if not torch.cuda.is_available():
-        return None
-    return torch.cuda.get_device_properties(0).total_memory
-
-
-def usable_bytes(gpu_bytes: int) -> float:
-    return GPU_USABLE_FRACTION * gpu_bytes - GPU_RESERVE_BYTES
 
 
 def weights_in_4bit(model_settings: ModelSettings, *, device: str, gpu_bytes: int | None, shape: ModelShape | None) -> bool:
@@ -274,7 +188,7 @@ def plan_training(
         if shape is None:
             return None
         length = min(sequence_length or model_settings.max_seq_length, model_settings.max_seq_length)
-        return shape.weight_bytes(in_4bit) + shape.activation_bytes(2 * micro, length, checkpointing)
+        return shape.training_peak_bytes(in_4bit, micro, length, checkpointing)
 
     chosen = None
     if shape is not None and gpu_bytes is not None and len(splits) * len(checkpointing_options) > 1:

@@ -194,6 +194,8 @@ def train_adapter(
     pairs, evaluated once after training (``eval_rewards_accuracies``/``_margins`` in the summary).
     ``plan``: the job's plan, as the stage runner computed it (planned here when called without)."""
     job_start, started_at = time.perf_counter(), time.time()
+    if torch.cuda.is_initialized():  # a resident worker's earlier jobs are not this job's peak
+        torch.cuda.reset_peak_memory_stats()
     pair_rows = artifacts.read_pairs(pairs, experiment.data_size)  # before the model loads
     torch.set_num_threads(threads)
     manifest_path, manifest = manifest, read_manifest(manifest)
@@ -236,7 +238,10 @@ def train_adapter(
     )
     ref_seconds = 0.0
     if plan.precompute_ref_logps:
-        ref_seconds = attach_reference_logps(trainer, batch_size=4 * training.per_device_train_batch_size)
+        # On a GPU one micro-batch a pass, so the pass needs less memory than the training step that the
+        # plan fitted (runtime.memory); on the CPU four, for fewer passes.
+        micro_batches = 1 if plan.device == "cuda" else 4
+        ref_seconds = attach_reference_logps(trainer, batch_size=micro_batches * training.per_device_train_batch_size)
     start = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=resume)
     seconds = time.perf_counter() - start
