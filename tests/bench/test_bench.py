@@ -104,6 +104,10 @@ def test_study_benchmark_runs_a_tiny_study_with_and_without_the_worker_then_the_
     assert added["train_adapter"]["jobs"] == 1 and "measure_base" not in added  # only the new answers measured
     profile = steps["add_one"]["profile"]  # --profile-step: that step's worker jobs, by stage
     assert profile["train_adapter"]["jobs"] == 1 and profile["train_adapter"]["top_cumulative"]
+    assert profile["train_adapter"]["top_self"]
+    # the workers' garbage collections, timed per job (worker way only)
+    assert set(worker["worker_gc_s_by_lane"]) == {"gpu", "cpu"} and worker["worker_gc_s_by_lane"]["gpu"] > 0
+    assert default["worker_gc_s_by_lane"] == {"gpu": 0, "cpu": 0}
     assert "profile" not in steps["nochange"] and "profile" not in worker
     # the warm full study ran in the worker the add-one step left (no new worker started)
     assert steps["warm_study"]["workers"] and set(steps["warm_study"]["workers"]) <= set(steps["add_one"]["workers"])
