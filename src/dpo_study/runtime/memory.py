@@ -103,5 +103,3 @@ def gpu_memory_bytes() -> int | None:
 
 def usable_bytes(gpu_bytes: int) -> float:
     return GPU_USABLE_FRACTION * gpu_bytes - GPU_RESERVE_BYTES
-
-

@@ -42,9 +42,10 @@ def socket_address(folder: Path, name: str) -> str:
 class JobCollections:
     """Python's garbage collections around each job. At a job's start every object there is (the
     resident model, the libraries, the caches) is frozen, so a collection during the job walks only
-    the job's own objects: a full walk of an 8B model's worker took ~0.4 s, and the H100's profiles
-    showed jobs paying several. At its end the job's garbage is collected (reference cycles can hold
-    GPU memory) and the older objects are unfrozen. Every collection is timed for the job's record."""
+    the job's own objects. At its end the job's garbage is collected (reference cycles can hold GPU
+    memory) and the older objects are unfrozen. Before, each job ended with a full collection over
+    the whole worker: an 8B model's GPU jobs ran 0.5-0.7 s faster each without it (BENCHMARKS.md,
+    H100). Every collection is timed for the job's record."""
 
     def __init__(self):
         self.seconds, self.full, self._started = 0.0, 0, None
