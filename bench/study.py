@@ -270,7 +270,13 @@ def figures(way: str, folder: Path, start: float, end: float, code, samples, on_
                          "gpu_busy_s": None if busy is None else round(busy, 2),
                          "overhead_s": None if busy is None else round(job["end"] - begin - busy, 2),
                          "worker_pid": job.get("worker_pid"), "worker_seconds": job.get("worker_seconds"),
-                         "worker_gc_s": job.get("worker_gc_seconds")})
+                         "worker_gc_s": job.get("worker_gc_seconds"),
+                         # Outside the worker: the job's process up to the bridge (Snakemake's script start,
+                         # imports), the GPU claim, and the rest (handing the job over and back).
+                         "to_call_s": round(job["call_start"] - begin, 3),
+                         "claim_s": job.get("claim_seconds"),
+                         "handoff_s": None if job.get("worker_seconds") is None else round(
+                             job["end"] - job["call_start"] - (job.get("claim_seconds") or 0) - job["worker_seconds"], 3)})
     study_busy = busy_seconds(samples, start, end)
     result = {
         "way": way, "exit": code, "study_s": round(end - start, 1), "jobs": len(jobs), "gpu_jobs": gpu_jobs,
@@ -287,6 +293,9 @@ def figures(way: str, folder: Path, start: float, end: float, code, samples, on_
     if overheads:
         result.update(job_overhead_sum_s=round(sum(overheads), 1),
                       job_overhead_mean_s=round(sum(overheads) / len(overheads), 2))
+    if gpu_jobs:  # the GPU jobs' time outside the worker, summed by part
+        result["gpu_jobs_outside_worker_s"] = {part: round(sum(j[part] or 0 for j in gpu_jobs), 2)
+                                               for part in ("to_call_s", "claim_s", "handoff_s")}
     per_rule = {}
     for job in gpu_jobs:
         per_rule.setdefault(job["rule"], []).append(job["wall_s"])

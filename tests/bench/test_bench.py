@@ -108,6 +108,8 @@ def test_study_benchmark_runs_a_tiny_study_with_and_without_the_worker_then_the_
     # the workers' garbage collections, timed per job (worker way only)
     assert set(worker["worker_gc_s_by_lane"]) == {"gpu", "cpu"} and worker["worker_gc_s_by_lane"]["gpu"] > 0
     assert default["worker_gc_s_by_lane"] == {"gpu": 0, "cpu": 0}
+    outside = worker["gpu_jobs_outside_worker_s"]  # where a GPU job's time outside the worker goes
+    assert set(outside) == {"to_call_s", "claim_s", "handoff_s"} and outside["to_call_s"] > 0
     assert "profile" not in steps["nochange"] and "profile" not in worker
     # the warm full study ran in the worker the add-one step left (no new worker started)
     assert steps["warm_study"]["workers"] and set(steps["warm_study"]["workers"]) <= set(steps["add_one"]["workers"])

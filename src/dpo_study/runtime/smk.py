@@ -86,6 +86,7 @@ def call(stage: str, smk) -> None:
     gpu_job = bool(smk.resources.get("gpu", 0))
     software = smk.config.get("software", {})
     gpu = claim_gpu(software.get("jobs_per_gpu", 1)) if gpu_job else None
+    claimed = time.time()
     kwargs = stage_kwargs(smk)
     # GPU jobs, and the stages that only need a warm process (worker.CPU_STAGES, in a worker of their own)
     in_worker = (gpu_job or stage in worker.CPU_STAGES) and worker.enabled(software.get("gpu_worker", "auto"))
@@ -100,5 +101,5 @@ def call(stage: str, smk) -> None:
             "stage": stage, "rule": smk.rule, "log": str(smk.log[0]), "gpu_job": gpu_job, "gpu": gpu,
             "worker": in_worker, "process_start": process_start_time(), "call_start": start, "end": time.time(),
             "worker_seconds": result.get("seconds"), "worker_pid": result.get("worker_pid"),
-            "worker_gc_seconds": result.get("gc_seconds"),
+            "worker_gc_seconds": result.get("gc_seconds"), "claim_seconds": round(claimed - start, 3),
         })
