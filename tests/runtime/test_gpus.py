@@ -72,6 +72,23 @@ def test_no_or_one_gpu_needs_no_lock(tmp_path, monkeypatch):
     assert os.environ["CUDA_VISIBLE_DEVICES"] == "GPU-abc" and not list(tmp_path.iterdir())
 
 
+def test_a_claim_records_how_many_jobs_share_the_gpu_and_the_memory_plan_takes_its_part(tmp_path, monkeypatch):
+    import torch
+
+    from dpo_study.runtime import memory
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda index: type("P", (), {"total_memory": 80 * 2**30}))
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "7")
+    monkeypatch.setenv(gpus.SHARES_VARIABLE, "")
+    monkeypatch.setenv(gpus.SHARE_VARIABLE, "")  # both restored after the test
+    gpus.claim_gpu(tmp_path)
+    assert gpus.gpu_shares() == 1 and memory.gpu_memory_bytes() == 80 * 2**30
+    gpus.claim_gpu(tmp_path, jobs_per_gpu=2)  # two jobs, two workers, two copies of the base model
+    assert gpus.gpu_shares() == 2 and memory.gpu_memory_bytes() == 40 * 2**30
+    gpus._held.pop().close()  # the share's lock
+
+
 def test_visible_ids_come_from_cuda_visible_devices(monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0, 2,5")
     assert gpus.visible_gpu_ids() == ["0", "2", "5"]

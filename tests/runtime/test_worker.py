@@ -35,6 +35,10 @@ def die(out):
 def with_model(out, manifest):
     write(out, manifest)
 
+def environment(out, variable):
+    with open(out, "w") as handle:
+        json.dump({"value": os.environ.get(variable), "pid": os.getpid()}, handle)
+
 def sleep(out, seconds):
     start = time.time()
     time.sleep(seconds)
@@ -86,6 +90,15 @@ def test_jobs_run_in_one_resident_worker_with_their_output_in_their_own_log(stag
     log = (stages / "a.log").read_text()
     assert "writing one with 3 threads" in log and "printed one" in log
     assert "two" not in log and "printed two" in (stages / "b.log").read_text()
+
+
+def test_the_worker_plans_with_the_gpu_shares_of_the_job_it_runs(stages, monkeypatch):
+    # The job's claim sets them (software.jobs_per_gpu); the worker started earlier must see this job's.
+    monkeypatch.setenv(gpus.SHARES_VARIABLE, "2")
+    _, first = run(stages, "environment", "a", variable=gpus.SHARES_VARIABLE)
+    monkeypatch.setenv(gpus.SHARES_VARIABLE, "3")
+    _, second = run(stages, "environment", "b", variable=gpus.SHARES_VARIABLE)
+    assert first["pid"] == second["pid"] and (first["value"], second["value"]) == ("2", "3")
 
 
 def test_a_failing_job_fails_alone_and_the_next_job_runs_in_the_same_worker(stages):

@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 LOCK_DIR_VARIABLE = "DPO_STUDY_GPU_LOCKS"
 # Which share of its GPU a job claimed (software.jobs_per_gpu): 0 for the first, and when a GPU is not shared.
 SHARE_VARIABLE = "DPO_STUDY_GPU_SHARE"
+# How many jobs share each GPU (software.jobs_per_gpu): a job plans for its part of the GPU's memory.
+SHARES_VARIABLE = "DPO_STUDY_GPU_SHARES"
 _held: list = []  # open lock files: a lock lives as long as its file stays open
 # How many CPU-stage workers a machine runs at most (default: one per usable core, at most CPU_WORKERS_MAX).
 CPU_WORKERS_VARIABLE = "DPO_STUDY_CPU_WORKERS"
@@ -83,6 +85,7 @@ def claim_gpu(lock_dir: str | Path | None = None, poll_seconds: float = 1.0, tim
     """
     ids = visible_gpu_ids()
     os.environ[SHARE_VARIABLE] = "0"
+    os.environ[SHARES_VARIABLE] = str(max(1, jobs_per_gpu))
     shares = [(gpu, share) for share in range(max(1, jobs_per_gpu)) for gpu in ids]
     if len(shares) <= 1:
         return ids[0] if ids else None
@@ -136,6 +139,11 @@ def claim_cpu_slot(pinned: bool, workers: int | None = None, lock_dir: str | Pat
                 _cpu_slot = slot_number
                 return slot_number
         time.sleep(poll_seconds)
+
+
+def gpu_shares() -> int:
+    """How many jobs share this process's GPU (1 when it is not shared, or nothing was claimed)."""
+    return max(1, int(os.environ.get(SHARES_VARIABLE) or 1))
 
 
 def claimed_share() -> int:

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import torch
 
+from dpo_study.runtime import gpus
+
 # Memory kept free on the GPU: CUDA context, allocator fragmentation, the optimizer's LoRA states.
 GPU_RESERVE_BYTES = 3 * 2**30
 GPU_USABLE_FRACTION = 0.9
@@ -96,9 +98,11 @@ def model_shape(path: str | Path) -> ModelShape:
 
 
 def gpu_memory_bytes() -> int | None:
+    """The GPU memory this job may plan for: its GPU's, divided among the jobs that share it
+    (``software.jobs_per_gpu``, each share's worker with a base model of its own)."""
     if not torch.cuda.is_available():
         return None
-    return torch.cuda.get_device_properties(0).total_memory
+    return torch.cuda.get_device_properties(0).total_memory // gpus.gpu_shares()
 
 
 def usable_bytes(gpu_bytes: int) -> float:

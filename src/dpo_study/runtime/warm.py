@@ -59,7 +59,8 @@ def warm_start(kwargs: dict | None, software: dict, local_exec: bool, owner: int
     idle = idle_seconds(software.get("worker_idle_seconds"))
     folder = worker.worker_dir()
     package_root = str(Path(__file__).resolve().parents[2])  # src/
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p),
+           gpus.SHARES_VARIABLE: str(max(1, software.get("jobs_per_gpu", 1)))}  # as the first GPU job will plan
     with open(folder / LOG_NAME, "a") as log_file:
         subprocess.Popen(
             [sys.executable, "-m", __name__, "--kwargs", json.dumps(kwargs), "--idle-seconds", str(idle),
@@ -96,7 +97,7 @@ def warm(kwargs: dict, idle: float, owner: int) -> str:
     folder, name = worker.worker_dir(), worker_name(slot_name, plan, code, job_owner)
     connection, info = worker.connect(folder, name, job_owner, idle, slot_name, plan, code)
     with connection:
-        connection.send({"command": "warm", "kwargs": kwargs})
+        connection.send({"command": "warm", "kwargs": kwargs, "gpu_shares": os.environ.get(gpus.SHARES_VARIABLE)})
         answer = connection.recv()
     return f"worker {name} (pid {info['pid']}): {answer['status']}"
 

@@ -240,7 +240,8 @@ def run_stage(stage: str, kwargs: dict, log_path: str, gpu: str | None, owner: i
     code = code_key()  # reads every module of the package: once a job
     folder, name = worker_dir(), worker_name(slot_name, plan, code, owner)
     request = {"stage": stage, "kwargs": kwargs, "log": str(Path(log_path).resolve()), "cwd": os.getcwd(),
-               "client": os.getpid(), "profile": os.environ.get(PROFILE_VARIABLE)}
+               "client": os.getpid(), "profile": os.environ.get(PROFILE_VARIABLE),
+               "gpu_shares": os.environ.get(gpus.SHARES_VARIABLE)}
     for _ in range(5):
         connection, info = connect(folder, name, owner, idle, slot_name, plan, code)
         try:

@@ -25,6 +25,7 @@ import traceback
 from multiprocessing.connection import Listener
 from pathlib import Path
 
+from dpo_study.runtime import gpus
 from dpo_study.runtime.runner import LOG_FORMAT, job_plan, run_stage
 from dpo_study.runtime.worker import read_info
 from dpo_study.runtime.worker_keys import DEFAULT_IDLE_SECONDS, alive
@@ -150,6 +151,8 @@ class Worker:
             request = connection.recv()
         except (OSError, EOFError):
             return
+        if request.get("gpu_shares"):  # the job's GPU shares: its memory plan (runtime.memory) divides by them
+            os.environ[gpus.SHARES_VARIABLE] = request["gpu_shares"]
         if request.get("command") == "status":
             connection.send({"jobs": self.jobs, "idle_s": time.monotonic() - self.last_active,
                              "idle_limit_s": self.idle_seconds, "plan": self.plan})
