@@ -1,8 +1,9 @@
 """What a training job needs in GPU memory, estimated before anything loads (``runtime.plans`` decides by it).
 
-The model's shape is read from its config and safetensors headers; the estimate is an upper bound
-of the peak: the weights, the activations a micro-batch keeps for its backward pass, and its
-logits. (On a GPU the reference pass scores one micro-batch at a time, without keeping activations:
+The model's shape is read from its config and safetensors headers; the estimate is meant as an
+upper bound of the peak: the weights, the activations a micro-batch keeps for its backward pass,
+and its logits. The budget keeps 10% of the card and 3 GiB free besides (one H100 measurement,
+BENCHMARKS.md: 25.8 GiB estimated, 26.4 GiB allocated at most over a worker's jobs). (On a GPU the reference pass scores one micro-batch at a time, without keeping activations:
 less than a training step.)
 """
 
