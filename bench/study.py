@@ -56,6 +56,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO / "bench"))
 
+from dpo_study.runtime.worker import PROFILE_VARIABLE  # noqa: E402 (the package's folder is on the path now)
+
 WAYS = ("worker", "default", "notebook", "shared_gpu", "worker_liger")
 JOBS_PER_GPU = {"shared_gpu": 2}  # the way that runs two GPU jobs at once on each GPU (software.jobs_per_gpu)
 H200_BF16_DENSE_TFLOPS = 989.4  # datasheet, SXM, dense
@@ -188,7 +190,7 @@ def run_way(way: str, work: Path, model_dir: Path, args, on_gpu: bool, folder: P
     profiles = folder / f"profiles-{step}"
     if args.profile_step == step:
         shutil.rmtree(profiles, ignore_errors=True)
-        env["DPO_STUDY_PROFILE_JOBS"] = str(profiles)
+        env[PROFILE_VARIABLE] = str(profiles)
     command = [sys.executable, "-m", "snakemake", "all", "-s", str(REPO / "Snakefile"), "-d", str(folder),
                "--cores", str(args.cores), "--keep-going", "--resources", f"gpu={config['software']['jobs_per_gpu']}",
                "--configfile", str(REPO / "config/config.yaml"), str(folder / "overlay.yaml")]

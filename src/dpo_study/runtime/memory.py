@@ -41,14 +41,15 @@ class ModelShape:
         # embeddings and the LM head stay in bf16.
         return 0.55 * (self.params - self.embedding_params) + 2.0 * self.embedding_params
 
-    def activation_bytes(self, sequences: int, max_length: int, checkpointing: bool) -> float:
-        """Activations kept for the backward pass of one micro-batch (bf16, padded to max_length).
+    def activation_bytes(self, sequences: int, length: int, checkpointing: bool) -> float:
+        """Activations and logits kept for the backward pass of one micro-batch (bf16, every sequence
+        padded to ``length``).
 
         Per token and layer a Llama block keeps ~12 hidden-wide and ~5 FFN-wide tensors (the
         attention inputs and outputs, the gated FFN, norms, LoRA dropout copies); with checkpointing
         only each layer's input stays, plus one layer recomputed at a time.
         """
-        tokens = sequences * max_length
+        tokens = sequences * length
         per_layer = 2.0 * (12 * self.hidden_size + 5 * self.intermediate_size)
         if checkpointing:
             return tokens * (2.0 * self.hidden_size * self.num_layers + per_layer + self.logit_bytes)

@@ -2,9 +2,9 @@
 
 ``load_plan`` gives the base model's precision and device (one plan for training, generation, the
 implicit reward and the judges, so all of them see the training's reference); ``plan_for_job`` the
-training backend, micro-batch split, checkpointing and optimizer within the GPU's memory. Only torch
-and the standard library are imported, so a job can plan (and ``import unsloth`` first) before
-anything imports transformers or TRL.
+training backend, micro-batch split, checkpointing and optimizer within the GPU's memory
+(``runtime.memory`` estimates a training step's peak). Only torch and the standard library are
+imported, so a job can plan (and ``import unsloth`` first) before anything imports transformers or TRL.
 """
 
 from __future__ import annotations
