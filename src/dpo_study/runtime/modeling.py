@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-from pathlib import Path
 
 import torch
 
-from dpo_study.config import atomic
-from dpo_study.config.model import hub_offline, read_manifest  # noqa: F401 (stages read it here)
+from dpo_study.config.model import read_manifest  # noqa: F401 (stages read it here)
 from dpo_study.config.settings import ModelSettings
 from dpo_study.runtime.plans import LoadPlan, compute_dtype, load_plan
 
@@ -76,30 +72,6 @@ def end_of_turn_ids(tokenizer, model) -> list[int]:
     if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids:
         ids.append(tokenizer.eos_token_id)
     return ids
-
-
-def resolve_model(manifest: str, name: str) -> None:
-    """Stage: find (download once, if online) a model and record where it is, for the other stages;
-    a model without a config or tokenizer stops here, before any GPU job (its modules are checked
-    against training.target_modules at every parse once the manifest exists)."""
-    record = {"name": name}
-    if Path(name).is_dir():
-        record["path"] = str(Path(name).resolve())
-    else:
-        from huggingface_hub import snapshot_download
-
-        # Weights as safetensors only: no pickled checkpoints are fetched or loaded.
-        record["path"] = snapshot_download(
-            name,
-            allow_patterns=["*.json", "*.safetensors", "tokenizer*", "*.model", "*.txt"],
-            local_files_only=hub_offline(),
-            token=os.environ.get("HF_TOKEN"),
-        )
-        record["revision"] = Path(record["path"]).name
-    from dpo_study.config.model import check_model_folder
-
-    check_model_folder(record["path"], (), f"model.name {name!r}")
-    atomic.write_json(manifest, record)
 
 
 def continuation_logprobs(model, prefixes: list[list[int]], continuations: list[list[int]],
