@@ -97,6 +97,16 @@ def overlay(way: str, model_dir: Path, tiny: bool, on_gpu: bool, encoder: Path |
     return config
 
 
+def host_cpu() -> str:
+    """The host's CPU model and count: the GPU lane's jobs are host-bound, so two machines with the same
+    GPU kind can differ by their CPUs (compare only figures of one machine)."""
+    try:
+        model = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        model = "unknown CPU"
+    return f"{model}, {os.cpu_count()} logical CPUs"
+
+
 class GpuSampler:
     """``nvidia-smi`` every 100 ms: (time, utilisation %, memory MiB) rows; nothing on a machine without it."""
 
@@ -534,7 +544,7 @@ def main() -> None:
     args.work.mkdir(parents=True, exist_ok=True)
     report = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
               "command": " ".join(sys.argv), "machine": torch.cuda.get_device_name() if on_gpu else "cpu",
-              "cores": args.cores, "full_prompts": 76, "ways": {}}
+              "host_cpu": host_cpu(), "cores": args.cores, "full_prompts": 76, "ways": {}}
     model_dir = args.model
     if model_dir is None:
         model_dir = args.work / "model"

@@ -4,6 +4,7 @@ Only the notebook's Unsloth generation loop (bench/generate_job.py loop) needs a
 """
 
 import json
+import os
 import subprocess
 import sys
 
@@ -91,6 +92,7 @@ def test_study_benchmark_runs_a_tiny_study_with_and_without_the_worker_then_the_
         "--cores", "2", "--profile-step", "add_one", timeout=1800)
     results = json.loads(out.read_text())
     worker, default = results["ways"]["worker"], results["ways"]["default"]
+    assert results["host_cpu"].endswith(f"{os.cpu_count()} logical CPUs")  # machines differ by their hosts
     assert worker["exit"] == default["exit"] == 0
     assert len(worker["workers"]) == 1 and not default["workers"]  # every GPU job in one worker, or none
     assert results["tables_equal_worker_default"] is True
