@@ -329,7 +329,8 @@ def training_figures(folder: Path, on_gpu: bool) -> list[dict]:
         row = {"run": summary_path.parent.name, "started_at": summary["started_at"],
                "train_seconds": summary["train_seconds"], "tokens": summary["tokens"],
                "final_loss": summary["final_loss"], "plan": summary["plan"],
-               **{k: summary.get(k) for k in ("load_seconds", "setup_seconds", "reference_pass_seconds", "finished_at")}}
+               **{k: summary.get(k) for k in ("load_seconds", "setup_seconds", "reference_pass_seconds", "finished_at",
+                                               "peak_memory_gib")}}  # the job's own peak, beside plan's estimate
         if on_gpu:
             model_dir = Path(json.loads(next(folder.glob("results/models/*.json")).read_text())["path"])
             step = {"spawned_at": summary["started_at"], "wall_s": 0}

@@ -99,6 +99,7 @@ def test_study_benchmark_runs_a_tiny_study_with_and_without_the_worker_then_the_
     assert results["worker_study_s"] == worker["study_s"] and results["default_study_s"] == default["study_s"]
     for way in (worker, default):  # the one experiment's training job is found under its keyed folder
         assert [run["final_loss"] is not None for run in way["training"]] == [True]
+        assert way["training"][0]["peak_memory_gib"] > 0  # the job's measured peak, against its plan's estimate
     steps = results["incremental"]
     assert all(step["exit"] == 0 for step in steps.values())
     assert results["nochange_s"] == steps["nochange"]["study_s"] and steps["nochange"]["jobs"] == 0
