@@ -14,6 +14,9 @@ implicit reward) with judges ngram + llm, run as a user runs it
   ``--resources gpu=2`` on one GPU), each share in a worker of its own;
 - ``worker_liger``: the worker way with Liger's kernels in training (``training.use_liger_kernel: true``;
   issue 20 item 5: a kernel's speed-up measured where the user waits, in the whole study);
+- ``worker_compile`` / ``worker_graphs``: the worker way with the training step compiled
+  (``training.torch_compile_mode``: ``default``, or ``reduce-overhead``, which also captures CUDA graphs;
+  issue 20 item 5, each training job paying its own compilation);
 - ``notebook``: the notebook's way (recipe homework, Unsloth, one process per job, generation one
   prompt at a time with transformers' generate). Too slow to run whole within a device call, it
   runs on a sample (the first experiment, the 10 test prompts); the whole study's time is then
@@ -58,7 +61,11 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from dpo_study.runtime.worker import PROFILE_VARIABLE  # noqa: E402 (the package's folder is on the path now)
 
-WAYS = ("worker", "default", "notebook", "shared_gpu", "worker_liger")
+# The worker way with training settings of issue 20 item 5: (the headline keys' prefix, the settings).
+TRAINING_WAYS = {"worker_liger": ("liger", {"use_liger_kernel": True}),
+                 "worker_compile": ("compile", {"torch_compile_mode": "default"}),
+                 "worker_graphs": ("graphs", {"torch_compile_mode": "reduce-overhead"})}
+WAYS = ("worker", "default", "notebook", "shared_gpu", *TRAINING_WAYS)
 JOBS_PER_GPU = {"shared_gpu": 2}  # the way that runs two GPU jobs at once on each GPU (software.jobs_per_gpu)
 H200_BF16_DENSE_TFLOPS = 989.4  # datasheet, SXM, dense
 TIMING_FILE = "job_times.jsonl"
@@ -76,10 +83,10 @@ def overlay(way: str, model_dir: Path, tiny: bool, on_gpu: bool, encoder: Path |
     config = {"model": {"name": str(model_dir)},
               "judge": {"use": ["ngram", "llm"], "llm": {"backend": "base_model"},
                         **({"embedding": {"model_path": str(encoder)}} if encoder else {})},
-              "software": {"env": "gpu", "gpu_worker": "on" if way in ("worker", "shared_gpu", "worker_liger") else "off",
+              "software": {"env": "gpu", "gpu_worker": "on" if way in ("worker", "shared_gpu", *TRAINING_WAYS) else "off",
                            "jobs_per_gpu": JOBS_PER_GPU.get(way, 1)}}
-    if way == "worker_liger":
-        config["training"] = {"use_liger_kernel": True}
+    if way in TRAINING_WAYS:
+        config["training"] = dict(TRAINING_WAYS[way][1])
     if way == "notebook":
         config["training"] = {"recipe": "homework", **({"backend": "unsloth"} if on_gpu else {})}
         config["generation"] = {"batch_size": 1, "decode": "plain"}  # the notebook's per-prompt loop
@@ -460,12 +467,13 @@ def headline(r: dict) -> dict:
                    shared_gpu_peak_gpu_memory_gib=shared["peak_gpu_memory_gib"])
         if "worker" in ways and shared["study_s"]:
             out["shared_gpu_speedup_vs_worker"] = round(ways["worker"]["study_s"] / shared["study_s"], 2)
-    if "worker_liger" in ways:
-        liger = ways["worker_liger"]
-        out.update(liger_study_s=liger["study_s"], liger_gpu_busy=liger["gpu_busy"])
-        out["liger_steady_loop_mfu"] = best_steady_mfu(liger)
-        if "worker" in ways and liger["study_s"]:
-            out["liger_speedup_vs_worker"] = round(ways["worker"]["study_s"] / liger["study_s"], 2)
+    for way, (prefix, _) in TRAINING_WAYS.items():
+        if way in ways:
+            measured = ways[way]
+            out.update({f"{prefix}_study_s": measured["study_s"], f"{prefix}_gpu_busy": measured["gpu_busy"],
+                        f"{prefix}_steady_loop_mfu": best_steady_mfu(measured)})
+            if "worker" in ways and measured["study_s"]:
+                out[f"{prefix}_speedup_vs_worker"] = round(ways["worker"]["study_s"] / measured["study_s"], 2)
     if "notebook" in ways and "default" in ways:
         out["notebook_study_s"] = estimate_notebook(ways["notebook"], ways["default"], r.get("full_prompts", 76))[
             "estimated_study_s"]
@@ -562,7 +570,7 @@ def main() -> None:
         report["ways"][way] = run_way(way, args.work, model_dir.resolve(), args, on_gpu)
         if args.json:
             args.json.write_text(json.dumps(report, indent=1) + "\n")
-    for other in ("default", "shared_gpu", "worker_liger"):
+    for other in ("default", "shared_gpu", *TRAINING_WAYS):
         if {"worker", other} <= set(report["ways"]):
             report[f"tables_equal_worker_{other}"] = tables_equal(args.work, "worker", other)
     # After the comparison of the ways: the incremental steps add an experiment to the worker's folder.

@@ -173,3 +173,14 @@ def test_a_shorter_study_keeps_its_first_experiments_and_the_questions_between_t
     assert [e["name"] for e in config["experiments"]] == ["homework_default", "q1_support_ratio_1"]
     assert [q["name"] for q in config["questions"]] == ["Q1", "Q4"]
     assert "experiments" not in study.overlay("worker", tmp_path, tiny=False, on_gpu=True)
+
+
+@pytest.mark.parametrize("way,mode", [("worker_compile", "default"), ("worker_graphs", "reduce-overhead")])
+def test_the_compile_ways_are_the_worker_way_with_a_compiled_training_step(study, tmp_path, way, mode):
+    config = study.overlay(way, tmp_path, tiny=False, on_gpu=True)
+    assert config["training"] == {"torch_compile_mode": mode} and config["software"]["gpu_worker"] == "on"
+    base = {"gpu_busy": 0.3, "peak_gpu_memory_gib": 27.0,
+            "training": [{"steady_loop_mfu": 0.1}, {"steady_loop_mfu": 0.3}]}  # the first job left out
+    top = study.headline({"ways": {"worker": {**base, "study_s": 120.0}, way: {**base, "study_s": 150.0}}})
+    prefix = way.removeprefix("worker_")
+    assert top[f"{prefix}_speedup_vs_worker"] == 0.8 and top[f"{prefix}_steady_loop_mfu"] == 0.3

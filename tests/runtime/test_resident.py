@@ -86,3 +86,22 @@ def test_a_full_collection_after_a_job_only_where_cuda_has_started(residency, mo
     monkeypatch.setattr(resident.torch.cuda, "is_initialized", lambda: True)
     resident.reset()
     assert collections == [1] and emptied == [1]
+
+
+def test_a_compiled_training_job_leaves_no_trace_either(tiny_model, residency):
+    """training.torch_compile_mode: the trainer compiles the adapter model; the stage then resets
+    torch's compiler caches (they hold the job's adapter), and the resident model stays as loaded."""
+    from peft import LoraConfig, get_peft_model
+
+    model = load(tiny_model)
+    fresh = outputs(model)
+    peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
+    peft_model.train()
+    compiled = torch.compile(peft_model)  # as transformers' Trainer does with torch_compile
+    compiled(input_ids=torch.arange(1, 9)[None], labels=torch.arange(1, 9)[None]).loss.backward()
+    torch._dynamo.reset()
+    del compiled, peft_model
+    resident.reset()
+    again = load(tiny_model)
+    assert again is model and resident.stats["evictions"] == 0
+    assert torch.equal(outputs(again), fresh)

@@ -60,6 +60,7 @@ TRAINING = {
     "gradient_checkpointing": (True, lambda a, lora, p, g: a.gradient_checkpointing, "cuda"),
     "precompute_ref_logps": (False, lambda a, lora, plan, g: plan.precompute_ref_logps, "cpu"),
     "use_liger_kernel": (True, lambda a, lora, p, g: a.use_liger_kernel, "cuda"),
+    "torch_compile_mode": ("default", lambda a, lora, p, g: a.torch_compile and a.torch_compile_mode, "cpu"),
     "checkpoint_steps": (7, lambda a, lora, p, g: a.save_steps, "cpu"),
     "stop_grad_norm": (12.5, lambda a, lora, p, g: g.max_grad_norm, "cpu"),
 }
@@ -94,6 +95,13 @@ def test_a_training_field_reaches_the_libraries(tmp_path, monkeypatch, field):
 def test_liger_kernels_on_the_cpu_are_refused_naming_the_setting(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="training.use_liger_kernel: .*need a CUDA GPU"):
         built(tmp_path, monkeypatch, {"use_liger_kernel": True}, device="cpu")
+
+
+def test_cuda_graphs_on_the_cpu_are_refused_naming_the_setting(tmp_path, monkeypatch):
+    with pytest.raises(ValueError, match="training.torch_compile_mode: reduce-overhead .*needs a CUDA GPU"):
+        built(tmp_path, monkeypatch, {"torch_compile_mode": "reduce-overhead"}, device="cpu")
+    args = built(tmp_path, monkeypatch, {"torch_compile_mode": "reduce-overhead"}, device="cuda")[0]
+    assert args.torch_compile_mode == "reduce-overhead"
 
 
 @pytest.mark.parametrize("field", sorted(EXPERIMENT_FIELDS))

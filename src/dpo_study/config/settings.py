@@ -110,6 +110,7 @@ class TrainingSettings(Settings):
     gradient_checkpointing: bool | None
     precompute_ref_logps: bool | None
     use_liger_kernel: bool
+    torch_compile_mode: str | None
     checkpoint_steps: int
     stop_grad_norm: float
     # Not a field of ``training``: the tokens a pair (prompt and answer) is cut to in training, which

@@ -78,6 +78,9 @@ def dpo_config(experiment: ExperimentParams, training: TrainingSettings, output_
     if training.use_liger_kernel and not on_gpu:
         raise ValueError("training.use_liger_kernel: Liger's kernels are Triton kernels and need a CUDA GPU; "
                          "this training job runs on the CPU (set it to false)")
+    if training.torch_compile_mode == "reduce-overhead" and not on_gpu:
+        raise ValueError("training.torch_compile_mode: reduce-overhead captures CUDA graphs and needs a CUDA GPU; "
+                         "this training job runs on the CPU (use default, or null)")
     return DPOConfig(
         output_dir=output_dir,
         num_train_epochs=experiment.num_epoch,
@@ -96,6 +99,8 @@ def dpo_config(experiment: ExperimentParams, training: TrainingSettings, output_
         loss_weights=None if training.loss_weights is None else list(training.loss_weights),
         gradient_checkpointing=training.gradient_checkpointing and on_gpu,
         use_liger_kernel=training.use_liger_kernel,
+        torch_compile=training.torch_compile_mode is not None,
+        torch_compile_mode=training.torch_compile_mode,
         **precision_flags(precision if on_gpu else "fp32"),
         use_cpu=not on_gpu,
         logging_steps=1,
@@ -253,6 +258,8 @@ def train_adapter(
         evaluation = trainer.evaluate()
     with atomic.atomic_path(adapter) as temp:
         trainer.model.save_pretrained(temp, safe_serialization=True)
+    if training.torch_compile_mode is not None:
+        torch._dynamo.reset()  # its graphs and guards hold this job's adapter; a resident worker's next job compiles its own
 
     table = pd.DataFrame(steps.rows)
     table = table.reindex(columns=[c for c in STEP_COLUMNS if c in table.columns]
