@@ -205,3 +205,19 @@ def test_killed_training_resumes_from_its_last_checkpoint_and_ends_where_an_unin
     assert resumed.keys() == uninterrupted.keys()
     for name in resumed:
         torch.testing.assert_close(resumed[name], uninterrupted[name])
+
+
+def test_a_compiled_training_job_writes_its_adapter_and_keeps_no_compiled_code(tmp_path, tiny_model, pairs_file):
+    """training.torch_compile_mode: the step is compiled, and the job clears the compiler's caches after it
+    (they hold the job's adapter; a resident worker's next job compiles its own)."""
+    from torch._dynamo import convert_frame
+    from torch._dynamo.utils import counters
+
+    graphs = counters["stats"]["unique_graphs"]
+    paths = run_paths(tmp_path / "run", pairs_file)
+    train_adapter(manifest=str(tiny_model), experiment=EXPERIMENT.replace(num_epoch=1),
+                  training=training_settings(torch_compile_mode="default"),
+                  model_settings=MODEL_SETTINGS, **paths)
+    assert counters["stats"]["unique_graphs"] > graphs  # compiled
+    assert not convert_frame.input_codes.seen  # and nothing of it kept
+    assert json.loads(open(paths["summary"]).read())["steps"] == EXPERIMENT.data_size and os.path.isdir(paths["adapter"])
