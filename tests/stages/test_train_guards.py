@@ -207,17 +207,30 @@ def test_killed_training_resumes_from_its_last_checkpoint_and_ends_where_an_unin
         torch.testing.assert_close(resumed[name], uninterrupted[name])
 
 
-def test_a_compiled_training_job_writes_its_adapter_and_keeps_no_compiled_code(tmp_path, tiny_model, pairs_file):
+def test_a_compiled_training_job_writes_its_adapter_and_keeps_no_compiled_code(tmp_path, tiny_model, monkeypatch):
     """training.torch_compile_mode: the step is compiled, and the job clears the compiler's caches after it
     (they hold the job's adapter; a resident worker's next job compiles its own)."""
     from torch._dynamo import convert_frame
     from torch._dynamo.utils import counters
 
+    from dpo_study.stages import train
+
+    def eager_backend(*args, **kwargs):  # dynamo's capture without inductor's code generation (45 s cold here)
+        config = real_dpo_config(*args, **kwargs)
+        config.torch_compile_backend = "eager"
+        return config
+
+    real_dpo_config = train.dpo_config
+    monkeypatch.setattr(train, "dpo_config", eager_backend)
+
     graphs = counters["stats"]["unique_graphs"]
-    paths = run_paths(tmp_path / "run", pairs_file)
-    train_adapter(manifest=str(tiny_model), experiment=EXPERIMENT.replace(num_epoch=1),
+    experiment = EXPERIMENT.replace(num_epoch=1, data_size=2)  # two steps: each compilation costs seconds
+    pairs = tmp_path / "pairs.jsonl"
+    write_jsonl(build_pairs(load_rows(REPO / "data/train.json", "train"), experiment.data_size, 0.5), pairs)
+    paths = run_paths(tmp_path / "run", pairs)
+    train_adapter(manifest=str(tiny_model), experiment=experiment,
                   training=training_settings(torch_compile_mode="default"),
                   model_settings=MODEL_SETTINGS, **paths)
     assert counters["stats"]["unique_graphs"] > graphs  # compiled
     assert not convert_frame.input_codes.seen  # and nothing of it kept
-    assert json.loads(open(paths["summary"]).read())["steps"] == EXPERIMENT.data_size and os.path.isdir(paths["adapter"])
+    assert json.loads(open(paths["summary"]).read())["steps"] == experiment.data_size and os.path.isdir(paths["adapter"])
