@@ -35,6 +35,8 @@ with the worker warm (headline ``nochange_s``, ``add_one_s``, ``warm_study_s``);
 under cProfile (``DPO_STUDY_PROFILE_JOBS``) and adds ``profile``: per stage, its jobs' profiled
 seconds and the functions that took most of them (cumulative), to say where a job's time goes
 besides the GPU's; the step's own timings then include the profiler's cost.
+Before the first way, ``prepared``: the installed libraries' bytecode compiled and, on a GPU, CUDA's
+first use, so that the ways compared side by side start alike (``prepare_machine``).
 ``--merge A.json B.json`` joins results of several calls into one file with the headline keys.
 A default run cut by ``--time-limit`` (a device call's ten minutes) is completed by an estimate
 (``estimate_unfinished_default``), flagged ``default_study_is_estimate``.
@@ -50,6 +52,7 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 import time
 from pathlib import Path
 
@@ -112,6 +115,28 @@ def host_cpu() -> str:
     except (OSError, StopIteration):
         model = "unknown CPU"
     return f"{model}, {os.cpu_count()} logical CPUs"
+
+
+def prepare_machine(cores: int, on_gpu: bool) -> dict:
+    """Before the first timed way, what only the first would otherwise pay: the installed libraries'
+    bytecode (an install made with pip's ``--no-compile``, as on the device, leaves it to the first
+    import: 20 s more for the first of two ways on 2026-12-05) and, on a GPU, the machine's first CUDA
+    use (a bf16 matmul and its backward, in a process of its own so that this one holds no GPU memory)."""
+    folders = {sysconfig.get_paths()[key] for key in ("purelib", "platlib")}
+    folders |= {entry for entry in os.environ.get("PYTHONPATH", "").split(os.pathsep) if entry}
+    folders = sorted(folder for folder in folders if Path(folder).is_dir())
+    start = time.perf_counter()
+    # A library's file that does not compile (test data, another Python's syntax) is not imported either.
+    subprocess.run([sys.executable, "-m", "compileall", "-q", "-j", str(cores), *folders],
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    prepared = {"bytecode_folders": folders, "bytecode_s": round(time.perf_counter() - start, 1)}
+    if on_gpu:
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "import torch; x = torch.randn(4096, 4096, device='cuda', "
+                        "dtype=torch.bfloat16, requires_grad=True); (x @ x).sum().backward(); "
+                        "torch.cuda.synchronize()"], check=True)
+        prepared["cuda_warmup_s"] = round(time.perf_counter() - start, 1)
+    return prepared
 
 
 class GpuSampler:
@@ -564,6 +589,7 @@ def main() -> None:
     from random_model import stand_in_encoder
 
     args.encoder = stand_in_encoder(args.work / "encoder")
+    report["prepared"] = prepare_machine(args.cores, on_gpu)
     report["relevance_encoder"] = ("random weights of all-MiniLM-L6-v2's shape (bench/random_model.py --encoder)"
                                    if args.encoder else "the bundled all-MiniLM-L6-v2")
     for way in args.ways.split(","):

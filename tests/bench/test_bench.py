@@ -93,6 +93,7 @@ def test_study_benchmark_runs_a_tiny_study_with_and_without_the_worker_then_the_
     results = json.loads(out.read_text())
     worker, default = results["ways"]["worker"], results["ways"]["default"]
     assert results["host_cpu"].endswith(f"{os.cpu_count()} logical CPUs")  # machines differ by their hosts
+    assert results["prepared"]["bytecode_folders"] and results["prepared"]["bytecode_s"] >= 0  # before the first way
     assert worker["exit"] == default["exit"] == 0
     assert len(worker["workers"]) == 1 and not default["workers"]  # every GPU job in one worker, or none
     assert results["tables_equal_worker_default"] is True
