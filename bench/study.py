@@ -120,9 +120,9 @@ def host_cpu() -> str:
 def prepare_machine(cores: int, on_gpu: bool) -> dict:
     """Before the first timed way, what only the first would otherwise pay: the installed libraries'
     bytecode (an install made with pip's ``--no-compile``, as on the device, leaves it to the first
-    import: on 2026-12-05 the first of two ways' first training job took 52.9 s against the second's 30.9 s)
-    and, on a GPU, the machine's first CUDA
-    use (a bf16 matmul and its backward, in a process of its own so that this one holds no GPU memory)."""
+    import: on 2026-12-05 the first of two ways' first training job took 52.9 s against the second's
+    30.9 s) and, on a GPU, the machine's first CUDA use (a bf16 matmul and its backward, in a process of
+    its own so that this one holds no GPU memory)."""
     folders = {sysconfig.get_paths()[key] for key in ("purelib", "platlib")}
     folders |= {entry for entry in os.environ.get("PYTHONPATH", "").split(os.pathsep) if entry}
     folders = sorted(folder for folder in folders if Path(folder).is_dir())
