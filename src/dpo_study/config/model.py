@@ -47,9 +47,14 @@ def require_safetensors(folder: str | Path, what: str) -> None:
 
 
 def safetensors_names(file: str | Path) -> list[str]:
-    """The tensor names of a safetensors file, from its header (8 bytes of length, then JSON), after
-    checking that the file holds every byte the header promises: an empty or cut file is named here
-    instead of failing inside a job."""
+    """The tensor names of a safetensors file (``safetensors_header``)."""
+    return list(safetensors_header(file))
+
+
+def safetensors_header(file: str | Path) -> dict[str, dict]:
+    """Each tensor's entry (dtype, shape, offsets) of a safetensors file, from its header (8 bytes of
+    length, then JSON), after checking that the file holds every byte the header promises: an empty or
+    cut file is named here instead of failing inside a job."""
     file = Path(file)
     size = file.stat().st_size
     problem = None
@@ -72,7 +77,7 @@ def safetensors_names(file: str | Path) -> list[str]:
                         problem = f"cut short: {size} bytes of the {8 + length + max(ends)} its header lists"
     if problem:
         raise ConfigError(f"{file}: not a complete safetensors file ({problem}); replace the file")
-    return [k for k in header if k != "__metadata__"]
+    return {k: v for k, v in header.items() if k != "__metadata__"}
 
 
 def module_names(folder: str | Path) -> set[str]:

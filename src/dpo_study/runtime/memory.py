@@ -3,19 +3,20 @@
 The model's shape is read from its config and safetensors headers; the estimate is meant as an
 upper bound of the peak: the weights, the activations a micro-batch keeps for its backward pass,
 and its logits. The budget keeps 10% of the card and 3 GiB free besides (one H100 measurement,
-BENCHMARKS.md: 25.8 GiB estimated, 26.4 GiB allocated at most over a worker's jobs). (On a GPU the reference pass scores one micro-batch at a time, without keeping activations:
-less than a training step.)
+BENCHMARKS.md: 25.8 GiB estimated, 26.4 GiB allocated at most over a worker's jobs). The reference
+pass needs less: on a GPU it scores one micro-batch at a time and keeps no activations.
 """
 
 from __future__ import annotations
 
 import json
-import struct
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from dpo_study.config.model import safetensors_header
 from dpo_study.runtime import gpus
 
 # Memory kept free on the GPU: CUDA context, allocator fragmentation, the optimizer's LoRA states.
@@ -69,15 +70,8 @@ def _safetensors_params(path: Path) -> tuple[int, int]:
     """(all parameters, embedding + LM-head parameters) from the safetensors headers, without loading."""
     total = embedding = 0
     for file in sorted(path.glob("*.safetensors")):
-        with open(file, "rb") as handle:
-            (length,) = struct.unpack("<Q", handle.read(8))
-            header = json.loads(handle.read(length))
-        for name, info in header.items():
-            if name == "__metadata__":
-                continue
-            count = 1
-            for dim in info["shape"]:
-                count *= dim
+        for name, info in safetensors_header(file).items():
+            count = math.prod(info["shape"])
             total += count
             if "embed_tokens" in name or "lm_head" in name:
                 embedding += count

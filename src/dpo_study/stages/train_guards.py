@@ -63,8 +63,8 @@ class NumericalGuard(TrainerCallback):
 class NoFinalCheckpoint(TrainerCallback):
     """The Trainer also saves a checkpoint after the last step, whenever it saves by steps: the
     adapter, the optimizer's state and the RNG states, only for the job to write the adapter again
-    and remove the folder (about half a training job of an 8B model's worker time on the H100).
-    A job killed after its last step resumes from the last periodic checkpoint instead."""
+    and remove the folder (little time unprofiled on the H100: BENCHMARKS.md). A job killed after
+    its last step resumes from the last periodic checkpoint instead."""
 
     def on_step_end(self, args, state, control, **kwargs):
         if state.global_step >= state.max_steps:
